@@ -1,0 +1,58 @@
+"""Shared fixtures: a tiny MNIST-format dataset and tiny trained runs, made once per session."""
+from __future__ import annotations
+
+import gzip
+import pickle
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import auto_encoder  # noqa: E402
+
+TINY_SIZES = {"train": 60, "valid": 20, "test": 20}
+
+
+def tiny_splits(seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Deterministic byte/256 images with a bright blob whose place depends on the label."""
+    rng = np.random.default_rng(seed)
+    splits = []
+    for n in TINY_SIZES.values():
+        labels = rng.integers(0, 10, n)
+        images = rng.integers(0, 64, (n, 28, 28))
+        for image, label in zip(images, labels):
+            row, col = 4 + 2 * (label // 3), 4 + 5 * (label % 3)
+            image[row:row + 8, col:col + 8] = 255
+        splits.append(((images.reshape(n, 784) / 256).astype(np.float32), labels.astype(np.int64)))
+    return splits
+
+
+def write_mnist_pickle(path: Path, splits: list) -> Path:
+    with gzip.open(path, "wb") as f:
+        pickle.dump(tuple(splits), f, protocol=2)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_mnist(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 60/20/20-image mnist.pkl.gz in the deeplearning.net format."""
+    return write_mnist_pickle(tmp_path_factory.mktemp("data") / "mnist.pkl.gz", tiny_splits())
+
+
+def train(output_dir: Path, data: Path, *extra: str) -> int:
+    """Run the trainer in-process on tiny settings; returns its exit code."""
+    argv = ["--data", str(data), "--output-dir", str(output_dir), "--batch-size", "20",
+            "--precision", "fp32", "--device", "cpu", *extra]
+    return auto_encoder.main(argv)
+
+
+@pytest.fixture(scope="session")
+def trained_output(tmp_path_factory: pytest.TempPathFactory, tiny_mnist: Path) -> Path:
+    """An output folder holding both default models after 2 tiny epochs each."""
+    out = tmp_path_factory.mktemp("output")
+    assert train(out, tiny_mnist, "--model", "both", "--epochs", "2") == 0
+    return out
