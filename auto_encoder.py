@@ -52,14 +52,24 @@ class Interrupted(Exception):
 
 
 class StopFlag:
-    """Records SIGINT/SIGTERM so the loop can stop after the current step and save."""
+    """Records SIGINT/SIGTERM so the loop can stop after the current step and save.
+
+    Used as a context manager: the previous handlers come back on exit.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self) -> None:
         self.signum: int | None = None
+        self.previous: dict = {}
 
-    def install(self) -> None:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, self._handle)
+    def __enter__(self) -> "StopFlag":
+        self.previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
 
     def _handle(self, signum: int, frame: object) -> None:
         if self.signum is None:
@@ -358,13 +368,13 @@ def main(argv: list[str] | None = None) -> int:
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
         data = data_tensors(load_mnist(args.data, log=tqdm.write), args.limit, device)
-        stop.install()
-        for spec in specs:
-            run = Run(args, spec, data, device, precision, stop)
-            print(f"{spec.name} model: {count_parameters(run.model):,} parameters, recipe {args.recipe}, "
-                  f"{args.epochs} epochs, batch {args.batch_size}, {precision} on {device}")
-            test_mse = run.train()
-            print(f"{spec.name}: MSE on test data: {test_mse:.6g} (outputs in {args.output_dir}/)")
+        with stop:
+            for spec in specs:
+                run = Run(args, spec, data, device, precision, stop)
+                print(f"{spec.name} model: {count_parameters(run.model):,} parameters, recipe {args.recipe}, "
+                      f"{args.epochs} epochs, batch {args.batch_size}, {precision} on {device}")
+                test_mse = run.train()
+                print(f"{spec.name}: MSE on test data: {test_mse:.6g} (outputs in {args.output_dir}/)")
     except KeyboardInterrupt:
         print("\nInterrupted before training started; nothing was written.", file=sys.stderr)
         return 130
