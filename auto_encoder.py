@@ -38,7 +38,7 @@ TRACED_DIGITS = 2000            # test digits whose codes are stored after every
 TRACED_MAX_UNITS = 3            # store them only for codes small enough to plot
 EVAL_BATCH = 5000
 # Settings a resumed run must share with its checkpoint (the learning rate may change).
-RESUME_KEYS = ("model", "recipe", "epochs", "batch_size", "seed", "limit")
+RESUME_KEYS = ("model", "recipe", "epochs", "batch_size", "weight_decay", "seed", "limit")
 
 
 class TrainingDiverged(UserError):
@@ -90,8 +90,23 @@ def positive_float(text: str) -> float:
     return value
 
 
+def non_negative_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, not {text}")
+    return value
+
+
+def seed_value(text: str) -> int:
+    value = int(text)
+    if not 0 <= value < 2 ** 64:  # the range torch.manual_seed accepts for every generator
+        raise argparse.ArgumentTypeError(f"must be an integer from 0 to 2**64-1, not {text}")
+    return value
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="auto_encoder.py", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="both",
                    help="3D, 4x4, both (default), any ND or KxK code, or a comma-separated list")
     p.add_argument("--recipe", choices=list(RECIPE_DEFAULTS), default="modern",
@@ -100,8 +115,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=positive_int, help="default: 500")
     p.add_argument("--lr", type=positive_float, help="(peak) learning rate; default: 2e-3 modern, "
                    "1.0 original; may change on --resume")
-    p.add_argument("--weight-decay", type=float, help="AdamW weight decay (default 0.01; modern only)")
-    p.add_argument("--seed", type=int, default=0, help="seed for the init and shuffling (default 0)")
+    p.add_argument("--weight-decay", type=non_negative_float,
+                   help="AdamW weight decay (default 0.01; modern only)")
+    p.add_argument("--seed", type=seed_value, default=0, help="seed for the init and shuffling (default 0)")
     p.add_argument("--limit", type=positive_int, help="train on the first N training images only")
     p.add_argument("--output-dir", type=Path, default=Path("output"), help="default: output/")
     p.add_argument("--resume", action="store_true",
@@ -196,6 +212,8 @@ class Run:
         self.generator = torch.Generator().manual_seed(args.seed)
         self.history = History()
         self.partial: dict | None = None   # a saved part-epoch: permutation, step, loss sum
+        self.checkpointed = False           # whether this run saved or resumed a checkpoint
+        self.checkpointed = False           # whether this run saved or resumed a checkpoint
         traced = TRACED_DIGITS if spec.units <= TRACED_MAX_UNITS and not spec.is_image else 0
         self.traced_x = data["test"][:traced]
         self.code_trace: list[torch.Tensor] = []
@@ -209,14 +227,20 @@ class Run:
                 "partial": self.partial, "code_trace": self.code_trace}
 
     def save_checkpoint(self) -> None:
+        """Write the checkpoint, unless the weights diverged: then the last good one stays."""
+        if not all(torch.isfinite(p).all() for p in self.model.parameters()):
+            raise self.diverged("the weights became infinite or NaN")
         torch_save_atomic(self.state(), self.paths.checkpoint)
+        self.checkpointed = True
 
-    def restore(self, state: dict) -> None:
-        mismatched = [f"{k} {state['config'].get(k)} (now {self.config[k]})"
-                      for k in RESUME_KEYS if state["config"].get(k) != self.config[k]]
+    def check_settings(self, saved: dict) -> None:
+        mismatched = [f"{k} {saved.get(k)} (now {self.config[k]})"
+                      for k in RESUME_KEYS if saved.get(k) != self.config[k]]
         if mismatched:
             raise UserError(f"{self.paths.checkpoint} was made with other settings: "
                             f"{', '.join(mismatched)}; rerun with those settings or without --resume")
+
+    def restore(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler:
@@ -234,11 +258,25 @@ class Run:
             return False
         try:
             state = torch.load(self.paths.checkpoint, map_location=self.device, weights_only=True)
+            saved = dict(state["config"])
         except Exception as e:
             raise UserError(f"{self.paths.checkpoint} cannot be read ({str(e).splitlines()[0]}); "
                             "delete it to start over") from None
-        self.restore(state)
+        self.check_settings(saved)
+        try:
+            self.restore(state)
+        except Exception as e:  # loads, but is not a whole checkpoint of this model
+            raise UserError(f"{self.paths.checkpoint} is damaged or from another tool "
+                            f"({str(e).splitlines()[0]}); delete it to start over") from None
+        self.checkpointed = True
         return True
+
+    def diverged(self, what: str) -> TrainingDiverged:
+        epoch = len(self.history.training_loss) + 1
+        kept = (f"The last good checkpoint is kept in {self.paths.checkpoint}" if self.checkpointed
+                else "No checkpoint was saved yet")
+        return TrainingDiverged(f"{self.spec.name}: {what} at epoch {epoch}; training stopped. "
+                                f"{kept}: lower --lr and rerun with --resume.")
 
     # -- training ----------------------------------------------------------
     def train_step(self, x: torch.Tensor) -> torch.Tensor:
@@ -285,12 +323,9 @@ class Run:
         valid_loss = reconstruction_mse(self.model, self.data["valid"], self.precision)
         self.trace_codes()
         self.model.train()
-        epoch = len(self.history.training_loss) + 1
         if not (math.isfinite(train_loss) and math.isfinite(valid_loss)):
-            raise TrainingDiverged(
-                f"{self.spec.name}: the loss became {train_loss} at epoch {epoch}; training stopped. "
-                f"The last good checkpoint is kept in {self.paths.checkpoint}: "
-                "lower --lr and rerun with --resume.")
+            raise self.diverged(f"the loss became {train_loss:g} (validation {valid_loss:g})")
+        epoch = len(self.history.training_loss) + 1
         self.history.training_loss.append(train_loss)
         self.history.validation_loss.append(valid_loss)
         self.history.epoch_time.append(self.partial["elapsed"])

@@ -7,17 +7,21 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import gzip
 import hashlib
 import io
+import math
 import os
 import pickle
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -45,24 +49,57 @@ class DataError(UserError):
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success it replaces `path` in one step.
 
-    A crash, a full disk or an exception leaves the previous file untouched and no
-    temporary file behind.
+    A full disk or an exception leaves the previous file untouched, no temporary file
+    behind, and an OSError that names `path`. A writer killed outright (kill -9) leaves
+    its temporary, named after its host and process; the next write of `path` removes it.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; give it a normal file's mode
+    _remove_orphaned_temporaries(path)
+    tmp = None
     try:
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.{_writer_tag()}.", suffix=".tmp",
+                                    dir=path.parent)
+        os.close(fd)
+        tmp = Path(name)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; give it a normal file's mode
         yield tmp
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:  # name the file being written, not its temporary
+        raise OSError(e.errno, e.strerror or str(e), str(path)) from None
     finally:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+
+
+def _writer_tag() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def _remove_orphaned_temporaries(path: Path) -> None:
+    """Delete temporaries of `path` whose writer (a process on this host) no longer runs."""
+    prefix, host = f".{path.name}.", socket.gethostname()
+    for tmp in path.parent.glob(f"{glob.escape(prefix)}*.tmp"):
+        tag = tmp.name[len(prefix):].rpartition(".")[0].rpartition(".")[0]
+        tag_host, _, pid = tag.rpartition("-")
+        if tag_host == host and pid.isdigit() and not _process_exists(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def _process_exists(pid: int) -> bool:
+    if os.name != "posix":  # os.kill(pid, 0) would end the process on Windows
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists but belongs to another user
+        return True
+    return True
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
@@ -89,7 +126,8 @@ _PLAIN_BUILTINS = {"dict", "list", "tuple", "set", "frozenset", "int", "float", 
 _NUMPY_GLOBALS = {("numpy", "dtype"), ("numpy", "ndarray"),
                   ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
                   ("numpy.core.multiarray", "_reconstruct"),
-                  ("numpy._core.multiarray", "_reconstruct")}
+                  ("numpy._core.multiarray", "_reconstruct"),
+                  ("_codecs", "encode")}  # how protocol-2 pickles made by Python 3 store bytes
 
 
 class SafeUnpickler(pickle.Unpickler):
@@ -110,16 +148,17 @@ def read_safe_pickle(path: str | os.PathLike) -> Any:
     """Load a (gzip) pickle, Python 2 or 3, with `SafeUnpickler`. Raises UserError."""
     path = Path(path)
     try:
-        with open(path, "rb") as f:
-            raw = f.read()
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise UserError(f"{path} does not exist") from None
+    except OSError as e:
+        raise UserError(f"{path} cannot be read ({e.strerror or e})") from None
+    try:
         if raw[:2] == b"\x1f\x8b":
             raw = gzip.decompress(raw)
         return SafeUnpickler(io.BytesIO(raw), encoding="latin1").load()
-    except FileNotFoundError:
-        raise UserError(f"{path} does not exist") from None
-    except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError,
-            AttributeError, IndexError, KeyError) as e:
-        raise UserError(f"{path} is not a readable pickle ({e}); "
+    except Exception as e:  # damaged bytes fail in many ways: zlib, EOF, overflow, memory, ...
+        raise UserError(f"{path} is not a readable pickle ({e or type(e).__name__}); "
                         "it may be truncated or from another tool") from None
 
 
@@ -180,10 +219,14 @@ class Mnist:
 def _check_split(name: str, x: Any, y: Any, where: str) -> tuple[np.ndarray, np.ndarray]:
     if not isinstance(x, np.ndarray) or not isinstance(y, np.ndarray):
         raise DataError(f"{where}: {name} split is not a pair of arrays")
+    if x.dtype.kind not in "fiu":
+        raise DataError(f"{where}: {name} images are of type {x.dtype}, not numbers")
     if x.ndim != 2 or x.shape[1] != 784:
         raise DataError(f"{where}: {name} images have shape {x.shape}, expected (N, 784)")
     if y.shape != (len(x),):
         raise DataError(f"{where}: {name} has {len(x)} images but labels of shape {y.shape}")
+    if len(x) == 0:
+        raise DataError(f"{where}: {name} split has no images")
     x = x.astype(np.float32, copy=False)
     if not np.isfinite(x).all() or x.min(initial=0) < 0 or x.max(initial=0) > 1:
         raise DataError(f"{where}: {name} pixel values lie outside 0..1")
@@ -196,9 +239,9 @@ def _from_bytes(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
                 test_y: np.ndarray, where: str) -> Mnist:
     """Scale byte images like the pickle (byte/256); the last sixth of train is validation."""
     for name, x in (("training", train_x), ("test", test_x)):
-        if x.ndim not in (2, 3) or x[0].size != 784:
+        if x.ndim not in (2, 3) or math.prod(x.shape[1:]) != 784:
             raise DataError(f"{where}: {name} images have shape {x.shape}, expected (N, 28, 28)")
-        if np.issubdtype(x.dtype, np.floating) and not np.array_equal(x, np.round(x)) or \
+        if x.dtype.kind not in "fiu" or not np.array_equal(x, np.round(x)) or \
                 x.min(initial=0) < 0 or x.max(initial=0) > 255:
             raise DataError(f"{where}: {name} pixel values are not bytes 0..255")
     train_x, test_x = (x.reshape(len(x), 784).astype(np.float32) / 256 for x in (train_x, test_x))
@@ -231,7 +274,7 @@ def read_idx(path: Path) -> np.ndarray:
     try:
         with opener(path, "rb") as f:
             raw = f.read()
-    except (OSError, EOFError) as e:
+    except (OSError, EOFError, zlib.error) as e:
         raise DataError(f"{path}: cannot read ({e})") from None
     if len(raw) < 4 or raw[:2] != b"\0\0" or raw[2] != 0x08 or raw[3] not in (1, 3):
         raise DataError(f"{path}: not an IDX file of bytes (wrong magic number)")
@@ -240,7 +283,7 @@ def read_idx(path: Path) -> np.ndarray:
     if ndim == 3 and dims[1:] != (28, 28):
         raise DataError(f"{path}: images are {dims[1:]}, expected 28x28")
     body = raw[4 + 4 * ndim:]
-    if len(body) != int(np.prod(dims)):
+    if len(body) != math.prod(dims):
         raise DataError(f"{path}: size does not match its header {dims} (truncated?)")
     return np.frombuffer(body, dtype=np.uint8).reshape(dims)
 
@@ -275,7 +318,7 @@ def read_npz(path: Path) -> Mnist:
             if missing:
                 raise DataError(f"{path}: missing key(s) {', '.join(missing)}")
             arrays = [npz[k] for k in ("x_train", "y_train", "x_test", "y_test")]
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
         raise DataError(f"{path}: not a readable .npz ({e})") from None
     return _from_bytes(*arrays, where=str(path))
 
@@ -307,8 +350,8 @@ def pip_download(requirement: str, dest: Path) -> None:
 
 def torchvision_download(dest: Path) -> None:
     """Fetch the four IDX files with torchvision (its mirrors and MD5 checks) into `dest`."""
-    from torchvision.datasets import MNIST
     try:
+        from torchvision.datasets import MNIST
         MNIST(str(dest), download=True)
     except Exception as e:  # torchvision raises RuntimeError, URLError and more
         raise DataError(f"torchvision download failed: {str(e).strip().splitlines()[-1]}") from None
@@ -453,7 +496,9 @@ class AutoEncoder(nn.Module):
     Encoder: conv 32@5x5 (valid), ReLU, dense 1000-500-250-125 ReLU, then the code
     (linear for `ND`, sigmoid for `KxK`). Decoder: dense 125-250-500-1000-2000 ReLU,
     dense 784 sigmoid. The `original` recipe has no biases and Glorot-uniform weights
-    (Lasagne's defaults); `modern` has biases and PyTorch's default init.
+    (Lasagne's defaults). `modern` adds zero-initialised biases and He-uniform weights
+    for the layers that feed a ReLU, so the code carries signal from the first step
+    (with PyTorch's default init the signal shrinks about sixfold per layer).
     """
 
     def __init__(self, code: str | CodeSpec = "3D", recipe: str = "modern"):
@@ -468,9 +513,14 @@ class AutoEncoder(nn.Module):
         self.code = nn.Linear(ENCODER_WIDTHS[-1], self.spec.units, bias=bias)
         self.decoder = _dense_stack([self.spec.units, *DECODER_WIDTHS], bias)
         self.output = nn.Linear(DECODER_WIDTHS[-1], 784, bias=bias)
-        if recipe == "original":
-            for layer in self.lasagne_layers():
+        for layer in self.lasagne_layers():
+            feeds_relu = layer not in (self.code, self.output)
+            if recipe == "modern" and feeds_relu:
+                nn.init.kaiming_uniform_(layer.weight, nonlinearity="relu")
+            else:
                 nn.init.xavier_uniform_(layer.weight)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
 
     def lasagne_layers(self) -> list[nn.Module]:
         """The weighted layers in the original's order: conv, then each dense layer."""
@@ -624,3 +674,280 @@ def load_model(path: str | os.PathLike, device: torch.device | str = "cpu",
     if expect_code is not None and model.spec.name != expect_code:
         raise UserError(f"{path} holds the {model.spec.name} model, not {expect_code}")
     return model.to(device).eval()
+
+
+# ---------------------------------------------------------------------------
+# Figures and code-quality analysis
+# ---------------------------------------------------------------------------
+# Shared by plot_training.py, plot_3D.py and plot_4x4.py. Matplotlib is imported on first
+# use, on the Agg backend, so training never pays for it and no display is needed.
+
+import argparse  # noqa: E402  (this block's own imports)
+import json  # noqa: E402
+
+FIGURE_FORMATS = ("jpg", "eps", "png", "pdf", "svg")
+FIGURE_DPI = 100
+DIGIT_CMAP = "gray_r"   # dark ink on white; every image is drawn on the fixed range 0..1
+SHOWN_DIGITS = 10       # the first test digits shown in the input/output rows
+KNN_NEIGHBOURS = 5
+KNN_TRAIN = 10000       # training codes the k-NN classifier is fitted on, by default
+EVAL_CHUNK = 1000
+
+
+def pyplot() -> Any:
+    """matplotlib.pyplot on the Agg backend, imported on first use."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def parse_formats(text: str) -> list[str]:
+    formats = [f.strip().lower().lstrip(".") for f in text.split(",") if f.strip()]
+    unknown = [f for f in formats if f not in FIGURE_FORMATS]
+    if unknown or not formats:
+        raise argparse.ArgumentTypeError(f"use a comma-separated list of {', '.join(FIGURE_FORMATS)}")
+    return list(dict.fromkeys(formats))
+
+
+def figure_parser(description: str) -> argparse.ArgumentParser:
+    """The options every plot script takes."""
+    p = argparse.ArgumentParser(description=description,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--output-dir", type=Path, default=Path("output"),
+                   help="folder with the training outputs; figures are written there too (default: output/)")
+    p.add_argument("--data", help="MNIST file or folder (pickle, IDX files or .npz); "
+                   "default: $MNIST_DATA, the data/ cache, then download")
+    p.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: best available)")
+    p.add_argument("--format", type=parse_formats, default=["jpg", "eps"],
+                   help=f"figure formats, comma-separated, from {', '.join(FIGURE_FORMATS)} (default: jpg,eps)")
+    return p
+
+
+def run_script(body: Callable[[argparse.Namespace], None], args: argparse.Namespace) -> int:
+    """Run a plot script; a UserError or a failed write becomes one line on stderr."""
+    try:
+        body(args)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except OSError as e:
+        print(f"error: cannot write {e.filename or 'a figure'} ({e.strerror or e})", file=sys.stderr)
+        return 1
+    return 0
+
+
+def train_command(model: str, output_dir: str | os.PathLike) -> str:
+    """The training command that writes `model`'s files into `output_dir`."""
+    command = "python auto_encoder.py" + ("" if model == "both" else f" --model {model}")
+    return command + ("" if Path(output_dir) == Path("output") else f" --output-dir {output_dir}")
+
+
+def require_outputs(files: list[Path], model: str, output_dir: str | os.PathLike) -> None:
+    missing = [f for f in files if not f.is_file()]
+    if missing:
+        raise UserError(f"{missing[0]} is missing: run `{train_command(model, output_dir)}` first")
+
+
+@dataclass
+class Stage:
+    """One model evaluated on the test set: `number` 1 is before training, 2 after."""
+
+    number: int
+    model: AutoEncoder
+    when: str
+    codes: torch.Tensor   # (N, units) test codes
+    test_mse: float
+
+
+@dataclass
+class TrainedRun:
+    """A trained model's outputs, loaded, and the test data on the same device."""
+
+    spec: CodeSpec
+    paths: OutputPaths
+    info: dict
+    stages: list[Stage]
+    test_x: torch.Tensor
+    test_y: np.ndarray
+
+
+def encode_all(model: AutoEncoder, x: torch.Tensor) -> torch.Tensor:
+    """Codes of images (N, 784) as (N, units) float32; image codes are flattened."""
+    return map_batches(model.encode, x, EVAL_CHUNK).flatten(1).float()
+
+
+def decode_all(model: AutoEncoder, codes: torch.Tensor) -> torch.Tensor:
+    """Images (N, 784) decoded from codes (N, units)."""
+    return map_batches(model.decode, codes, EVAL_CHUNK).flatten(1)
+
+
+def mean_squared_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a.double() - b.double()) ** 2).mean().item()
+
+
+def load_trained_run(args: argparse.Namespace, spec: CodeSpec, needs_codes: bool = False) -> TrainedRun:
+    """Load the weights before and after training, the info and MNIST, for a plot script.
+
+    The training outputs are checked first, so a missing run is reported before any data
+    is read. Each stage's test codes and test MSE are computed once here.
+    """
+    paths = OutputPaths.of(args.output_dir, spec.name)
+    needed = [paths.info, paths.init, paths.weights] + ([paths.codes] if needs_codes else [])
+    require_outputs(needed, spec.name, args.output_dir)
+    device = pick_device(args.device)
+    info = load_info(paths.info)
+    models = [load_model(p, device, spec.name) for p in (paths.init, paths.weights)]
+    mnist = load_mnist(args.data)
+    test_x = torch.from_numpy(mnist.test_x).to(device)
+    stages = []
+    for number, model, when in zip((1, 2), models,
+                                   ("before training", f"after {len(info['training loss'])} epochs")):
+        codes = encode_all(model, test_x)
+        stages.append(Stage(number, model, when, codes,
+                            mean_squared_error(decode_all(model, codes), test_x)))
+    return TrainedRun(spec, paths, info, stages, test_x, mnist.test_y)
+
+
+def digit_colors() -> list:
+    """Ten distinguishable colours, one per digit, the same in every figure."""
+    import matplotlib
+    return list(matplotlib.colormaps["tab10"].colors)
+
+
+def digit_legend(fig: Any, **kwargs: Any) -> Any:
+    """One legend of the ten digit colours for the whole figure."""
+    from matplotlib.lines import Line2D
+    handles = [Line2D([], [], marker="o", linestyle="", color=c, markersize=7, label=str(d))
+               for d, c in enumerate(digit_colors())]
+    return fig.legend(handles=handles, title="digit", **kwargs)
+
+
+def save_figure(fig: Any, output_dir: str | os.PathLike, name: str, formats: list[str]) -> None:
+    """Write `fig` as output_dir/name.FORMAT for each format (each atomically), then close it."""
+    try:
+        for fmt in formats:
+            with atomic_path(Path(output_dir) / f"{name}.{fmt}") as tmp:
+                extra = {"pil_kwargs": {"quality": 92}} if fmt == "jpg" else {}
+                fig.savefig(tmp, format=fmt, dpi=FIGURE_DPI, facecolor="white", **extra)
+    finally:
+        pyplot().close(fig)
+
+
+def image_row(images: np.ndarray, title: str, captions: list[str] | None = None) -> Any:
+    """One row of grayscale images (N, H, W) on the fixed range 0..1."""
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(images), figsize=(1.2 * len(images), 1.9 if captions else 1.7),
+                             layout="constrained", squeeze=False)
+    for i, (ax, image) in enumerate(zip(axes[0], images)):
+        ax.imshow(image, cmap=DIGIT_CMAP, vmin=0, vmax=1, interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for spine in ax.spines.values():
+            spine.set_color("0.8")
+        if captions:
+            ax.set_title(captions[i], fontsize=10)
+    fig.suptitle(title)
+    return fig
+
+
+def save_digit_rows(run: TrainedRun, output_dir: Path, formats: list[str]) -> None:
+    """M_in (the first test digits) and M_out_1 / M_out_2 (their reconstructions before/after)."""
+    x = run.test_x[:SHOWN_DIGITS]
+    name = run.spec.name
+    captions = [f"digit {d}" for d in run.test_y[:SHOWN_DIGITS]]
+    save_figure(image_row(x.reshape(-1, 28, 28).cpu().numpy(), f"Input: the first {len(x)} test digits",
+                          captions), output_dir, f"{name}_in", formats)
+    for stage in run.stages:
+        images = decode_all(stage.model, stage.codes[:SHOWN_DIGITS]).reshape(-1, 28, 28).cpu().numpy()
+        title = f"{name} model output, {stage.when} (test MSE {stage.test_mse:.4f})"
+        save_figure(image_row(images, title), output_dir, f"{name}_out_{stage.number}", formats)
+
+
+def mosaic(images: np.ndarray, pad: int = 2) -> np.ndarray:
+    """Images (rows, cols, H, W) -> one sheet with `pad` blank pixels between them."""
+    rows, cols, h, w = images.shape
+    padded = np.pad(images, ((0, 0), (0, 0), (0, pad), (0, pad)))
+    sheet = padded.transpose(0, 2, 1, 3).reshape(rows * (h + pad), cols * (w + pad))
+    return sheet[:-pad or None, :-pad or None]
+
+
+class PCA:
+    """Principal components of training images, largest variance first.
+
+    The covariance is summed in float32 and decomposed in float64 (torch.linalg.eigh); the
+    components form a complete orthonormal basis of pixel space.
+    """
+
+    def __init__(self, x: torch.Tensor):
+        x = x.float().cpu()
+        self.mean = x.mean(0)
+        centred = x - self.mean
+        _, vectors = torch.linalg.eigh((centred.T @ centred).double())
+        self.components = vectors.flip(1).float()   # (pixels, pixels), one component a column
+
+    def encode(self, x: torch.Tensor, k: int) -> torch.Tensor:
+        return (x.float().cpu() - self.mean) @ self.components[:, :k]
+
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        return codes @ self.components[:, :codes.shape[1]].T + self.mean
+
+    def mse_by_components(self, x: torch.Tensor) -> np.ndarray:
+        """Entry k: the mean squared error of `x` rebuilt from its first k components.
+
+        The basis is orthonormal, so the error of k components is the energy of `x` along
+        the components it leaves out.
+        """
+        energy = (((x.float().cpu() - self.mean) @ self.components).double() ** 2).sum(0)
+        left_out = energy.flip(0).cumsum(0).flip(0)
+        return torch.cat([left_out, torch.zeros(1, dtype=torch.float64)]).numpy() / x.numel()
+
+
+def knn_accuracy(train_codes: torch.Tensor, train_labels: torch.Tensor, test_codes: torch.Tensor,
+                 test_labels: torch.Tensor, k: int = KNN_NEIGHBOURS) -> float:
+    """Fraction of test codes whose k nearest training codes (Euclidean) vote for their label.
+
+    A tied vote goes to the tied class with the nearest neighbour. Distances are computed
+    with torch.cdist in chunks of test codes, so memory stays bounded.
+    """
+    k = min(k, len(train_codes))
+    classes = int(max(train_labels.max(), test_labels.max())) + 1
+    weights = 1 + 0.5 ** torch.arange(1, k + 1, dtype=torch.float64)   # the bonuses sum below 1
+    chunk = max(1, 2 ** 24 // max(1, len(train_codes)))
+    correct = 0
+    for codes, labels in zip(test_codes.split(chunk), test_labels.split(chunk)):
+        nearest = torch.cdist(codes.float(), train_codes.float()).topk(k, largest=False).indices
+        votes = torch.zeros(len(codes), classes, dtype=torch.float64)
+        votes.scatter_add_(1, train_labels[nearest].cpu(), weights.expand(len(codes), k))
+        correct += (votes.argmax(1) == labels.cpu()).sum().item()
+    return correct / len(test_codes)
+
+
+def code_quality(model: AutoEncoder, mnist: Mnist, pca: PCA, device: torch.device,
+                 knn_train: int = KNN_TRAIN) -> dict:
+    """Test MSE and k-NN digit accuracy of a model's code, each next to PCA with as many components."""
+    units = model.spec.units
+    train_x = torch.from_numpy(mnist.train_x[:knn_train]).to(device)
+    test_x = torch.from_numpy(mnist.test_x).to(device)
+    train_y, test_y = torch.from_numpy(mnist.train_y[:knn_train]), torch.from_numpy(mnist.test_y)
+    test_codes = encode_all(model, test_x)
+    pca_test = pca.encode(test_x, units)
+    return {"model": model.spec.name, "units": units,
+            "test_mse": mean_squared_error(decode_all(model, test_codes), test_x),
+            "pca_test_mse": mean_squared_error(pca.decode(pca_test), test_x.cpu()),
+            "knn_accuracy": knn_accuracy(encode_all(model, train_x).cpu(), train_y,
+                                         test_codes.cpu(), test_y),
+            "pca_knn_accuracy": knn_accuracy(pca.encode(train_x, units), train_y, pca_test, test_y)}
+
+
+def write_table(output_dir: Path, name: str, note: str, rows: list[dict],
+                columns: list[tuple[str, str, str]]) -> None:
+    """Write rows as name.txt (a note and a Markdown table) and name.json (the note and rows).
+
+    `columns` holds (key, header, format spec) for each column of the text table.
+    """
+    lines = ["| " + " | ".join(header for _, header, _ in columns) + " |",
+             "|" + "|".join("---:" if spec else ":---" for _, _, spec in columns) + "|"]
+    lines += ["| " + " | ".join(format(row[key], spec) for key, _, spec in columns) + " |" for row in rows]
+    write_text_atomic(output_dir / f"{name}.txt", note + "\n\n" + "\n".join(lines) + "\n")
+    write_text_atomic(output_dir / f"{name}.json", json.dumps({"note": note, "rows": rows}, indent=2) + "\n")

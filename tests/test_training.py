@@ -1,0 +1,117 @@
+"""Training: the output contract, determinism, resuming, signals, divergence and bad options."""
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+import torch
+
+import auto_encoder
+from conftest import TINY_SIZES, train
+from helpers import OutputPaths, load_info, load_model
+
+
+def test_every_contract_file_is_written_for_both_models(trained_output):
+    for model in ("3D", "4x4"):
+        paths = OutputPaths.of(trained_output, model)
+        for path in (paths.log, paths.info, paths.init, paths.weights, paths.checkpoint):
+            assert path.stat().st_size > 0, path
+    assert not list(trained_output.glob(".*.tmp"))
+
+
+def test_the_info_pickle_keeps_the_original_keys_and_adds_the_test_mse(trained_output):
+    info = load_info(OutputPaths.of(trained_output, "3D").info)
+    assert len(info["training loss"]) == len(info["validation loss"]) == len(info["epoch time"]) == 2
+    assert 0 < info["test mse"] < 1
+    assert info["config"]["model"] == "3D" and info["config"]["recipe"] == "modern"
+
+
+def test_the_log_has_the_original_layout(trained_output):
+    log = OutputPaths.of(trained_output, "4x4").log.read_text().splitlines()
+    assert log[0].startswith("Started: ")
+    assert any(line.split()[:1] == ["Epoch"] and line.split()[1:] == ["TL", "VL", "Time"] for line in log)
+    assert [line.split()[0] for line in log if line[:1].isdigit() and len(line.split()) == 4] == ["1", "2"]
+    assert log[-2].startswith("MSE on test data: ") and "Recipe: modern" in "\n".join(log)
+
+
+def test_weights_before_and_after_load_safely_and_differ(trained_output):
+    paths = OutputPaths.of(trained_output, "3D")
+    before, after = load_model(paths.init, expect_code="3D"), load_model(paths.weights, expect_code="3D")
+    assert not torch.equal(before.code.weight, after.code.weight)
+    assert set(torch.load(paths.weights, weights_only=True)) == {"code", "recipe", "state_dict"}
+
+
+def test_codes_of_small_vector_codes_are_traced_every_epoch(trained_output):
+    codes = torch.load(OutputPaths.of(trained_output, "3D").codes, weights_only=True)
+    assert codes.shape == (3, TINY_SIZES["test"], 3)  # init + 2 epochs
+    assert not OutputPaths.of(trained_output, "4x4").codes.exists()
+
+
+def test_the_same_seed_gives_the_same_numbers(tmp_path, tiny_mnist, trained_output):
+    assert train(tmp_path, tiny_mnist, "--model", "3D", "--epochs", "2") == 0
+    again, first = (load_info(OutputPaths.of(d, "3D").info) for d in (tmp_path, trained_output))
+    assert again["training loss"] == first["training loss"]
+    assert again["test mse"] == first["test mse"]
+
+
+def sigterm_at_step(monkeypatch, step: int) -> None:
+    """Make the trainer receive SIGTERM during its `step`-th training step."""
+    original_step, calls = auto_encoder.Run.train_step, []
+
+    def train_step(run, x):
+        calls.append(1)
+        if len(calls) == step:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original_step(run, x)
+    monkeypatch.setattr(auto_encoder.Run, "train_step", train_step)
+
+
+def test_sigterm_saves_a_checkpoint_and_says_how_to_resume(tmp_path, tiny_mnist, monkeypatch, capsys):
+    sigterm_at_step(monkeypatch, 5)  # epoch 2, step 2 of 3
+    assert train(tmp_path, tiny_mnist, "--model", "3D", "--epochs", "2") == 128 + signal.SIGTERM
+    assert "--resume" in capsys.readouterr().err
+    state = torch.load(OutputPaths.of(tmp_path, "3D").checkpoint, weights_only=True)
+    assert state["epoch"] == 1 and state["partial"]["step"] == 2
+    assert not OutputPaths.of(tmp_path, "3D").weights.exists()
+
+
+def test_an_interrupted_and_resumed_run_ends_exactly_like_an_uninterrupted_one(
+        tmp_path, tiny_mnist, monkeypatch, trained_output):
+    sigterm_at_step(monkeypatch, 5)
+    assert train(tmp_path, tiny_mnist, "--model", "3D", "--epochs", "2") == 128 + signal.SIGTERM
+    monkeypatch.undo()
+    assert train(tmp_path, tiny_mnist, "--model", "3D", "--epochs", "2", "--resume") == 0
+    resumed, straight = (OutputPaths.of(d, "3D") for d in (tmp_path, trained_output))
+    assert load_info(resumed.info)["training loss"] == load_info(straight.info)["training loss"]
+    assert load_info(resumed.info)["validation loss"] == load_info(straight.info)["validation loss"]
+    for name, tensor in load_model(resumed.weights).state_dict().items():
+        assert torch.equal(tensor, load_model(straight.weights).state_dict()[name]), name
+
+
+def test_a_diverging_loss_stops_training_with_a_clear_message(tmp_path, tiny_mnist, capsys):
+    code = train(tmp_path, tiny_mnist, "--model", "3D", "--epochs", "2", "--recipe", "original",
+                 "--lr", "1e30")
+    err = capsys.readouterr().err
+    assert code == 3 and "lower --lr and rerun with --resume" in err and "Traceback" not in err
+    assert not OutputPaths.of(tmp_path, "3D").weights.exists()
+
+
+@pytest.mark.parametrize("option", [["--epochs", "0"], ["--batch-size", "-5"], ["--limit", "0"],
+                                    ["--lr", "nan"], ["--recipe", "fancy"], ["--precision", "fp8"]])
+def test_invalid_option_values_are_one_line_errors(option, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        auto_encoder.parse_args(option)
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("auto_encoder.py: error:")
+
+
+def test_an_unknown_model_is_a_one_line_error(tmp_path, tiny_mnist, capsys):
+    assert train(tmp_path, tiny_mnist, "--model", "4x5") == 2
+    assert capsys.readouterr().err.startswith("error: unknown model '4x5'")
+
+
+def test_prepare_data_checks_the_data_and_exits(tiny_mnist, capsys, tmp_path):
+    assert auto_encoder.main(["--prepare-data", "--data", str(tiny_mnist), "--output-dir", str(tmp_path)]) == 0
+    assert "MNIST ready" in capsys.readouterr().out
+    assert list(tmp_path.iterdir()) == []
