@@ -1,0 +1,217 @@
+"""The cluster job scripts in jobs/, run by bash with a fake scheduler environment.
+
+A stub `python` on PATH records how the job calls the trainer, so no scheduler, GPU or
+training is needed.
+"""
+from __future__ import annotations
+
+import re
+import signal
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers import parse_code
+
+ROOT = Path(__file__).resolve().parents[1]
+JOBS = ROOT / "jobs"
+SIZES = (JOBS / "sizes.txt").read_text().splitlines()
+# script -> (working-directory variable, array-index variable or None)
+SCRIPTS = {"auto_encoder.pbs": ("PBS_O_WORKDIR", None),
+           "auto_encoder.slurm": ("SLURM_SUBMIT_DIR", None),
+           "sweep.pbs": ("PBS_O_WORKDIR", "PBS_ARRAY_INDEX"),
+           "sweep.slurm": ("SLURM_SUBMIT_DIR", "SLURM_ARRAY_TASK_ID")}
+ARRAYS = [name for name, (_, index) in SCRIPTS.items() if index]
+SINGLES = [name for name, (_, index) in SCRIPTS.items() if not index]
+ARRAY_RANGE = {"sweep.pbs": r"^#PBS -J 0-(\d+)$", "sweep.slurm": r"^#SBATCH --array=0-(\d+)$"}
+# Stub interpreters: each answers the job's `python -c 'print(sys.executable)'` with its path.
+ANSWER_EXECUTABLE = 'if [ "$1" = -c ]; then echo "$0"; exit 0; fi\n'
+STUB = '#!/bin/sh\n' + ANSWER_EXECUTABLE + 'printf "%s\\n" "$@" > "$STUB_LOG"\n'
+# A trainer that, like auto_encoder.py, saves and exits 143 on SIGTERM.
+TRAINER_ON_SIGTERM = '#!/bin/sh\n' + ANSWER_EXECUTABLE + """\
+trap 'echo checkpoint saved > "$STUB_LOG"; exit 143' TERM
+echo training > "$STUB_LOG.started"
+for tick in $(seq 200); do sleep 0.05; done
+"""
+# A wrapper that runs the interpreter as its child, as pyenv's shims do.
+SHIM = '#!/bin/sh\n{python} "$@"\n'
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A repository root with jobs/, a prepared MNIST cache and a stub python on PATH."""
+    root = tmp_path / "repo"
+    shutil.copytree(JOBS, root / "jobs")
+    (root / "data").mkdir()
+    (root / "data" / "mnist.pkl.gz").touch()
+    write_script(tmp_path / "bin" / "python", STUB)
+    return root
+
+
+def write_script(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    path.chmod(0o755)
+    return path
+
+
+def run_job(repo: Path, script: str, index: int | None = None, **env: str) -> subprocess.Popen:
+    """Run a job script as the scheduler would: from $HOME, the submit folder in the environment."""
+    workdir_var, index_var = SCRIPTS[script]
+    home = repo.parent / "home"
+    home.mkdir(exist_ok=True)
+    full_env = {"PATH": f"{repo.parent / 'bin'}:/usr/bin:/bin", "HOME": str(home),
+                "STUB_LOG": str(repo.parent / "python.log"), workdir_var: str(repo), **env}
+    if index is not None:
+        full_env[index_var] = str(index)
+    (repo.parent / "python.log").unlink(missing_ok=True)
+    return subprocess.Popen(["bash", str(repo / "jobs" / script)], cwd=home, env=full_env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def trainer_call(repo: Path, script: str, index: int | None = None, **env: str) -> list[str]:
+    """The trainer's argv as the job ran it (after checking the job succeeded)."""
+    job = run_job(repo, script, index, **env)
+    _, stderr = job.communicate(timeout=30)
+    assert job.returncode == 0, stderr
+    return (repo.parent / "python.log").read_text().splitlines()
+
+
+def failure(repo: Path, script: str, index: int | None = None, **env: str) -> str:
+    """The job's error output, after checking it failed without starting the trainer."""
+    job = run_job(repo, script, index, **env)
+    _, stderr = job.communicate(timeout=30)
+    assert job.returncode != 0
+    assert not (repo.parent / "python.log").exists()
+    return stderr
+
+
+@pytest.mark.parametrize("script", [*SCRIPTS, "setup.sh"])
+def test_job_scripts_are_valid_bash(script: str) -> None:
+    result = subprocess.run(["bash", "-n", str(JOBS / script)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_every_listed_size_is_a_distinct_code_the_trainer_accepts() -> None:
+    names = [parse_code(line).name for line in SIZES]
+    assert len(set(names)) == len(names) == len(SIZES) > 0
+
+
+@pytest.mark.parametrize("script", ARRAYS)
+def test_array_range_has_one_task_per_listed_size(script: str) -> None:
+    text = (JOBS / script).read_text()
+    last = re.search(ARRAY_RANGE[script], text, re.MULTILINE)
+    assert last, f"{script} has no 0-N array range"
+    assert int(last.group(1)) + 1 == len(SIZES)
+
+
+@pytest.mark.parametrize("script", ARRAYS)
+def test_each_array_task_trains_its_size_resumably_into_the_shared_sweep_folder(
+        repo: Path, script: str) -> None:
+    for index, size in enumerate(SIZES):
+        assert trainer_call(repo, script, index) == [
+            "auto_encoder.py", "--model", size, "--resume", "--output-dir", "output/sweep"]
+
+
+@pytest.mark.parametrize("script", SINGLES)
+def test_single_gpu_job_resumes_the_default_training_into_output(repo: Path, script: str) -> None:
+    assert trainer_call(repo, script) == ["auto_encoder.py", "--resume", "--output-dir", "output"]
+
+
+@pytest.mark.parametrize("script", SINGLES)
+def test_output_dir_and_train_args_reach_the_trainer(repo: Path, script: str) -> None:
+    argv = trainer_call(repo, script, OUTPUT_DIR="output/run2", TRAIN_ARGS="--recipe original --epochs 9")
+    assert argv == ["auto_encoder.py", "--resume", "--output-dir", "output/run2",
+                    "--recipe", "original", "--epochs", "9"]
+
+
+@pytest.mark.parametrize("script", ARRAYS)
+def test_sweep_dir_and_train_args_reach_the_trainer(repo: Path, script: str) -> None:
+    argv = trainer_call(repo, script, 1, SWEEP_DIR="/scratch/sweep", TRAIN_ARGS="--epochs 20")
+    assert argv == ["auto_encoder.py", "--model", SIZES[1], "--resume",
+                    "--output-dir", "/scratch/sweep", "--epochs", "20"]
+
+
+@pytest.mark.parametrize("script", ARRAYS)
+def test_array_index_past_the_size_list_fails_with_the_range_to_use(repo: Path, script: str) -> None:
+    assert f"submit the array as 0-{len(SIZES) - 1}" in failure(repo, script, len(SIZES))
+
+
+@pytest.mark.parametrize("script", ARRAYS)
+def test_sweep_script_run_without_an_array_says_so(repo: Path, script: str) -> None:
+    assert "array job" in failure(repo, script)
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_job_fails_early_when_mnist_was_not_prepared(repo: Path, script: str) -> None:
+    shutil.rmtree(repo / "data")
+    index = 0 if SCRIPTS[script][1] else None
+    assert "python auto_encoder.py --prepare-data" in failure(repo, script, index)
+
+
+@pytest.mark.parametrize("cached", ["MNIST/raw/train-images-idx3-ubyte.gz", "train-images-idx3-ubyte"])
+def test_torchvision_idx_files_count_as_prepared_data(repo: Path, cached: str) -> None:
+    (repo / "data" / "mnist.pkl.gz").unlink()
+    (repo / "data" / cached).parent.mkdir(parents=True, exist_ok=True)
+    (repo / "data" / cached).touch()
+    assert trainer_call(repo, "sweep.slurm", 0)
+
+
+def test_mnist_data_variable_stands_in_for_the_cache(repo: Path) -> None:
+    shutil.rmtree(repo / "data")
+    assert trainer_call(repo, "auto_encoder.pbs", MNIST_DATA="/data/mnist.pkl.gz")
+
+
+def test_job_submitted_outside_the_repository_root_says_where_to_submit(repo: Path) -> None:
+    assert "repository root" in failure(repo, "auto_encoder.slurm", SLURM_SUBMIT_DIR=str(repo.parent))
+
+
+@pytest.mark.parametrize("script", ["auto_encoder.pbs", "sweep.slurm"])
+def test_modules_load_cuda_by_default_and_modules_variable_overrides(repo: Path, script: str) -> None:
+    log = repo.parent / "module.log"
+    module = {"BASH_FUNC_module%%": f'() {{ echo "$*" >> {log}; }}'}
+    index = 0 if SCRIPTS[script][1] else None
+    trainer_call(repo, script, index, **module)
+    trainer_call(repo, script, index, MODULES="cuda/12.4 gcc", **module)
+    trainer_call(repo, script, index, MODULES="", **module)
+    assert log.read_text().splitlines() == ["load cuda", "load cuda/12.4 gcc"]
+
+
+def test_venv_variable_activates_the_python_environment(repo: Path) -> None:
+    venv = repo.parent / "venv"
+    (venv / "bin").mkdir(parents=True)
+    shutil.move(repo.parent / "bin" / "python", venv / "bin" / "python")
+    (venv / "bin" / "activate").write_text(f'PATH="{venv / "bin"}:$PATH"\n')
+    assert trainer_call(repo, "sweep.pbs", 0, VENV=str(venv))[:3] == ["auto_encoder.py", "--model", SIZES[0]]
+
+
+@pytest.mark.parametrize("script", ["auto_encoder.slurm", "sweep.slurm"])
+def test_slurm_jobs_are_requeued_and_warned_with_sigterm_before_the_time_limit(script: str) -> None:
+    directives = re.findall(r"^#SBATCH (\S+)", (JOBS / script).read_text(), re.MULTILINE)
+    assert "--requeue" in directives and "--open-mode=append" in directives
+    assert any(re.fullmatch(r"--signal=B:TERM@\d+", d) for d in directives)
+
+
+@pytest.mark.parametrize("script", ["auto_encoder.pbs", "sweep.pbs"])
+def test_pbs_jobs_are_rerunnable_on_one_gpu(script: str) -> None:
+    text = (JOBS / script).read_text()
+    assert re.search(r"^#PBS -r y$", text, re.MULTILINE)
+    assert re.search(r"^#PBS -l select=1:.*ngpus=1", text, re.MULTILINE)
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_sigterm_to_the_job_shell_reaches_the_trainer_even_behind_a_shim(repo: Path, script: str) -> None:
+    trainer = write_script(repo.parent / "real" / "python", TRAINER_ON_SIGTERM)
+    write_script(repo.parent / "bin" / "python", SHIM.format(python=trainer))
+    job = run_job(repo, script, 0 if SCRIPTS[script][1] else None)
+    started = repo.parent / "python.log.started"
+    deadline = time.monotonic() + 20
+    while not started.exists() and job.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    job.send_signal(signal.SIGTERM)  # what Slurm's --signal=B:TERM and PBS's kill do
+    job.communicate(timeout=15)
+    assert job.returncode == 143
+    assert (repo.parent / "python.log").read_text() == "checkpoint saved\n"
