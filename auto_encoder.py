@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import math
+import shlex
 import signal
 import sys
 import time
@@ -31,9 +32,9 @@ from helpers import (AutoEncoder, CodeSpec, Mnist, OutputPaths, UserError, autoc
 # Hyperparameters of each recipe; command-line options override them.
 RECIPE_DEFAULTS = {
     "original": dict(epochs=500, lr=1.0, batch_size=500, weight_decay=0.0),
-    "modern": dict(epochs=50, lr=2e-3, batch_size=500, weight_decay=0.01),
+    "modern": dict(epochs=40, lr=2e-3, batch_size=500, weight_decay=0.01),
 }
-ONE_CYCLE_WARMUP = 0.3          # fraction of the modern run spent raising the learning rate
+ONE_CYCLE_WARMUP = 0.15         # fraction of the modern run spent raising the learning rate
 TRACED_DIGITS = 2000            # test digits whose codes are stored after every epoch
 TRACED_MAX_UNITS = 3            # store them only for codes small enough to plot
 EVAL_BATCH = 5000
@@ -104,6 +105,10 @@ def seed_value(text: str) -> int:
     return value
 
 
+def _recipe_values(key: str) -> str:
+    return ", ".join(f"{defaults[key]:g} {recipe}" for recipe, defaults in RECIPE_DEFAULTS.items())
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="auto_encoder.py", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -111,17 +116,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="3D, 4x4, both (default), any ND or KxK code, or a comma-separated list")
     p.add_argument("--recipe", choices=list(RECIPE_DEFAULTS), default="modern",
                    help="modern (AdamW, one-cycle, biases, bf16; default) or original (2016 SGD)")
-    p.add_argument("--epochs", type=positive_int, help="default: 50 modern, 500 original")
-    p.add_argument("--batch-size", type=positive_int, help="default: 500")
-    p.add_argument("--lr", type=positive_float, help="(peak) learning rate; default: 2e-3 modern, "
-                   "1.0 original; may change on --resume")
+    p.add_argument("--epochs", type=positive_int, help=f"default: {_recipe_values('epochs')}")
+    p.add_argument("--batch-size", type=positive_int, help=f"default: {_recipe_values('batch_size')}")
+    p.add_argument("--lr", type=positive_float, help="(peak) learning rate, may change on --resume; "
+                   f"default: {_recipe_values('lr')}")
     p.add_argument("--weight-decay", type=non_negative_float,
-                   help="AdamW weight decay (default 0.01; modern only)")
+                   help=f"AdamW weight decay (modern only); default: {_recipe_values('weight_decay')}")
     p.add_argument("--seed", type=seed_value, default=0, help="seed for the init and shuffling (default 0)")
     p.add_argument("--limit", type=positive_int, help="train on the first N training images only")
     p.add_argument("--output-dir", type=Path, default=Path("output"), help="default: output/")
     p.add_argument("--resume", action="store_true",
-                   help="continue from each model's checkpoint (a finished model is skipped)")
+                   help="continue from each model's checkpoint (a finished model is only re-evaluated)")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                    help="auto: bf16 autocast where the hardware is fast at it, else fp32")
     p.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: best available)")
@@ -415,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Interrupted as e:
         print(f"\nStopped by {e}: checkpoint saved. Continue with the same command plus --resume:\n"
-              f"  python auto_encoder.py {' '.join(_resume_argv(argv))}", file=sys.stderr)
+              f"  python auto_encoder.py {shlex.join(_resume_argv(argv))}", file=sys.stderr)
         return 128 + e.signum
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
