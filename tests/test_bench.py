@@ -1,0 +1,106 @@
+"""The benchmark compares like with like, and writes its results whole."""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import ROOT, tiny_splits
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import bench_train  # noqa: E402
+from helpers import parse_code  # noqa: E402
+
+
+def tiny_batch() -> torch.Tensor:
+    return torch.from_numpy(tiny_splits()[0][0][:8])
+
+
+def one_step_each(device: torch.device) -> tuple[float, float, bench_train.TypicalPort, object]:
+    """One step of the typical port and one of the project's Run, same weights, same batch, fp32."""
+    x = tiny_batch().to(device)
+    spec = parse_code("3D")
+    run = bench_train.project_run(spec, {"train": x, "valid": x, "test": x}, device, "fp32")
+    port = bench_train.TypicalPort(spec, bench_train.as_uint8(x.cpu().numpy()), device)
+    port.model.load_state_dict(run.model.state_dict())
+    return port.step(x), run.train_step(x).item(), port, run
+
+
+def test_typical_port_dataset_yields_the_projects_pixels():
+    x = tiny_batch()
+    dataset = bench_train.UInt8Images(bench_train.as_uint8(x.numpy()))
+    assert all(torch.equal(dataset[i], x[i]) for i in range(len(x)))
+
+
+def test_typical_port_and_project_step_compute_the_same_loss_and_update():
+    port_loss, project_loss, port, run = one_step_each(torch.device("cpu"))
+    assert project_loss == pytest.approx(port_loss, rel=1e-6)
+    for a, b in zip(port.model.parameters(), run.model.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)  # default vs fused AdamW
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_typical_port_and_project_step_agree_on_cuda():
+    port_loss, project_loss, port, run = one_step_each(torch.device("cuda"))
+    assert project_loss == pytest.approx(port_loss, rel=1e-4)
+    for a, b in zip(port.model.parameters(), run.model.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def results_file(folder: Path) -> dict:
+    files = sorted(folder.iterdir())
+    assert [f.suffix for f in files] == [".json"], files  # one file, no temporary left behind
+    assert re.fullmatch(r"cpu-[a-z0-9-]+(-quick|-levers)?\.json", files[0].name)
+    return json.loads(files[0].read_text())
+
+
+TINY = ["--device", "cpu", "--steps", "1", "--repeats", "1", "--threads", "1"]
+
+
+def test_quick_run_writes_its_json_and_ends_with_the_speedup_line(tiny_mnist, tmp_path, capsys):
+    assert bench_train.main(["--quick", "--data", str(tiny_mnist), "--results-dir", str(tmp_path), *TINY]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    results = results_file(tmp_path)
+    assert re.fullmatch(r"speedup_vs_typical_port: \d+\.\d\d", last)
+    assert float(last.split()[-1]) == pytest.approx(results["speedup_vs_typical_port"], abs=0.005)
+    for trainer in ("typical_port", "project"):
+        assert {"seconds_per_epoch", "images_per_s", "repeat_seconds"} <= set(results["throughput"]["3D"][trainer])
+    assert results["device"] == "cpu" and results["threads"] == 1
+
+
+def test_full_run_reports_time_to_quality_and_scaling(tiny_mnist, tmp_path):
+    argv = ["--data", str(tiny_mnist), "--results-dir", str(tmp_path), "--models", "3D",
+            "--parts", "quality,scaling", "--time-limit", "0.001", "--batch-sizes", "16,32",
+            "--train-sizes", "30,60", *TINY]
+    assert bench_train.main(argv) == 0
+    results = results_file(tmp_path)
+    for recipe in ("modern", "original"):
+        run = results["quality"][recipe]["3D"]
+        assert run["epochs"] == 1 and run["target_mse"] == 0.0332  # stopped by the time limit
+        assert run["reached"] == (run["seconds"] is not None)
+    rows = results["scaling"]["rows"]
+    # batch sizes are measured on the whole training set (60 tiny images), then each size at batch 500
+    assert [(r["batch_size"], r["train_images"]) for r in rows] == [(16, 60), (32, 60), (500, 30), (500, 60)]
+    assert all(r["seconds_per_epoch"] > 0 and r["peak_rss_mb"] > 0 for r in rows)
+
+
+def test_bad_device_is_one_line_error(tiny_mnist, tmp_path, capsys):
+    assert bench_train.main(["--quick", "--device", "nonsense", "--results-dir", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.startswith("error: unknown device")
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown without CUDA")
+def test_gpu_check_without_cuda_exits_with_a_clear_message():
+    script = ROOT / "benchmarks" / "gpu_check.sh"
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    result = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "no CUDA device here" in result.stderr
