@@ -17,6 +17,10 @@ import auto_encoder  # noqa: E402
 TINY_SIZES = {"train": 60, "valid": 20, "test": 20}
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "cuda: needs a CUDA device (run by benchmarks/gpu_check.sh)")
+
+
 def tiny_splits(seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
     """Deterministic byte/256 images with a bright blob whose place depends on the label."""
     rng = np.random.default_rng(seed)
