@@ -218,7 +218,6 @@ class Run:
         self.history = History()
         self.partial: dict | None = None   # a saved part-epoch: permutation, step, loss sum
         self.checkpointed = False           # whether this run saved or resumed a checkpoint
-        self.checkpointed = False           # whether this run saved or resumed a checkpoint
         traced = TRACED_DIGITS if spec.units <= TRACED_MAX_UNITS and not spec.is_image else 0
         self.traced_x = data["test"][:traced]
         self.code_trace: list[torch.Tensor] = []
