@@ -792,7 +792,7 @@ def mean_squared_error(a: torch.Tensor, b: torch.Tensor) -> float:
     return ((a.double() - b.double()) ** 2).mean().item()
 
 
-def epochs(info: dict) -> str:
+def epochs_text(info: dict) -> str:
     """'1 epoch', '50 epochs': how long a run in `info` trained."""
     n = len(info["training loss"])
     return f"{n} epoch{'' if n == 1 else 's'}"
@@ -813,7 +813,7 @@ def load_trained_run(args: argparse.Namespace, spec: CodeSpec, needs_codes: bool
     mnist = load_mnist(args.data)
     test_x = torch.from_numpy(mnist.test_x).to(device)
     stages = []
-    for number, model, when in zip((1, 2), models, ("before training", f"after {epochs(info)}")):
+    for number, model, when in zip((1, 2), models, ("before training", f"after {epochs_text(info)}")):
         codes = encode_all(model, test_x)
         stages.append(Stage(number, model, when, codes,
                             mean_squared_error(decode_all(model, codes), test_x)))

@@ -1,0 +1,175 @@
+"""Figures of the 3D model: its inputs, outputs and code space, before and after training.
+
+    python plot_3D.py                          # reads output/auto_encoder_3D_*
+    python plot_3D.py --output-dir runs/a --format jpg,eps,png
+
+Writes into --output-dir: 3D_in (the first ten test digits), 3D_out_1 / 3D_out_2 (their
+reconstructions before / after training), 3D_code_1 / 3D_code_2 (the codes of the test set
+in 3-D), 3D_code_xy_1 / 3D_code_xy_2 (their three 2-D projections), 3D_manifold (digits
+decoded from a grid through the code space) and 3D_code_evolution.gif (the codes of 2,000
+test digits at every epoch). Any 3-unit vector code works, given with --model.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from helpers import (DIGIT_CMAP, Stage, TrainedRun, UserError, atomic_path, decode_all,
+                     digit_colors, digit_legend, figure_parser, load_trained_run, mosaic,
+                     parse_code, pyplot, run_script, save_digit_rows, save_figure)
+
+PROJECTIONS = ((0, 1), (1, 2), (0, 2))   # the original's: 1st & 2nd, 2nd & 3rd, 1st & 3rd units
+MANIFOLD_GRID = 13                        # digits along each side of a manifold slice
+MANIFOLD_SLICES = (10, 50, 90)            # percentiles of the 3rd unit the slices sit at
+GIF_FRAMES = 60                           # at most; long runs show evenly spaced epochs
+GIF_FPS = 5
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = figure_parser(__doc__)
+    p.add_argument("--model", default="3D", help="a vector code of 3 units (default: 3D)")
+    return p.parse_args(argv)
+
+
+def unit_label(i: int) -> str:
+    return f"code unit {i + 1}"
+
+
+def scatter_codes(ax: Any, codes: np.ndarray, labels: np.ndarray, dims: tuple[int, ...],
+                  size: float) -> Any:
+    """The codes' `dims` coordinates, coloured by digit; rasterized so EPS files stay small."""
+    colors = np.array(digit_colors())[labels]
+    depth = {"depthshade": False} if len(dims) == 3 else {}   # the same colours as the 2-D figures
+    points = ax.scatter(*codes[:, dims].T, c=colors, s=size, linewidths=0, rasterized=True, **depth)
+    setters = [ax.set_xlabel, ax.set_ylabel] + ([ax.set_zlabel] if len(dims) == 3 else [])
+    for i, set_label in zip(dims, setters):
+        set_label(unit_label(i))
+    return points
+
+
+def axes_3d(fig: Any, rect: tuple[float, ...] | None = None) -> Any:
+    """3-D axes (filling `rect` if given) with opaque panes: EPS has no transparency."""
+    ax = fig.add_axes(rect, projection="3d") if rect else fig.add_subplot(projection="3d")
+    for axis in (ax.xaxis, ax.yaxis, ax.zaxis):
+        axis.set_pane_color((0.95, 0.95, 0.95, 1))
+    return ax
+
+
+def plot_code_3d(codes: np.ndarray, labels: np.ndarray, title: str) -> Any:
+    fig = pyplot().figure(figsize=(8, 6.5), layout="constrained")
+    ax = axes_3d(fig)
+    scatter_codes(ax, codes, labels, (0, 1, 2), size=3)
+    ax.set_title(title)
+    digit_legend(fig, loc="outside right center")
+    return fig
+
+
+def plot_code_projections(codes: np.ndarray, labels: np.ndarray, title: str) -> Any:
+    fig, axes = pyplot().subplots(1, len(PROJECTIONS), figsize=(16, 5.4), layout="constrained")
+    for ax, dims in zip(axes, PROJECTIONS):
+        scatter_codes(ax, codes, labels, dims, size=3)
+        ax.set_title(f"units {dims[0] + 1} & {dims[1] + 1}")
+        ax.grid(True, color="0.9")
+    fig.suptitle(title)
+    digit_legend(fig, loc="outside right center")
+    return fig
+
+
+def save_code_figures(run: TrainedRun, stage: Stage, output_dir: Path, formats: list[str]) -> None:
+    """M_code_N (3-D scatter) and M_code_xy_N (its projections) for one stage."""
+    codes, name = stage.codes.cpu().numpy(), run.spec.name
+    title = (f"{name} code of the {len(codes):,} test digits, {stage.when} "
+             f"(test MSE {stage.test_mse:.4f})")
+    save_figure(plot_code_3d(codes, run.test_y, title), output_dir, f"{name}_code_{stage.number}", formats)
+    save_figure(plot_code_projections(codes, run.test_y, title), output_dir,
+                f"{name}_code_xy_{stage.number}", formats)
+
+
+def plot_manifold(stage: Stage) -> Any:
+    """Decode a grid over units 1 & 2 (the test codes' 1st to 99th percentile) at three values of unit 3."""
+    codes = stage.codes.cpu()
+    low, high = codes.quantile(0.01, dim=0), codes.quantile(0.99, dim=0)
+    steps = torch.linspace(0, 1, MANIFOLD_GRID)
+    xs, ys = low[0] + steps * (high[0] - low[0]), high[1] - steps * (high[1] - low[1])  # top row: high
+    fig, axes = pyplot().subplots(1, len(MANIFOLD_SLICES), figsize=(16, 6), layout="constrained")
+    for ax, percentile in zip(axes, MANIFOLD_SLICES):
+        z = codes[:, 2].quantile(percentile / 100)
+        grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
+        grid = torch.stack([grid_x, grid_y, torch.full_like(grid_x, z.item())], dim=-1)
+        images = decode_all(stage.model, grid.reshape(-1, 3).to(stage.codes.device))
+        sheet = mosaic(images.reshape(MANIFOLD_GRID, MANIFOLD_GRID, 28, 28).cpu().numpy())
+        ax.imshow(sheet, cmap=DIGIT_CMAP, vmin=0, vmax=1, interpolation="none",
+                  extent=(xs[0].item(), xs[-1].item(), ys[-1].item(), ys[0].item()))
+        ax.set_aspect("auto")
+        ax.set(xlabel=unit_label(0), ylabel=unit_label(1),
+               title=f"unit 3 = {z.item():.3g} (its {percentile}th percentile)")
+    fig.suptitle(f"What the decoder draws across the code space, {stage.when}: "
+                 f"a {MANIFOLD_GRID}x{MANIFOLD_GRID} grid over units 1 & 2 at three values of unit 3")
+    return fig
+
+
+def save_gif(animation: Any, path: Path, fps: int) -> None:
+    """Write an animation with Pillow, atomically (Pillow needs the .gif name to pick the format)."""
+    from matplotlib.animation import PillowWriter
+    with atomic_path(path) as tmp, tempfile.TemporaryDirectory(dir=path.parent) as scratch:
+        gif = Path(scratch) / path.name
+        animation.save(gif, writer=PillowWriter(fps=fps))
+        os.replace(gif, tmp)
+
+
+def save_code_evolution(run: TrainedRun, output_dir: Path) -> None:
+    """M_code_evolution.gif: the stored codes of the first test digits, epoch by epoch."""
+    from matplotlib.animation import FuncAnimation
+    trace = torch.load(run.paths.codes, map_location="cpu", weights_only=True)
+    if not (isinstance(trace, torch.Tensor) and trace.ndim == 3 and trace.shape[2] == 3):
+        raise UserError(f"{run.paths.codes} is not a trace of 3-unit codes (epochs+1, digits, 3)")
+    trace = trace.float().numpy()
+    labels = run.test_y[:trace.shape[1]]
+    frames = np.unique(np.linspace(0, len(trace) - 1, min(len(trace), GIF_FRAMES)).round().astype(int))
+    fig = pyplot().figure(figsize=(6.4, 5.6), dpi=80)
+    ax = axes_3d(fig, (0, 0.02, 0.84, 0.86))
+    points = scatter_codes(ax, trace[0], labels, (0, 1, 2), size=4)
+    digit_legend(fig, loc="center right")
+
+    def draw(epoch: int) -> None:
+        codes = trace[epoch]
+        points._offsets3d = tuple(codes.T)   # mplot3d's way to move a 3-D scatter's points
+        margin = 0.05 * (codes.max(0) - codes.min(0)) + 1e-6
+        for set_lim, low, high in zip((ax.set_xlim, ax.set_ylim, ax.set_zlim),
+                                      codes.min(0) - margin, codes.max(0) + margin):
+            set_lim(low, high)
+        ax.set_title(f"{run.spec.name} code of {len(codes):,} test digits\n"
+                     + ("before training" if epoch == 0 else f"after epoch {epoch} of {len(trace) - 1}"))
+
+    path = output_dir / f"{run.spec.name}_code_evolution.gif"
+    save_gif(FuncAnimation(fig, draw, frames=frames), path, GIF_FPS)
+    pyplot().close(fig)
+
+
+def plot(args: argparse.Namespace) -> None:
+    spec = parse_code(args.model)
+    if spec.is_image or spec.units != 3:
+        raise UserError(f"plot_3D.py draws 3-unit vector codes, not {spec.name}: use plot_4x4.py for "
+                        "image codes and plot_training.py for any model")
+    run = load_trained_run(args, spec, needs_codes=True)
+    save_digit_rows(run, args.output_dir, args.format)
+    for stage in run.stages:
+        save_code_figures(run, stage, args.output_dir, args.format)
+    save_figure(plot_manifold(run.stages[-1]), args.output_dir, f"{spec.name}_manifold", args.format)
+    save_code_evolution(run, args.output_dir)
+    print(f"{spec.name}: figures written to {args.output_dir}/ ({', '.join(args.format)} and gif)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_script(plot, parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,230 @@
+"""Loss curves of the trained models, the code-quality table, and the code-size sweep.
+
+    python plot_training.py                    # M_training for every model in output/, code_quality
+    python plot_training.py --info ../shared/seed/output/auto_encoder_3D_info.pkl.gz
+                                               # the 2016 curves, drawn under this run's 3D curves
+    python plot_training.py --sweep            # sweep: test MSE against code size, next to PCA
+
+M_training: validation (red) and training (green) loss per epoch. code_quality (.txt, .json):
+for each model with weights, its test MSE and k-NN digit accuracy (k=5) next to PCA with as
+many components. sweep (figure, .txt, .json): the test MSE of every trained model against its
+number of code units, vector and image codes as two series, PCA on the same split as a third.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from auto_encoder import positive_int
+from helpers import (KNN_NEIGHBOURS, KNN_TRAIN, PCA, CodeSpec, Mnist, OutputPaths, UserError,
+                     code_quality, epochs_text, figure_parser, load_info, load_mnist, load_model,
+                     parse_code, parse_models, pick_device, pyplot, require_outputs, run_script,
+                     save_figure, train_command, write_table)
+
+SWEEP_MODELS = "2D,3D,8D,16D,2x2,4x4"   # suggested in the message when no model is found
+LOSS_TOP = 0.1                          # the original's y range: 0 to 0.1
+ORIGINAL_STYLE = dict(linestyle="--", linewidth=1)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = figure_parser(__doc__)
+    p.add_argument("--model", help="models to draw, e.g. 3D or 3D,4x4 (default: every model in --output-dir)")
+    p.add_argument("--info", type=Path, action="append", default=[], metavar="PATH",
+                   help="another run's info pickle (the original's Python 2 ones too), drawn dashed "
+                        "under this run's curves of the same model; may be repeated")
+    p.add_argument("--sweep", action="store_true",
+                   help="draw test MSE against code size for every trained model instead")
+    p.add_argument("--knn-train", type=positive_int, default=KNN_TRAIN, metavar="N",
+                   help=f"fit the k-NN classifier on the codes of the first N training digits "
+                        f"(default {KNN_TRAIN})")
+    return p.parse_args(argv)
+
+
+def trained_models(output_dir: Path) -> list[CodeSpec]:
+    """Every model with an info pickle in `output_dir`: vector codes, then image codes, by size."""
+    specs = []
+    for path in output_dir.glob("auto_encoder_*_info.pkl.gz"):
+        name = path.name[len("auto_encoder_"):-len("_info.pkl.gz")]
+        try:
+            spec = parse_code(name)
+        except UserError:
+            continue
+        if spec.name == name:
+            specs.append(spec)
+    return sorted(specs, key=lambda s: (s.is_image, s.units))
+
+
+def model_of_info(path: Path) -> str:
+    """The model an info pickle belongs to, from its name (auto_encoder_M_info.pkl.gz)."""
+    match = re.fullmatch(r"auto_encoder_(.+)_info\.pkl(\.gz)?", path.name)
+    return match.group(1) if match else path.name.split(".")[0]
+
+
+def draw_losses(ax: Any, info: dict, suffix: str = "", **style: Any) -> None:
+    epochs = np.arange(1, len(info["training loss"]) + 1)
+    marker = "o" if len(epochs) <= 20 else None
+    ax.plot(epochs, info["validation loss"], color="red", marker=marker, label=f"validation{suffix}", **style)
+    ax.plot(epochs, info["training loss"], color="green", marker=marker, label=f"training{suffix}", **style)
+
+
+def describe(info: dict) -> str:
+    config = info.get("config", {})
+    parts = [epochs_text(info)]
+    if "recipe" in config:
+        parts.append(f"{config['recipe']} recipe")
+    if "test mse" in info:
+        parts.append(f"test MSE {info['test mse']:.4f}")
+    return ", ".join(parts)
+
+
+def plot_training(model: str, ours: dict | None, other: dict | None) -> Any:
+    """Validation (red) and training (green) loss per epoch; `other` dashed underneath."""
+    fig, ax = pyplot().subplots(figsize=(8, 5.5), layout="constrained")
+    lines = []
+    if other is not None:
+        source = "other run" if "config" in other else "2016 original"
+        draw_losses(ax, other, f" ({source})", **ORIGINAL_STYLE)
+        lines.append(f"dashed: {source} ({describe(other)})")
+    if ours is not None:
+        draw_losses(ax, ours)
+        lines.insert(0, f"this run: {describe(ours)}")
+    ax.set(xlabel="epoch", ylabel="loss (mean squared error per pixel)", ylim=(0, LOSS_TOP))
+    off_scale = sum(v > LOSS_TOP for info in (ours, other) if info is not None
+                    for key in ("training loss", "validation loss") for v in info[key])
+    if off_scale:
+        ax.text(0.99, 0.01, f"{off_scale} loss values above {LOSS_TOP} lie off the scale", ha="right",
+                va="bottom", transform=ax.transAxes, fontsize=9, color="0.4")
+    ax.set_xlim(left=0)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.grid(True, color="0.9")
+    ax.legend(framealpha=1)
+    ax.set_title(f"{model} model: loss per epoch\n" + "; ".join(lines), fontsize=11)
+    return fig
+
+
+def save_training_figures(args: argparse.Namespace, specs: list[CodeSpec]) -> None:
+    others = {model_of_info(path): path for path in args.info}
+    names = list(dict.fromkeys([s.name for s in specs] + list(others)))
+    for name in names:
+        ours_path = OutputPaths.of(args.output_dir, name).info
+        ours = load_info(ours_path) if ours_path.is_file() else None
+        other = load_info(others[name]) if name in others else None
+        fig = plot_training(name, ours, other)
+        save_figure(fig, args.output_dir, f"{name}_training", args.format)
+
+
+def info_of(output_dir: Path, spec: CodeSpec) -> dict:
+    return load_info(OutputPaths.of(output_dir, spec.name).info)
+
+
+def training_limits(infos: list[dict]) -> set:
+    """The --limit each run was trained with (None: the whole training split)."""
+    return {info.get("config", {}).get("limit") for info in infos}
+
+
+def fit_pca(mnist: Mnist, limits: set) -> tuple[PCA, int]:
+    """PCA fitted on the training images the models saw (all of them when the models differ)."""
+    limit = next(iter(limits)) if len(limits) == 1 else None
+    train_x = mnist.train_x[:limit]
+    return PCA(torch.from_numpy(train_x)), len(train_x)
+
+
+def save_code_quality(args: argparse.Namespace, specs: list[CodeSpec]) -> None:
+    with_weights = [s for s in specs if OutputPaths.of(args.output_dir, s.name).weights.is_file()]
+    if not with_weights:
+        print(f"code_quality: no weights in {args.output_dir}/, table not written")
+        return
+    device = pick_device(args.device)
+    mnist = load_mnist(args.data)
+    pca, n_pca = fit_pca(mnist, training_limits([info_of(args.output_dir, s) for s in with_weights]))
+    rows = [code_quality(load_model(OutputPaths.of(args.output_dir, s.name).weights, device, s.name),
+                         mnist, pca, device, args.knn_train) for s in with_weights]
+    n_knn = min(args.knn_train, len(mnist.train_x))
+    note = (f"Code quality on the {len(mnist.test_x):,} test digits. Test MSE: mean squared error per "
+            f"pixel of the reconstruction. k-NN: digit accuracy of a {KNN_NEIGHBOURS}-nearest-neighbour "
+            f"vote among the codes of the first {n_knn:,} training digits. PCA: the same with as many "
+            f"principal components as the code has units, fitted on {n_pca:,} training images.")
+    write_table(args.output_dir, "code_quality", note, rows,
+                [("model", "model", ""), ("units", "units", "d"),
+                 ("test_mse", "test MSE", ".4f"), ("pca_test_mse", "PCA test MSE", ".4f"),
+                 ("knn_accuracy", "k-NN accuracy", ".3f"), ("pca_knn_accuracy", "PCA k-NN accuracy", ".3f")])
+    print(f"code_quality: {len(rows)} model(s) written to {args.output_dir}/code_quality.txt and .json")
+
+
+def plot_sweep(rows: list[dict], pca_mse: np.ndarray, n_pca: int) -> Any:
+    fig, ax = pyplot().subplots(figsize=(8, 5.5), layout="constrained")
+    top = max(r["units"] for r in rows)
+    ks = np.arange(1, min(len(pca_mse) - 1, 2 * top) + 1)
+    ax.plot(ks, pca_mse[ks], color="0.4", label="PCA, as many components as code units")
+    for kind, marker, color in (("vector", "o", "tab:blue"), ("image", "s", "tab:orange")):
+        series = [r for r in rows if r["code"] == kind]
+        if series:
+            ax.plot([r["units"] for r in series], [r["test_mse"] for r in series], marker=marker,
+                    color=color, label=f"autoencoder, {kind} code ({'ND' if kind == 'vector' else 'KxK'})")
+            for r in series:
+                ax.annotate(r["model"], (r["units"], r["test_mse"]), textcoords="offset points",
+                            xytext=(5, 5), color=color)
+    from matplotlib.ticker import FormatStrFormatter
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.xaxis.set_major_formatter(FormatStrFormatter("%d"))
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%.3g"))
+    ax.yaxis.set_minor_formatter(FormatStrFormatter("%.3g"))
+    ax.set(xlabel="number of code units (PCA components)", ylabel="test MSE per pixel")
+    ax.set_title(f"Test reconstruction error against code size\n(PCA fitted on {n_pca:,} training images)",
+                 fontsize=11)
+    ax.grid(True, which="both", color="0.9")
+    ax.legend(framealpha=1)
+    return fig
+
+
+def sweep(args: argparse.Namespace) -> None:
+    infos = {spec: info_of(args.output_dir, spec) for spec in trained_models(args.output_dir)}
+    infos = {spec: info for spec, info in infos.items() if "test mse" in info}
+    if not infos:
+        raise UserError(f"no trained model in {args.output_dir}/: run "
+                        f"`{train_command(SWEEP_MODELS, args.output_dir)}` first")
+    mnist = load_mnist(args.data)
+    pca, n_pca = fit_pca(mnist, training_limits(list(infos.values())))
+    pca_mse = pca.mse_by_components(torch.from_numpy(mnist.test_x))
+    rows = [{"model": spec.name, "code": "image" if spec.is_image else "vector", "units": spec.units,
+             "epochs": len(info["training loss"]), "test_mse": float(info["test mse"]),
+             "pca_test_mse": float(pca_mse[spec.units])} for spec, info in infos.items()]
+    save_figure(plot_sweep(rows, pca_mse, n_pca), args.output_dir, "sweep", args.format)
+    note = (f"Test MSE per pixel on the {len(mnist.test_x):,} test digits against code size; PCA with "
+            f"as many components, fitted on {n_pca:,} training images.")
+    write_table(args.output_dir, "sweep", note, rows,
+                [("model", "model", ""), ("code", "code", ""), ("units", "units", "d"),
+                 ("epochs", "epochs", "d"), ("test_mse", "test MSE", ".4f"),
+                 ("pca_test_mse", "PCA test MSE", ".4f")])
+    print(f"sweep: {len(rows)} model(s) written to {args.output_dir}/sweep.*")
+
+
+def plot(args: argparse.Namespace) -> None:
+    if args.sweep:
+        return sweep(args)
+    if args.model:
+        specs = parse_models(args.model)
+        for spec in specs:
+            require_outputs([OutputPaths.of(args.output_dir, spec.name).info], spec.name, args.output_dir)
+    else:
+        specs = trained_models(args.output_dir)
+    if not specs and not args.info:
+        raise UserError(f"no trained model in {args.output_dir}/: run "
+                        f"`{train_command('both', args.output_dir)}` first")
+    save_training_figures(args, specs)
+    save_code_quality(args, specs)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_script(plot, parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,186 @@
+"""The plot scripts: every figure of the original and the new ones, from tiny trained runs."""
+from __future__ import annotations
+
+import gzip
+import json
+import pickle
+import shutil
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import helpers
+import plot_3D
+import plot_4x4
+import plot_training
+from conftest import ROOT, train
+
+SEED_OUTPUT = ROOT.parent / "shared" / "seed" / "output"
+FIGURES_3D = ["3D_in", "3D_out_1", "3D_out_2", "3D_code_1", "3D_code_2", "3D_code_xy_1",
+              "3D_code_xy_2", "3D_manifold"]
+FIGURES_4x4 = ["4x4_in", "4x4_code_1", "4x4_code_2", "4x4_out_1", "4x4_out_2", "4x4_interpolation"]
+
+
+def run(script, output_dir: Path, data: Path, *extra: str) -> int:
+    return script.main(["--output-dir", str(output_dir), "--data", str(data), "--device", "cpu", *extra])
+
+
+def assert_written(folder: Path, names: list[str], formats: tuple[str, ...] = ("jpg", "eps")) -> None:
+    for name in names:
+        for fmt in formats:
+            path = folder / f"{name}.{fmt}"
+            assert path.is_file() and path.stat().st_size > 0, f"{path.name} was not written"
+
+
+@pytest.fixture
+def outputs(tmp_path: Path, trained_output: Path) -> Path:
+    """A private folder holding links to the shared tiny run, so figures land apart from it."""
+    for path in trained_output.iterdir():
+        (tmp_path / path.name).symlink_to(path)
+    return tmp_path
+
+
+@pytest.fixture(scope="module")
+def sweep_output(tmp_path_factory: pytest.TempPathFactory, tiny_mnist: Path, trained_output: Path) -> Path:
+    """2D and 2x2 trained for one tiny epoch, beside the info pickles of the 3D and 4x4 run."""
+    out = tmp_path_factory.mktemp("sweep")
+    assert train(out, tiny_mnist, "--model", "2D,2x2", "--epochs", "1") == 0
+    for model in ("3D", "4x4"):
+        shutil.copy(helpers.OutputPaths.of(trained_output, model).info, out)
+    return out
+
+
+class Python2Pickler(pickle._Pickler):
+    """Writes what Python 2's cPickle wrote: str as latin-1 byte strings, NumPy's old module names."""
+
+    dispatch = pickle._Pickler.dispatch.copy()
+
+    def save_py2_str(self, obj: str | bytes) -> None:
+        data = obj.encode("latin-1") if isinstance(obj, str) else obj
+        header = pickle.SHORT_BINSTRING + bytes([len(data)]) if len(data) < 256 else \
+            pickle.BINSTRING + struct.pack("<i", len(data))
+        self.write(header + data)
+        self.memoize(obj)
+
+    dispatch[str] = dispatch[bytes] = save_py2_str
+
+    def save_global(self, obj: object, name: str | None = None) -> None:
+        module = obj.__module__.replace("numpy._core", "numpy.core")
+        self.write(pickle.GLOBAL + f"{module}\n{name or obj.__qualname__}\n".encode())
+        self.memoize(obj)
+
+
+def write_python2_info(path: Path, info: dict) -> Path:
+    with gzip.open(path, "wb") as f:
+        Python2Pickler(f, protocol=2).dump(info)
+    return path
+
+
+def test_plot_training_draws_each_models_losses_and_the_code_quality_table(outputs, tiny_mnist):
+    assert run(plot_training, outputs, tiny_mnist) == 0
+    assert_written(outputs, ["3D_training", "4x4_training"])
+    table = json.loads((outputs / "code_quality.json").read_text())
+    assert [row["model"] for row in table["rows"]] == ["3D", "4x4"]
+    for row in table["rows"]:
+        assert 0 <= row["knn_accuracy"] <= 1 and 0 <= row["pca_knn_accuracy"] <= 1
+        assert row["test_mse"] > 0 and row["pca_test_mse"] > 0
+    assert "| model | units | test MSE |" in (outputs / "code_quality.txt").read_text()
+
+
+def test_plot_3D_writes_every_figure_of_the_original_and_the_new_ones(outputs, tiny_mnist):
+    assert run(plot_3D, outputs, tiny_mnist) == 0
+    assert_written(outputs, FIGURES_3D)
+    assert (outputs / "3D_code_evolution.gif").read_bytes()[:4] == b"GIF8"
+
+
+def test_plot_4x4_writes_every_figure_in_each_format_asked_for(outputs, tiny_mnist):
+    assert run(plot_4x4, outputs, tiny_mnist, "--format", "jpg,eps,png") == 0
+    assert_written(outputs, FIGURES_4x4, ("jpg", "eps", "png"))
+
+
+@pytest.mark.parametrize("script, model", [(plot_training, "both"), (plot_3D, "3D"), (plot_4x4, "4x4")])
+def test_missing_training_outputs_name_the_command_to_run_first(script, model, tmp_path, tiny_mnist, capsys):
+    assert run(script, tmp_path, tiny_mnist) == 2
+    err = capsys.readouterr().err
+    command = helpers.train_command(model, tmp_path)
+    assert err.startswith("error: ") and err.count("\n") == 1 and f"`{command}` first" in err
+
+
+@pytest.mark.parametrize("script, model", [(plot_3D, "4x4"), (plot_3D, "10D"), (plot_4x4, "3D")])
+def test_a_script_refuses_a_code_it_cannot_draw_in_one_line(script, model, outputs, tiny_mnist, capsys):
+    assert run(script, outputs, tiny_mnist, "--model", model) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and model in err
+
+
+def test_a_python2_loss_pickle_is_read_and_drawn(tmp_path, tiny_mnist):
+    losses = {"training loss": [np.float64(0.09), np.float64(0.05)],
+              "validation loss": [np.float64(0.08), np.float64(0.04)]}
+    path = write_python2_info(tmp_path / "auto_encoder_3D_info.pkl.gz", losses)
+    assert b"numpy.core.multiarray" in gzip.decompress(path.read_bytes())
+    info = helpers.load_info(path)
+    assert info == {"training loss": [0.09, 0.05], "validation loss": [0.08, 0.04]}
+    assert all(type(v) is float for v in info["training loss"])
+    figures = tmp_path / "figures"
+    assert run(plot_training, figures, tiny_mnist, "--info", str(path)) == 0
+    assert_written(figures, ["3D_training"])
+
+
+@pytest.mark.skipif(not SEED_OUTPUT.is_dir(), reason="the original project's output is not here")
+def test_the_original_loss_pickles_are_read_and_overlaid_on_a_new_run(outputs, tiny_mnist):
+    for model in ("3D", "4x4"):
+        info = helpers.load_info(SEED_OUTPUT / f"auto_encoder_{model}_info.pkl.gz")
+        assert len(info["training loss"]) == len(info["validation loss"]) == 500
+    original = SEED_OUTPUT / "auto_encoder_3D_info.pkl.gz"
+    assert run(plot_training, outputs, tiny_mnist, "--model", "3D", "--info", str(original)) == 0
+    assert_written(outputs, ["3D_training"])
+
+
+def test_pca_keeps_the_largest_variance_first_and_reports_what_it_leaves_out():
+    u, v = torch.eye(784)[3], torch.eye(784)[500]
+    a, b = torch.tensor([3.0, 3, -3, -3]), torch.tensor([1.0, -1, 1, -1])
+    x = 0.5 + a[:, None] * u + b[:, None] * v          # a plane; variance 9 along u, 1 along v
+    pca = helpers.PCA(x)
+    mse = pca.mse_by_components(x)
+    assert mse[:3] == pytest.approx([10 / 784, 1 / 784, 0], abs=1e-9)
+    assert torch.allclose(pca.decode(pca.encode(x, 2)), x, atol=1e-5)
+    assert torch.allclose(pca.encode(x, 1).abs().squeeze(), a.abs())
+
+
+def test_knn_votes_for_the_majority_of_the_five_nearest_codes():
+    train_codes = torch.tensor([[0.0], [1], [2], [10], [11], [12], [13]])
+    train_labels = torch.tensor([0, 0, 0, 1, 1, 1, 1])
+    test_codes = torch.tensor([[0.5], [12.5], [9.0]])  # of the 5 nearest: 3 say 0; 4 say 1; 4 say 1
+    def accuracy(truth: list[int]) -> float:
+        return helpers.knn_accuracy(train_codes, train_labels, test_codes, torch.tensor(truth))
+
+    assert accuracy([0, 1, 1]) == 1
+    assert accuracy([1, 1, 0]) == pytest.approx(1 / 3)
+
+
+def test_a_tied_knn_vote_goes_to_the_class_of_the_nearest_code():
+    train_codes = torch.tensor([[0.0], [3], [1], [4]])
+    train_labels = torch.tensor([0, 0, 1, 1])
+    for test, nearest_label in ((-0.1, 0), (1.1, 1)):
+        assert helpers.knn_accuracy(train_codes, train_labels, torch.tensor([[test]]),
+                                    torch.tensor([nearest_label]), k=4) == 1
+
+
+def test_sweep_draws_test_mse_against_code_size_next_to_pca(sweep_output, tiny_mnist):
+    assert run(plot_training, sweep_output, tiny_mnist, "--sweep") == 0
+    assert_written(sweep_output, ["sweep"])
+    rows = json.loads((sweep_output / "sweep.json").read_text())["rows"]
+    assert [(r["model"], r["code"], r["units"]) for r in rows] == \
+        [("2D", "vector", 2), ("3D", "vector", 3), ("2x2", "image", 4), ("4x4", "image", 16)]
+    pca = [r["pca_test_mse"] for r in sorted(rows, key=lambda r: r["units"])]
+    assert pca == sorted(pca, reverse=True)
+    header = "| model | code | units | epochs | test MSE | PCA test MSE |"
+    assert header in (sweep_output / "sweep.txt").read_text()
+
+
+def test_image_figures_work_for_any_image_code_size(sweep_output, tiny_mnist):
+    assert run(plot_4x4, sweep_output, tiny_mnist, "--model", "2x2") == 0
+    assert_written(sweep_output, [name.replace("4x4", "2x2") for name in FIGURES_4x4])
