@@ -154,6 +154,18 @@ class History:
     started: str = field(default_factory=lambda: str(datetime.datetime.now()))
 
 
+def dropout_rng_state() -> dict:
+    """The global RNG states that dropout draws from (shuffling has its own generator)."""
+    return {"cpu": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def set_dropout_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["cpu"].cpu())
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+
+
 def make_optimizer(model: AutoEncoder, args: argparse.Namespace, steps_per_epoch: int,
                    device: torch.device) -> tuple[torch.optim.Optimizer, object | None]:
     if args.recipe == "original":
@@ -227,8 +239,8 @@ class Run:
         return {"config": self.config, "epoch": len(self.history.training_loss),
                 "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict() if self.scheduler else None,
-                "generator": self.generator.get_state(), "history": vars(self.history),
-                "partial": self.partial, "code_trace": self.code_trace}
+                "generator": self.generator.get_state(), "dropout_rng": dropout_rng_state(),
+                "history": vars(self.history), "partial": self.partial, "code_trace": self.code_trace}
 
     def save_checkpoint(self) -> None:
         """Write the checkpoint, unless the weights diverged: then the last good one stays."""
@@ -251,7 +263,8 @@ class Run:
             self.scheduler.load_state_dict(state["scheduler"])
         if self.args.lr != state["config"]["lr"]:
             scale_learning_rate(self.optimizer, self.args.lr / state["config"]["lr"])
-        self.generator.set_state(state["generator"])
+        self.generator.set_state(state["generator"].cpu())
+        set_dropout_rng_state(state["dropout_rng"])
         self.history = History(**state["history"])
         self.partial = state["partial"]
         self.code_trace = list(state["code_trace"])
