@@ -77,6 +77,7 @@ def plot_code_projections(codes: np.ndarray, labels: np.ndarray, title: str) -> 
         scatter_codes(ax, codes, labels, dims, size=3)
         ax.set_title(f"units {dims[0] + 1} & {dims[1] + 1}")
         ax.grid(True, color="0.9")
+        ax.set_axisbelow(True)   # the grid under the points
     fig.suptitle(title)
     digit_legend(fig, loc="outside right center")
     return fig

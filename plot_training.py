@@ -29,7 +29,7 @@ from helpers import (KNN_NEIGHBOURS, KNN_TRAIN, PCA, CodeSpec, Mnist, OutputPath
 
 SWEEP_MODELS = "2D,3D,8D,16D,2x2,4x4"   # suggested in the message when no model is found
 LOSS_TOP = 0.1                          # the original's y range: 0 to 0.1
-ORIGINAL_STYLE = dict(linestyle="--", linewidth=1)
+OTHER_STYLE = dict(linestyle="--", linewidth=1)   # a run given with --info
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -89,7 +89,7 @@ def plot_training(model: str, ours: dict | None, other: dict | None) -> Any:
     lines = []
     if other is not None:
         source = "other run" if "config" in other else "2016 original"
-        draw_losses(ax, other, f" ({source})", **ORIGINAL_STYLE)
+        draw_losses(ax, other, f" ({source})", **OTHER_STYLE)
         lines.append(f"dashed: {source} ({describe(other)})")
     if ours is not None:
         draw_losses(ax, ours)
@@ -98,8 +98,8 @@ def plot_training(model: str, ours: dict | None, other: dict | None) -> Any:
     off_scale = sum(v > LOSS_TOP for info in (ours, other) if info is not None
                     for key in ("training loss", "validation loss") for v in info[key])
     if off_scale:
-        ax.text(0.99, 0.01, f"{off_scale} loss values above {LOSS_TOP} lie off the scale", ha="right",
-                va="bottom", transform=ax.transAxes, fontsize=9, color="0.4")
+        note = f"off the scale (above {LOSS_TOP}): {off_scale} value{'s' * (off_scale != 1)}"
+        ax.text(0.99, 0.01, note, ha="right", va="bottom", transform=ax.transAxes, fontsize=9, color="0.4")
     ax.set_xlim(left=0)
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.grid(True, color="0.9")
