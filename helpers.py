@@ -36,6 +36,9 @@ class UserError(Exception):
 
     exit_code = 2
 
+    def __str__(self) -> str:  # one line, even when it quotes a multi-line error
+        return " ".join(super().__str__().split())
+
 
 class DataError(UserError):
     """MNIST could not be read or fetched."""
@@ -312,15 +315,16 @@ def read_idx_folder(folder: Path) -> Mnist:
 
 def read_npz(path: Path) -> Mnist:
     """A Keras-style mnist.npz with x_train, y_train, x_test, y_test."""
+    keys = ("x_train", "y_train", "x_test", "y_test")
     try:
         with np.load(path, allow_pickle=False) as npz:
-            missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in npz]
-            if missing:
-                raise DataError(f"{path}: missing key(s) {', '.join(missing)}")
-            arrays = [npz[k] for k in ("x_train", "y_train", "x_test", "y_test")]
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+            arrays = {k: npz[k] for k in keys if k in npz}
+    except Exception as e:  # a damaged archive fails in many ways: zip, zlib, header parsing
         raise DataError(f"{path}: not a readable .npz ({e})") from None
-    return _from_bytes(*arrays, where=str(path))
+    missing = [k for k in keys if k not in arrays]
+    if missing:
+        raise DataError(f"{path}: missing key(s) {', '.join(missing)}")
+    return _from_bytes(*(arrays[k] for k in keys), where=str(path))
 
 
 def read_mnist(path: str | os.PathLike) -> Mnist:
