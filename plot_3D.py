@@ -30,6 +30,8 @@ MANIFOLD_GRID = 13                        # digits along each side of a manifold
 MANIFOLD_SLICES = (10, 50, 90)            # percentiles of the 3rd unit the slices sit at
 GIF_FRAMES = 60                           # at most; long runs show evenly spaced epochs
 GIF_FPS = 5
+CENTRAL = (0.005, 0.995)                  # the quantiles of each unit the code figures' axes span
+POINT_SIZE = 5
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -42,15 +44,32 @@ def unit_label(i: int) -> str:
     return f"code unit {i + 1}"
 
 
+def code_limits(codes: np.ndarray) -> np.ndarray:
+    """(2, units): axis limits around the central 99% of each unit, so a few outliers
+    do not shrink the rest of the code into a corner."""
+    low, high = np.quantile(codes, CENTRAL, axis=0)
+    margin = 0.05 * (high - low) + 1e-6
+    return np.stack([low - margin, high + margin])
+
+
 def scatter_codes(ax: Any, codes: np.ndarray, labels: np.ndarray, dims: tuple[int, ...],
                   size: float) -> Any:
-    """The codes' `dims` coordinates, coloured by digit; rasterized so EPS files stay small."""
-    colors = np.array(digit_colors())[labels]
+    """The codes' `dims` coordinates within `code_limits`, coloured by digit.
+
+    Points are rasterized so EPS files stay small; those outside the limits are left out
+    (3-D axes would draw them outside the box).
+    """
+    limits = code_limits(codes)[:, dims]
+    shown = codes[:, dims]
+    inside = ((shown >= limits[0]) & (shown <= limits[1])).all(1)
+    colors = np.array(digit_colors())[labels[inside]]
     depth = {"depthshade": False} if len(dims) == 3 else {}   # the same colours as the 2-D figures
-    points = ax.scatter(*codes[:, dims].T, c=colors, s=size, linewidths=0, rasterized=True, **depth)
-    setters = [ax.set_xlabel, ax.set_ylabel] + ([ax.set_zlabel] if len(dims) == 3 else [])
-    for i, set_label in zip(dims, setters):
+    points = ax.scatter(*shown[inside].T, c=colors, s=size, linewidths=0, rasterized=True, **depth)
+    setters = [(ax.set_xlabel, ax.set_xlim), (ax.set_ylabel, ax.set_ylim)]
+    setters += [(ax.set_zlabel, ax.set_zlim)] if len(dims) == 3 else []
+    for i, (low, high), (set_label, set_lim) in zip(dims, limits.T, setters):
         set_label(unit_label(i))
+        set_lim(low, high)
     return points
 
 
@@ -59,13 +78,14 @@ def axes_3d(fig: Any, rect: tuple[float, ...] | None = None) -> Any:
     ax = fig.add_axes(rect, projection="3d") if rect else fig.add_subplot(projection="3d")
     for axis in (ax.xaxis, ax.yaxis, ax.zaxis):
         axis.set_pane_color((0.95, 0.95, 0.95, 1))
+    ax.locator_params(nbins=6)   # fewer, unclipped tick labels
     return ax
 
 
 def plot_code_3d(codes: np.ndarray, labels: np.ndarray, title: str) -> Any:
     fig = pyplot().figure(figsize=(8, 6.5), layout="constrained")
     ax = axes_3d(fig)
-    scatter_codes(ax, codes, labels, (0, 1, 2), size=3)
+    scatter_codes(ax, codes, labels, (0, 1, 2), POINT_SIZE)
     ax.set_title(title)
     digit_legend(fig, loc="outside right center")
     return fig
@@ -74,7 +94,7 @@ def plot_code_3d(codes: np.ndarray, labels: np.ndarray, title: str) -> Any:
 def plot_code_projections(codes: np.ndarray, labels: np.ndarray, title: str) -> Any:
     fig, axes = pyplot().subplots(1, len(PROJECTIONS), figsize=(16, 5.4), layout="constrained")
     for ax, dims in zip(axes, PROJECTIONS):
-        scatter_codes(ax, codes, labels, dims, size=3)
+        scatter_codes(ax, codes, labels, dims, POINT_SIZE)
         ax.set_title(f"units {dims[0] + 1} & {dims[1] + 1}")
         ax.grid(True, color="0.9")
         ax.set_axisbelow(True)   # the grid under the points
@@ -87,7 +107,7 @@ def save_code_figures(run: TrainedRun, stage: Stage, output_dir: Path, formats: 
     """M_code_N (3-D scatter) and M_code_xy_N (its projections) for one stage."""
     codes, name = stage.codes.cpu().numpy(), run.spec.name
     title = (f"{name} code of the {len(codes):,} test digits, {stage.when} "
-             f"(test MSE {stage.test_mse:.4f})")
+             f"(test MSE {stage.test_mse:.4f})\naxes span the central 99% of each unit")
     save_figure(plot_code_3d(codes, run.test_y, title), output_dir, f"{name}_code_{stage.number}", formats)
     save_figure(plot_code_projections(codes, run.test_y, title), output_dir,
                 f"{name}_code_xy_{stage.number}", formats)
@@ -136,17 +156,13 @@ def save_code_evolution(run: TrainedRun, output_dir: Path) -> None:
     frames = np.unique(np.linspace(0, len(trace) - 1, min(len(trace), GIF_FRAMES)).round().astype(int))
     fig = pyplot().figure(figsize=(6.4, 5.6), dpi=80)
     ax = axes_3d(fig, (0, 0.02, 0.84, 0.86))
-    points = scatter_codes(ax, trace[0], labels, (0, 1, 2), size=4)
     digit_legend(fig, loc="center right")
 
     def draw(epoch: int) -> None:
-        codes = trace[epoch]
-        points._offsets3d = tuple(codes.T)   # mplot3d's way to move a 3-D scatter's points
-        margin = 0.05 * (codes.max(0) - codes.min(0)) + 1e-6
-        for set_lim, low, high in zip((ax.set_xlim, ax.set_ylim, ax.set_zlim),
-                                      codes.min(0) - margin, codes.max(0) + margin):
-            set_lim(low, high)
-        ax.set_title(f"{run.spec.name} code of {len(codes):,} test digits\n"
+        for points in list(ax.collections):
+            points.remove()
+        scatter_codes(ax, trace[epoch], labels, (0, 1, 2), POINT_SIZE)
+        ax.set_title(f"{run.spec.name} code of {trace.shape[1]:,} test digits\n"
                      + ("before training" if epoch == 0 else f"after epoch {epoch} of {len(trace) - 1}"))
 
     path = output_dir / f"{run.spec.name}_code_evolution.gif"

@@ -170,12 +170,13 @@ def plot_sweep(rows: list[dict], pca_mse: np.ndarray, n_pca: int) -> Any:
             for r in series:
                 ax.annotate(r["model"], (r["units"], r["test_mse"]), textcoords="offset points",
                             xytext=(5, 5), color=color)
-    from matplotlib.ticker import FormatStrFormatter
+    from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.xaxis.set_major_formatter(FormatStrFormatter("%d"))
+    ax.yaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))   # 0.01, 0.02, 0.05, 0.1 ...
     ax.yaxis.set_major_formatter(FormatStrFormatter("%.3g"))
-    ax.yaxis.set_minor_formatter(FormatStrFormatter("%.3g"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
     ax.set(xlabel="number of code units (PCA components)", ylabel="test MSE per pixel")
     ax.set_title(f"Test reconstruction error against code size\n(PCA fitted on {n_pca:,} training images)",
                  fontsize=11)
