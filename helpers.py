@@ -675,8 +675,9 @@ def load_model(path: str | os.PathLike, device: torch.device | str = "cpu",
         raise UserError(f"{path} does not exist")
     try:
         saved = torch.load(path, map_location=device, weights_only=True)
-        model = AutoEncoder(saved["code"], saved["recipe"])
-        model.load_state_dict(saved["state_dict"])
+        with torch.device("meta"):  # no time spent initialising weights that are replaced
+            model = AutoEncoder(saved["code"], saved["recipe"])
+        model.load_state_dict(saved["state_dict"], assign=True)
     except UserError:
         raise
     except Exception as e:  # truncated zip, foreign pickle, wrong keys or shapes

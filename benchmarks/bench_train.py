@@ -61,6 +61,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeats", type=auto_encoder.positive_int, help="timed repeats (default 5; quick 3)")
     p.add_argument("--batch-sizes", default="128,256,512,1024,2048,4096", help="for scaling")
     p.add_argument("--train-sizes", default="10000,25000,50000", help="for scaling (batch 500)")
+    p.add_argument("--recipes", default="modern,original",
+                   help="recipes for time to quality (default modern,original)")
     p.add_argument("--time-limit", type=auto_encoder.positive_float, default=300.0,
                    help="seconds of training allowed to each time-to-quality run (default 300)")
     p.add_argument("--eval-images", type=auto_encoder.positive_int, default=10_000,
@@ -519,7 +521,7 @@ def run_benchmark(args: argparse.Namespace) -> tuple[dict, Path]:
         if "quality" in args.parts:
             results["quality"] = {recipe: {s.name: time_to_quality(s, recipe, data, device, precision,
                                                                     args.time_limit) for s in specs}
-                                  for recipe in ("modern", "original")}
+                                  for recipe in args.recipes.split(",")}
         if "scaling" in args.parts:
             del data  # scaling loads its own training sets; free the full one first
             results["scaling"] = scaling(specs[0], mnist, device, precision, args)
@@ -528,8 +530,18 @@ def run_benchmark(args: argparse.Namespace) -> tuple[dict, Path]:
     if "throughput" in results and "3D" in results["throughput"]:
         results["speedup_vs_typical_port"] = results["throughput"]["3D"]["speedup"]
     path = results_path(args.results_dir, device, suffix)
-    write_text_atomic(path, json.dumps(results, indent=2) + "\n")
+    write_text_atomic(path, json.dumps(merged_with_earlier(path, results), indent=2) + "\n")
     return results, path
+
+
+def merged_with_earlier(path: Path, results: dict) -> dict:
+    """Keep the parts (and recipes) of an earlier run on this device that this run did not measure."""
+    try:
+        earlier = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return results
+    quality = {**earlier.get("quality", {}), **results.get("quality", {})}
+    return {**earlier, **results, **({"quality": quality} if quality else {})}
 
 
 def main(argv: list[str] | None = None) -> int:
