@@ -145,13 +145,21 @@ def save_gif(animation: Any, path: Path, fps: int) -> None:
         os.replace(gif, tmp)
 
 
-def save_code_evolution(run: TrainedRun, output_dir: Path) -> None:
-    """M_code_evolution.gif: the stored codes of the first test digits, epoch by epoch."""
-    from matplotlib.animation import FuncAnimation
-    trace = torch.load(run.paths.codes, map_location="cpu", weights_only=True)
+def load_code_trace(run: TrainedRun) -> np.ndarray:
+    """The stored codes (epochs+1, digits, 3), checked before any figure is drawn."""
+    try:
+        trace = torch.load(run.paths.codes, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated zip, foreign pickle
+        raise UserError(f"{run.paths.codes} cannot be read ({str(e).splitlines()[0]}); "
+                        "rerun the training with --resume to rewrite it") from None
     if not (isinstance(trace, torch.Tensor) and trace.ndim == 3 and trace.shape[2] == 3):
         raise UserError(f"{run.paths.codes} is not a trace of 3-unit codes (epochs+1, digits, 3)")
-    trace = trace.float().numpy()
+    return trace.float().numpy()
+
+
+def save_code_evolution(run: TrainedRun, trace: np.ndarray, output_dir: Path) -> None:
+    """M_code_evolution.gif: the stored codes of the first test digits, epoch by epoch."""
+    from matplotlib.animation import FuncAnimation
     labels = run.test_y[:trace.shape[1]]
     frames = np.unique(np.linspace(0, len(trace) - 1, min(len(trace), GIF_FRAMES)).round().astype(int))
     fig = pyplot().figure(figsize=(6.4, 5.6), dpi=80)
@@ -176,11 +184,12 @@ def plot(args: argparse.Namespace) -> None:
         raise UserError(f"plot_3D.py draws 3-unit vector codes, not {spec.name}: use plot_4x4.py for "
                         "image codes and plot_training.py for any model")
     run = load_trained_run(args, spec, needs_codes=True)
+    trace = load_code_trace(run)
     save_digit_rows(run, args.output_dir, args.format)
     for stage in run.stages:
         save_code_figures(run, stage, args.output_dir, args.format)
     save_figure(plot_manifold(run.stages[-1]), args.output_dir, f"{spec.name}_manifold", args.format)
-    save_code_evolution(run, args.output_dir)
+    save_code_evolution(run, trace, args.output_dir)
     print(f"{spec.name}: figures written to {args.output_dir}/ ({', '.join(args.format)} and gif)")
 
 

@@ -557,7 +557,6 @@ def test_a_loss_pickle_that_would_run_code_is_refused_by_plot_training(outputs, 
     assert not marker.exists()
 
 
-@pytest.mark.xfail(strict=True, reason="plot_3D.save_code_evolution calls torch.load on the trace unguarded")
 def test_a_truncated_codes_trace_is_refused_by_plot_3D(outputs, tiny_mnist, capsys):
     codes = OutputPaths.of(outputs, "3D").codes
     truncated(codes, codes.read_bytes())
