@@ -182,6 +182,7 @@ def interleave(timers: dict[str, Timer], repeats: int, device: torch.device) -> 
     for repeat in range(repeats + 1):
         turn = repeat % len(names)
         for name in names[turn:] + names[:turn]:
+            torch.manual_seed(repeat)  # every contender's repeat draws the same dropout masks
             sync(device)
             start = time.perf_counter()
             images[name], loss = timers[name]()
