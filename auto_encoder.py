@@ -37,7 +37,6 @@ RECIPE_DEFAULTS = {
 ONE_CYCLE_WARMUP = 0.15         # fraction of the modern run spent raising the learning rate
 TRACED_DIGITS = 2000            # test digits whose codes are stored after every epoch
 TRACED_MAX_UNITS = 3            # store them only for codes small enough to plot
-EVAL_BATCH = 5000
 # Settings a resumed run must share with its checkpoint (the learning rate may change).
 RESUME_KEYS = ("model", "recipe", "epochs", "batch_size", "weight_decay", "seed", "limit")
 

@@ -736,14 +736,14 @@ def figure_parser(description: str) -> argparse.ArgumentParser:
 
 
 def run_script(body: Callable[[argparse.Namespace], None], args: argparse.Namespace) -> int:
-    """Run a plot script; a UserError or a failed write becomes one line on stderr."""
+    """Run a script's body; a UserError or a failed write becomes one line on stderr."""
     try:
         body(args)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
     except OSError as e:
-        print(f"error: cannot write {e.filename or 'a figure'} ({e.strerror or e})", file=sys.stderr)
+        print(f"error: cannot write {e.filename or 'an output file'} ({e.strerror or e})", file=sys.stderr)
         return 1
     return 0
 

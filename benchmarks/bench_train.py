@@ -39,7 +39,7 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import auto_encoder  # noqa: E402
-from helpers import (AutoEncoder, CodeSpec, UserError, load_mnist, parse_models,  # noqa: E402
+from helpers import (AutoEncoder, CodeSpec, load_mnist, parse_models, run_script,  # noqa: E402
                      pick_device, reconstruction_mse, resolve_precision,
                      write_text_atomic)
 
@@ -545,22 +545,17 @@ def merged_with_earlier(path: Path, results: dict) -> dict:
     return {**earlier, **results, **({"quality": quality} if quality else {})}
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
-        with threads(args.threads):
-            results, path = run_benchmark(args)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return e.exit_code
-    except OSError as e:
-        print(f"error: cannot write {e.filename or 'the results'} ({e.strerror or e})", file=sys.stderr)
-        return 1
+def benchmark_and_report(args: argparse.Namespace) -> None:
+    with threads(args.threads):
+        results, path = run_benchmark(args)
     print_report(results)
     print(f"\nwrote {path}")
     if "speedup_vs_typical_port" in results:
         print(f"speedup_vs_typical_port: {results['speedup_vs_typical_port']:.2f}")
-    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_script(benchmark_and_report, parse_args(argv))
 
 
 if __name__ == "__main__":
