@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from helpers import (AutoEncoder, CodeSpec, Mnist, OutputPaths, UserError, autocast,
+from helpers import (AutoEncoder, CodeSpec, Mnist, OutputPaths, UserError, autocast, cuda_tf32,
                      count_parameters, load_mnist, map_batches, parse_models, pick_device,
                      reconstruction_mse, resolve_precision, save_info, save_model,
                      torch_save_atomic, write_text_atomic)
@@ -415,11 +415,8 @@ def main(argv: list[str] | None = None) -> int:
         device = pick_device(args.device)
         precision = resolve_precision(args.precision, device)
         args.output_dir.mkdir(parents=True, exist_ok=True)
-        if device.type == "cuda":
-            torch.backends.cuda.matmul.allow_tf32 = True
-            torch.backends.cudnn.allow_tf32 = True
         data = data_tensors(load_mnist(args.data, log=tqdm.write), args.limit, device)
-        with stop:
+        with stop, cuda_tf32(device):
             for spec in specs:
                 run = Run(args, spec, data, device, precision, stop)
                 print(f"{spec.name} model: {count_parameters(run.model):,} parameters, recipe {args.recipe}, "

@@ -619,6 +619,18 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return "fp32"
 
 
+@contextlib.contextmanager
+def cuda_tf32(device: torch.device, enabled: bool = True) -> Iterator[None]:
+    """TF32 matmuls and convolutions on CUDA (the trainer's setting); restored on exit."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = enabled
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 

@@ -39,7 +39,7 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import auto_encoder  # noqa: E402
-from helpers import (AutoEncoder, CodeSpec, load_mnist, parse_models, run_script,  # noqa: E402
+from helpers import (AutoEncoder, CodeSpec, cuda_tf32, load_mnist, parse_models, run_script,  # noqa: E402
                      pick_device, reconstruction_mse, resolve_precision,
                      write_text_atomic)
 
@@ -146,18 +146,6 @@ def peak_memory(device: torch.device) -> dict[str, float]:
 
 
 @contextlib.contextmanager
-def tf32(device: torch.device, enabled: bool) -> Iterator[None]:
-    """TF32 matmuls as the trainer sets them on CUDA; a typical port leaves PyTorch's default."""
-    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = enabled
-    try:
-        yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
-
-
-@contextlib.contextmanager
 def threads(n: int | None) -> Iterator[None]:
     saved = torch.get_num_threads()
     if n:
@@ -226,7 +214,7 @@ def project_timer(run: auto_encoder.Run, sync_every_step: bool = False, n_thread
 
     def once() -> tuple[int, float]:
         run.partial = None
-        with threads(n_threads), tf32(run.device, allow_tf32):
+        with threads(n_threads), cuda_tf32(run.device, allow_tf32):
             loss = sync_steps(run) if sync_every_step else run.train_epoch(bar)
         return len(run.data["train"]), loss
     return once
@@ -303,7 +291,7 @@ def loader_timer(step: Callable[[torch.Tensor], object], loader: DataLoader, ste
     """`steps` steps from a fresh iterator of `loader` (its epoch start included), fp32 matmuls."""
     def once() -> tuple[int, None]:
         images = 0
-        with tf32(device, False):
+        with cuda_tf32(device, False):
             for _, x in zip(range(steps), loader):
                 step(x.to(device))
                 images += len(x)
@@ -338,7 +326,7 @@ def time_to_quality(spec: CodeSpec, recipe: str, data: dict, device: torch.devic
     """Train with the recipe's defaults until the test MSE reaches the original's, or time runs out."""
     target = TARGET_MSE.get(spec.name)
     start = time.perf_counter()
-    with tf32(device, True):
+    with cuda_tf32(device, True):
         run = project_run(spec, data, device, precision, "--recipe", recipe)
         clock, eval_clock, mses = time.perf_counter() - start, 0.0, []
         bar = tqdm(disable=True)
