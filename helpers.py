@@ -506,8 +506,8 @@ class AutoEncoder(nn.Module):
     (linear for `ND`, sigmoid for `KxK`). Decoder: dense 125-250-500-1000-2000 ReLU,
     dense 784 sigmoid. The `original` recipe has no biases and Glorot-uniform weights
     (Lasagne's defaults). `modern` adds zero-initialised biases, He-uniform weights for
-    the layers that feed a ReLU, so the code carries signal from the first step (with
-    PyTorch's default init the signal shrinks about sixfold per layer), and dropout
+    the layers that feed a ReLU, so the code carries signal from the first step (PyTorch's
+    default weights have variance 1/(3*fan_in), so the signal's variance falls ~6x per ReLU layer), and dropout
     after the wide layers.
     """
 
