@@ -11,6 +11,10 @@
 2. Time to quality: the training clock (model build plus epochs, evaluation excluded) until the
    test MSE, evaluated after each epoch, first reaches the original's final test MSE.
 3. Scaling: seconds per epoch and peak memory for several batch sizes and training-set sizes.
+4. Loss curves: the project's fast step (its precision, fused AdamW) against the reference step
+   (fp32, default AdamW) over a whole short schedule, from the same weights, batches and dropout
+   masks, beside the gap between two seeds of the reference: the faster step's change to the
+   curve is set against the run-to-run noise.
 
 Prints a table and writes the same figures to benchmarks/results/<device>.json.
 """
@@ -46,7 +50,7 @@ from helpers import (AutoEncoder, CodeSpec, cuda_tf32, load_mnist, parse_models,
 TARGET_MSE = {"3D": 0.0332, "4x4": 0.0197}  # the original's final test MSE (its README logs)
 EPOCH_IMAGES = 50_000                       # a full training epoch, for extrapolation
 BATCH = 500
-PARTS = ("throughput", "quality", "scaling")
+PARTS = ("throughput", "quality", "scaling", "curves")
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
@@ -65,6 +69,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="recipes for time to quality (default modern,original)")
     p.add_argument("--time-limit", type=auto_encoder.positive_float, default=300.0,
                    help="seconds of training allowed to each time-to-quality run (default 300)")
+    p.add_argument("--curve-epochs", type=auto_encoder.positive_int, default=8,
+                   help="epochs of each loss-curve run, a whole one-cycle schedule (default 8)")
+    p.add_argument("--curve-images", type=auto_encoder.positive_int, default=10_000,
+                   help="training images of each loss-curve run (default 10000)")
     p.add_argument("--eval-images", type=auto_encoder.positive_int, default=10_000,
                    help="test images for the evaluation levers (default 10000)")
     p.add_argument("--threads", type=auto_encoder.positive_int, help="torch CPU threads (default: torch's)")
@@ -368,6 +376,47 @@ def scaling(spec: CodeSpec, mnist, device: torch.device, precision: str, args: a
     return {"model": spec.name, "rows": rows}
 
 
+CURVE_SEEDS = (0, 1)
+
+
+def loss_curve(spec: CodeSpec, data: dict, device: torch.device, precision: str, seed: int,
+               args: argparse.Namespace, reference: bool) -> dict[str, list[float]]:
+    """Training and validation loss after each epoch of a short modern schedule."""
+    run = project_run(spec, data, device, precision, "--epochs", str(args.curve_epochs), "--seed", str(seed))
+    if reference:
+        swap_adamw(run)
+    bar = tqdm(disable=True)
+    curve: dict[str, list[float]] = {"training_loss": [], "validation_loss": []}
+    with cuda_tf32(device, not reference):
+        for _ in range(args.curve_epochs):
+            run.partial = None
+            curve["training_loss"].append(run.train_epoch(bar))
+            run.model.eval()
+            curve["validation_loss"].append(reconstruction_mse(run.model, data["valid"], "fp32"))
+            run.model.train()
+    return curve
+
+
+def largest_gap(a: list[float], b: list[float]) -> float:
+    return max(abs(x / y - 1) for x, y in zip(a, b))
+
+
+def loss_curves(spec: CodeSpec, data: dict, device: torch.device, precision: str,
+                args: argparse.Namespace) -> dict:
+    """The project's step and the reference step, each from two seeds. Runs of one seed start
+    from the same weights and see the same batches and dropout masks, so their gap is what the
+    faster numerics change; the reference's gap between seeds is the noise it is judged by."""
+    subset = {**data, "train": data["train"][:args.curve_images]}
+    curves = {f"{name} seed {seed}": loss_curve(spec, subset, device, prec, seed, args, name == "reference")
+              for name, prec in (("reference", "fp32"), ("project", precision)) for seed in CURVE_SEEDS}
+    valid = {name: curve["validation_loss"] for name, curve in curves.items()}
+    numerics = max(largest_gap(valid[f"project seed {s}"], valid[f"reference seed {s}"]) for s in CURVE_SEEDS)
+    noise = largest_gap(valid["reference seed 1"], valid["reference seed 0"])
+    return {"model": spec.name, "epochs": args.curve_epochs, "train_images": len(subset["train"]),
+            "project": f"{precision}, fused AdamW", "reference": "fp32, default AdamW", "curves": curves,
+            "numerics_gap": numerics, "seed_gap": noise, "within_noise": numerics <= noise}
+
+
 # ---------------------------------------------------------------------------
 # Levers
 # ---------------------------------------------------------------------------
@@ -473,6 +522,8 @@ def print_report(results: dict) -> None:
             cuda = f"{r['cuda_peak_mb']:.0f}" if "cuda_peak_mb" in r else "-"
             print(f"{r['batch_size']:>6}{r['train_images']:>8}{r['seconds_per_epoch']:>10.2f}"
                   f"{r['images_per_s']:>10.0f}{r['peak_rss_mb']:>13.0f}{cuda:>9}")
+    if "curves" in results:
+        print_curves(results["curves"])
     if "levers" in results:
         print(f"\nLevers, {results['levers']['model']} model, batch {BATCH}, each changed alone "
               "from the project's step:")
@@ -484,6 +535,18 @@ def print_report(results: dict) -> None:
         for r in results["levers"]["eval"]:
             print(f"{r['lever']:<58}{r['images'] / r['seconds']:>9.0f}{r['speed_vs_typical']:>7.2f}"
                   f"{'MSE %.5f' % r['mse']:>13}")
+
+
+def print_curves(c: dict) -> None:
+    names = list(c["curves"])
+    print(f"\nLoss curves, {c['model']} model, {c['epochs']}-epoch modern schedule on {c['train_images']:,} "
+          f"images: validation MSE after each epoch; project = {c['project']}, reference = {c['reference']}:")
+    print(f"{'epoch':>5}" + "".join(f"{name:>20}" for name in names))
+    for epoch in range(c["epochs"]):
+        print(f"{epoch + 1:>5}" + "".join(f"{c['curves'][n]['validation_loss'][epoch]:>20.5f}" for n in names))
+    verdict = "within" if c["within_noise"] else "OUTSIDE"
+    print(f"largest gap, project vs reference from the same seed: {c['numerics_gap']:.2%}; "
+          f"reference seed 0 vs seed 1: {c['seed_gap']:.2%} -> {verdict} the noise")
 
 
 def run_benchmark(args: argparse.Namespace) -> tuple[dict, Path]:
@@ -511,6 +574,8 @@ def run_benchmark(args: argparse.Namespace) -> tuple[dict, Path]:
             results["quality"] = {recipe: {s.name: time_to_quality(s, recipe, data, device, precision,
                                                                     args.time_limit) for s in specs}
                                   for recipe in args.recipes.split(",")}
+        if "curves" in args.parts:
+            results["curves"] = loss_curves(specs[0], data, device, precision, args)
         if "scaling" in args.parts:
             del data  # scaling loads its own training sets; free the full one first
             results["scaling"] = scaling(specs[0], mnist, device, precision, args)
