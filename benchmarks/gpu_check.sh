@@ -55,7 +55,8 @@ if [ $? -eq 5 ]; then
     step 90 "$PYTHON" -m pytest -q tests/
 fi
 
-# 2. The benchmark (240 s): throughput, time to quality (the original recipe capped at 60 s), scaling.
+# 2. The benchmark (240 s): throughput, time to quality (the original recipe capped at 60 s), loss
+#    curves (bf16 against fp32), scaling.
 step 240 "$PYTHON" benchmarks/bench_train.py --device cuda --time-limit 60
 
 # 3. 500 epochs of the original recipe, 3D model (150 s); checkpoints every 100 epochs.

@@ -258,7 +258,7 @@ def linked_copy(src: Path, dst: Path) -> Path:
     (["--model", "4x4"], "model 3D (now 4x4)"),
     (["--recipe", "original"], "recipe modern (now original)"),
     (["--batch-size", "10"], "batch_size 20 (now 10)"),
-    (["--weight-decay", "0.5"], "weight_decay 0.01 (now 0.5)"),
+    (["--weight-decay", "0.5"], "weight_decay 0.1 (now 0.5)"),
     (["--seed", "1"], "seed 0 (now 1)"),
     (["--limit", "20"], "limit 40 (now 20)"),
     (["--epochs", "3"], "epochs 2 (now 3)"),
