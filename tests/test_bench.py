@@ -109,14 +109,23 @@ def test_gpu_check_without_cuda_exits_with_a_clear_message():
     assert "no CUDA device here" in result.stderr
 
 
-def test_loss_curves_set_the_numerics_gap_against_the_seed_gap(tiny_mnist, tmp_path):
+def test_loss_curves_set_the_gap_between_steps_against_the_seed_noise(tiny_mnist, tmp_path):
     argv = ["--data", str(tiny_mnist), "--results-dir", str(tmp_path), "--models", "3D", "--parts", "curves",
             "--curve-epochs", "3", "--curve-images", "40", "--precision", "fp32", *TINY]
     assert bench_train.main(argv) == 0
     curves = results_file(tmp_path)["curves"]
-    assert list(curves["curves"]) == ["reference seed 0", "reference seed 1", "project seed 0", "project seed 1"]
+    seeds = [f"seed {s}" for s in bench_train.CURVE_SEEDS]
+    assert list(curves["curves"]) == [f"{name} {s}" for name in ("reference", "project") for s in seeds]
     assert all(len(c["validation_loss"]) == len(c["training_loss"]) == 3 for c in curves["curves"].values())
     assert curves["train_images"] == 40
-    # both fp32 here: one seed's runs differ only by fused against default AdamW, far below the seed gap
-    assert curves["numerics_gap"] < 1e-4 < curves["seed_gap"]
-    assert curves["within_noise"] is True
+    # both fp32 here: one seed's runs differ only by fused against default AdamW, far below the seed noise
+    for gap in curves["gaps"]:
+        assert abs(gap["gap"]) < 1e-4 < gap["two_standard_errors"]
+    assert curves["within_noise_at_end"] is True and curves["epochs_outside_noise"] == []
+
+
+def test_a_gap_beyond_two_standard_errors_is_outside_the_noise():
+    gap = bench_train.curve_gap([1.10, 1.11, 1.12], [1.00, 1.01, 1.02])
+    assert gap["gap"] == pytest.approx(0.099, abs=1e-3)
+    assert gap["two_standard_errors"] == pytest.approx(2 * 0.01 * (2 / 3) ** 0.5 / 1.01, rel=1e-6)
+    assert abs(gap["gap"]) > gap["two_standard_errors"]
