@@ -507,8 +507,8 @@ class AutoEncoder(nn.Module):
     dense 784 sigmoid. The `original` recipe has no biases and Glorot-uniform weights
     (Lasagne's defaults). `modern` adds zero-initialised biases, He-uniform weights for
     the layers that feed a ReLU, so the code carries signal from the first step (PyTorch's
-    default weights have variance 1/(3*fan_in), so the signal's variance falls ~6x per ReLU layer), and dropout
-    after the wide layers.
+    default weights have variance 1/(3*fan_in), so the signal's variance falls ~6x per ReLU
+    layer), and dropout after the wide layers.
     """
 
     def __init__(self, code: str | CodeSpec = "3D", recipe: str = "modern"):
