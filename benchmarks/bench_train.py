@@ -283,7 +283,7 @@ class TypicalPort:
 
     def __init__(self, spec: CodeSpec, images: np.ndarray, device: torch.device, batch: int = BATCH,
                  seed: int = 0):
-        settings = auto_encoder.parse_args([])
+        settings = auto_encoder.settings_for(auto_encoder.parse_args([]), spec)
         torch.manual_seed(seed)
         self.device = device
         self.model = AutoEncoder(spec, "modern").to(device)

@@ -9,7 +9,7 @@ import torch
 
 import auto_encoder
 from conftest import TINY_SIZES, train
-from helpers import OutputPaths, load_info, load_model
+from helpers import OutputPaths, load_info, load_model, parse_code
 
 
 def test_every_contract_file_is_written_for_both_models(trained_output):
@@ -25,6 +25,17 @@ def test_the_info_pickle_keeps_the_original_keys_and_adds_the_test_mse(trained_o
     assert len(info["training loss"]) == len(info["validation loss"]) == len(info["epoch time"]) == 2
     assert 0 < info["test mse"] < 1
     assert info["config"]["model"] == "3D" and info["config"]["recipe"] == "modern"
+
+
+def test_vector_codes_train_at_the_higher_default_peak_lr_and_image_codes_at_the_lower(trained_output):
+    lrs = {m: load_info(OutputPaths.of(trained_output, m).info)["config"]["lr"] for m in ("3D", "4x4")}
+    assert lrs == {"3D": auto_encoder.RECIPE_DEFAULTS["modern"]["lr"], "4x4": auto_encoder.MODERN_IMAGE_CODE_LR}
+
+
+@pytest.mark.parametrize("model", ["3D", "4x4"])
+def test_an_explicit_lr_applies_to_every_code(model):
+    args = auto_encoder.parse_args(["--lr", "0.03"])
+    assert auto_encoder.settings_for(args, parse_code(model)).lr == 0.03
 
 
 def test_the_log_has_the_original_layout(trained_output):
