@@ -142,21 +142,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--checkpoint-every", type=positive_int, default=1, metavar="N",
                    help="write the checkpoint every N epochs (default 1)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
-    args = p.parse_args(argv)
-    for key, value in RECIPE_DEFAULTS[args.recipe].items():
-        if getattr(args, key) is None and key != "lr":  # the lr default depends on the code
-            setattr(args, key, value)
-    return args
+    return p.parse_args(argv)
 
 
 def settings_for(args: argparse.Namespace, spec: CodeSpec) -> argparse.Namespace:
-    """The settings of one model's run: an unset --lr becomes the recipe's for this code."""
-    if args.lr is not None:
-        return args
-    lr = RECIPE_DEFAULTS[args.recipe]["lr"]
+    """The settings of one model's run: each option left unset takes the recipe's default for this code."""
+    defaults = dict(RECIPE_DEFAULTS[args.recipe])
     if args.recipe == "modern" and spec.is_image:
-        lr = MODERN_IMAGE_CODE_LR
-    return argparse.Namespace(**{**vars(args), "lr": lr})
+        defaults["lr"] = MODERN_IMAGE_CODE_LR
+    unset = {key: value for key, value in defaults.items() if getattr(args, key) is None}
+    return argparse.Namespace(**{**vars(args), **unset})
 
 
 @dataclass
@@ -437,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
             for spec in specs:
                 run = Run(args, spec, data, device, precision, stop)
                 print(f"{spec.name} model: {count_parameters(run.model):,} parameters, recipe {args.recipe}, "
-                      f"{args.epochs} epochs, batch {args.batch_size}, {precision} on {device}")
+                      f"{run.args.epochs} epochs, batch {run.args.batch_size}, {precision} on {device}")
                 test_mse = run.train()
                 print(f"{spec.name}: MSE on test data: {test_mse:.6g} (outputs in {args.output_dir}/)")
     except KeyboardInterrupt:
