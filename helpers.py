@@ -489,11 +489,15 @@ def parse_models(text: str) -> list[CodeSpec]:
     return list({s.name: s for s in specs}.values())
 
 
-def _dense_stack(widths: list[int], bias: bool, dropout: float) -> nn.Sequential:
-    """Dense ReLU layers; dropout follows the wide ones (500 units or more)."""
+def _dense_stack(widths: list[int], batch_norm: bool, dropout: float) -> nn.Sequential:
+    """Dense ReLU layers without biases (batch norm's shift takes their place); dropout follows
+    the wide ones (500 units or more)."""
     layers: list[nn.Module] = []
     for n_in, n_out in zip(widths[:-1], widths[1:]):
-        layers += [nn.Linear(n_in, n_out, bias=bias), nn.ReLU()]
+        layers.append(nn.Linear(n_in, n_out, bias=False))
+        if batch_norm:
+            layers.append(nn.BatchNorm1d(n_out))
+        layers.append(nn.ReLU())
         if dropout and n_out >= DROPOUT_MIN_WIDTH:
             layers.append(nn.Dropout(dropout))
     return nn.Sequential(*layers)
@@ -505,10 +509,11 @@ class AutoEncoder(nn.Module):
     Encoder: conv 32@5x5 (valid), ReLU, dense 1000-500-250-125 ReLU, then the code
     (linear for `ND`, sigmoid for `KxK`). Decoder: dense 125-250-500-1000-2000 ReLU,
     dense 784 sigmoid. The `original` recipe has no biases and Glorot-uniform weights
-    (Lasagne's defaults). `modern` adds zero-initialised biases, He-uniform weights for
-    the layers that feed a ReLU, so the code carries signal from the first step (PyTorch's
-    default weights have variance 1/(3*fan_in), so the signal's variance falls ~6x per ReLU
-    layer), and dropout after the wide layers.
+    (Lasagne's defaults). `modern` adds batch norm before each dense ReLU, zero-initialised
+    biases on the convolution, the code and the output, He-uniform weights for the layers
+    that feed a ReLU, so the code carries signal from the first step (PyTorch's default
+    weights have variance 1/(3*fan_in), so the signal's variance falls ~6x per ReLU layer),
+    and dropout after the wide layers.
     """
 
     def __init__(self, code: str | CodeSpec = "3D", recipe: str = "modern"):
@@ -517,15 +522,15 @@ class AutoEncoder(nn.Module):
             raise UserError(f"unknown recipe {recipe!r}: use {' or '.join(RECIPES)}")
         self.spec = parse_code(code) if isinstance(code, str) else code
         self.recipe = recipe
-        bias = recipe != "original"
-        self.conv = nn.Conv2d(1, 32, kernel_size=5, bias=bias)
-        self.encoder = _dense_stack([CONV_FEATURES, *ENCODER_WIDTHS], bias, DROPOUT[recipe])
-        self.code = nn.Linear(ENCODER_WIDTHS[-1], self.spec.units, bias=bias)
-        self.decoder = _dense_stack([self.spec.units, *DECODER_WIDTHS], bias, DROPOUT[recipe])
-        self.output = nn.Linear(DECODER_WIDTHS[-1], 784, bias=bias)
+        modern = recipe == "modern"
+        self.conv = nn.Conv2d(1, 32, kernel_size=5, bias=modern)
+        self.encoder = _dense_stack([CONV_FEATURES, *ENCODER_WIDTHS], modern, DROPOUT[recipe])
+        self.code = nn.Linear(ENCODER_WIDTHS[-1], self.spec.units, bias=modern)
+        self.decoder = _dense_stack([self.spec.units, *DECODER_WIDTHS], modern, DROPOUT[recipe])
+        self.output = nn.Linear(DECODER_WIDTHS[-1], 784, bias=modern)
         for layer in self.lasagne_layers():
             feeds_relu = layer not in (self.code, self.output)
-            if recipe == "modern" and feeds_relu:
+            if modern and feeds_relu:
                 nn.init.kaiming_uniform_(layer.weight, nonlinearity="relu")
             else:
                 nn.init.xavier_uniform_(layer.weight)

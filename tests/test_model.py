@@ -12,7 +12,7 @@ from helpers import (AutoEncoder, UserError, count_parameters, load_lasagne_weig
                      parse_code, parse_models, save_model)
 
 ORIGINAL_COUNTS = {"3D": 23_314_050, "4x4": 23_317_300}
-BIASES = 32 + 1000 + 500 + 250 + 125 + 125 + 250 + 500 + 1000 + 2000 + 784
+DENSE_RELU_WIDTHS = 1000 + 500 + 250 + 125 + 125 + 250 + 500 + 1000 + 2000
 
 
 @pytest.mark.parametrize("code", ["3D", "4x4"])
@@ -23,9 +23,25 @@ def test_original_recipe_has_the_2016_parameter_count_and_no_biases(code):
 
 
 @pytest.mark.parametrize("code", ["3D", "4x4"])
-def test_modern_recipe_adds_only_biases(code):
+def test_modern_recipe_adds_only_batch_norm_and_the_conv_code_and_output_biases(code):
     units = parse_code(code).units
-    assert count_parameters(AutoEncoder(code, "modern")) == ORIGINAL_COUNTS[code] + BIASES + units
+    batch_norm = 2 * DENSE_RELU_WIDTHS  # a scale and a shift per unit
+    biases = 32 + units + 784
+    assert count_parameters(AutoEncoder(code, "modern")) == ORIGINAL_COUNTS[code] + batch_norm + biases
+
+
+def test_an_evaluated_digit_does_not_depend_on_the_rest_of_its_batch():
+    """Plots and test MSE run in eval mode, where batch norm uses its running statistics."""
+    torch.manual_seed(0)
+    model = AutoEncoder("3D")
+    model.train()
+    for _ in range(3):  # move the running statistics away from their initial values
+        model(torch.rand(64, 784))
+    model.eval()
+    x = torch.rand(8, 784)
+    with torch.inference_mode():
+        alone, in_batch = model(x[:1]), model(x)[:1]
+    torch.testing.assert_close(alone, in_batch)
 
 
 @pytest.mark.parametrize("code, code_shape", [("3D", (5, 3)), ("4x4", (5, 1, 4, 4)),
