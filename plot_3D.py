@@ -2,12 +2,13 @@
 
     python plot_3D.py                          # reads output/auto_encoder_3D_*
     python plot_3D.py --output-dir runs/a --format jpg,eps,png
+    python plot_3D.py --dataset fashion-mnist  # reads output/fashion-mnist/auto_encoder_3D_*
 
-Writes into --output-dir: 3D_in (the first ten test digits), 3D_out_1 / 3D_out_2 (their
+Writes into --output-dir: 3D_in (the first ten test images), 3D_out_1 / 3D_out_2 (their
 reconstructions before / after training), 3D_code_1 / 3D_code_2 (the codes of the test set
-in 3-D), 3D_code_xy_1 / 3D_code_xy_2 (their three 2-D projections), 3D_manifold (digits
-decoded from a grid through the code space) and 3D_code_evolution.gif (the codes of 2,000
-test digits at every epoch). Any 3-unit vector code works, given with --model.
+in 3-D, coloured by class), 3D_code_xy_1 / 3D_code_xy_2 (their three 2-D projections),
+3D_manifold (images decoded from a grid through the code space) and 3D_code_evolution.gif (the
+codes of 2,000 test images at every epoch). Any 3-unit vector code works, given with --model.
 """
 from __future__ import annotations
 
@@ -21,12 +22,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from helpers import (DIGIT_CMAP, Stage, TrainedRun, UserError, atomic_path, decode_all,
-                     digit_colors, digit_legend, figure_parser, load_trained_run, mosaic,
-                     parse_code, pyplot, run_script, save_digit_rows, save_figure)
+from helpers.cli import fill_output_dir, run_main
+from helpers.datasets import DatasetSpec
+from helpers.device import decode_all
+from helpers.errors import UserError
+from helpers.figures import (DIGIT_CMAP, class_colors, class_legend, figure_parser, mosaic, pyplot,
+                             save_figure, save_input_output_rows)
+from helpers.files import atomic_path
+from helpers.model import parse_code
+from helpers.trained_run import Stage, TrainedRun, load_trained_run
 
 PROJECTIONS = ((0, 1), (1, 2), (0, 2))   # the original's: 1st & 2nd, 2nd & 3rd, 1st & 3rd units
-MANIFOLD_GRID = 13                        # digits along each side of a manifold slice
+MANIFOLD_GRID = 13                        # images along each side of a manifold slice
 MANIFOLD_SLICES = (10, 50, 90)            # percentiles of the 3rd unit the slices sit at
 GIF_FRAMES = 60                           # at most; long runs show evenly spaced epochs
 GIF_FPS = 5
@@ -37,7 +44,7 @@ POINT_SIZE = 5
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = figure_parser(__doc__)
     p.add_argument("--model", default="3D", help="a vector code of 3 units (default: 3D)")
-    return p.parse_args(argv)
+    return fill_output_dir(p.parse_args(argv))
 
 
 def unit_label(i: int) -> str:
@@ -54,7 +61,7 @@ def code_limits(codes: np.ndarray) -> np.ndarray:
 
 def scatter_codes(ax: Any, codes: np.ndarray, labels: np.ndarray, dims: tuple[int, ...],
                   size: float) -> Any:
-    """The codes' `dims` coordinates within `code_limits`, coloured by digit.
+    """The codes' `dims` coordinates within `code_limits`, coloured by class.
 
     Points are rasterized so EPS files stay small; those outside the limits are left out
     (3-D axes would draw them outside the box).
@@ -62,7 +69,7 @@ def scatter_codes(ax: Any, codes: np.ndarray, labels: np.ndarray, dims: tuple[in
     limits = code_limits(codes)[:, dims]
     shown = codes[:, dims]
     inside = ((shown >= limits[0]) & (shown <= limits[1])).all(1)
-    colors = np.array(digit_colors())[labels[inside]]
+    colors = np.array(class_colors())[labels[inside]]
     depth = {"depthshade": False} if len(dims) == 3 else {}   # the same colours as the 2-D figures
     points = ax.scatter(*shown[inside].T, c=colors, s=size, linewidths=0, rasterized=True, **depth)
     setters = [(ax.set_xlabel, ax.set_xlim), (ax.set_ylabel, ax.set_ylim)]
@@ -82,16 +89,16 @@ def axes_3d(fig: Any, rect: tuple[float, ...] | None = None) -> Any:
     return ax
 
 
-def plot_code_3d(codes: np.ndarray, labels: np.ndarray, title: str) -> Any:
+def plot_code_3d(codes: np.ndarray, labels: np.ndarray, title: str, dataset: DatasetSpec) -> Any:
     fig = pyplot().figure(figsize=(8, 6.5), layout="constrained")
     ax = axes_3d(fig)
     scatter_codes(ax, codes, labels, (0, 1, 2), POINT_SIZE)
     ax.set_title(title)
-    digit_legend(fig, loc="outside right center")
+    class_legend(fig, dataset, loc="outside right center")
     return fig
 
 
-def plot_code_projections(codes: np.ndarray, labels: np.ndarray, title: str) -> Any:
+def plot_code_projections(codes: np.ndarray, labels: np.ndarray, title: str, dataset: DatasetSpec) -> Any:
     fig, axes = pyplot().subplots(1, len(PROJECTIONS), figsize=(16, 5.4), layout="constrained")
     for ax, dims in zip(axes, PROJECTIONS):
         scatter_codes(ax, codes, labels, dims, POINT_SIZE)
@@ -99,17 +106,18 @@ def plot_code_projections(codes: np.ndarray, labels: np.ndarray, title: str) -> 
         ax.grid(True, color="0.9")
         ax.set_axisbelow(True)   # the grid under the points
     fig.suptitle(title)
-    digit_legend(fig, loc="outside right center")
+    class_legend(fig, dataset, loc="outside right center")
     return fig
 
 
 def save_code_figures(run: TrainedRun, stage: Stage, output_dir: Path, formats: list[str]) -> None:
     """M_code_N (3-D scatter) and M_code_xy_N (its projections) for one stage."""
     codes, name = stage.codes.cpu().numpy(), run.spec.name
-    title = (f"{name} code of the {len(codes):,} test digits, {stage.when} "
+    title = (f"{name} code of the {len(codes):,} {run.dataset.test_set}, {stage.when} "
              f"(test MSE {stage.test_mse:.4f})\naxes span the central 99% of each unit")
-    save_figure(plot_code_3d(codes, run.test_y, title), output_dir, f"{name}_code_{stage.number}", formats)
-    save_figure(plot_code_projections(codes, run.test_y, title), output_dir,
+    save_figure(plot_code_3d(codes, run.test_y, title, run.dataset), output_dir,
+                f"{name}_code_{stage.number}", formats)
+    save_figure(plot_code_projections(codes, run.test_y, title, run.dataset), output_dir,
                 f"{name}_code_xy_{stage.number}", formats)
 
 
@@ -146,31 +154,31 @@ def save_gif(animation: Any, path: Path, fps: int) -> None:
 
 
 def load_code_trace(run: TrainedRun) -> np.ndarray:
-    """The stored codes (epochs+1, digits, 3), checked before any figure is drawn."""
+    """The stored codes (epochs+1, images, 3), checked before any figure is drawn."""
     try:
         trace = torch.load(run.paths.codes, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated zip, foreign pickle
         raise UserError(f"{run.paths.codes} cannot be read ({str(e).splitlines()[0]}); "
                         "rerun the training with --resume to rewrite it") from None
     if not (isinstance(trace, torch.Tensor) and trace.ndim == 3 and trace.shape[2] == 3):
-        raise UserError(f"{run.paths.codes} is not a trace of 3-unit codes (epochs+1, digits, 3)")
+        raise UserError(f"{run.paths.codes} is not a trace of 3-unit codes (epochs+1, images, 3)")
     return trace.float().numpy()
 
 
 def save_code_evolution(run: TrainedRun, trace: np.ndarray, output_dir: Path) -> None:
-    """M_code_evolution.gif: the stored codes of the first test digits, epoch by epoch."""
+    """M_code_evolution.gif: the stored codes of the first test images, epoch by epoch."""
     from matplotlib.animation import FuncAnimation
     labels = run.test_y[:trace.shape[1]]
     frames = np.unique(np.linspace(0, len(trace) - 1, min(len(trace), GIF_FRAMES)).round().astype(int))
     fig = pyplot().figure(figsize=(6.4, 5.6), dpi=80)
     ax = axes_3d(fig, (0, 0.02, 0.84, 0.86))
-    digit_legend(fig, loc="center right")
+    class_legend(fig, run.dataset, loc="center right")
 
     def draw(epoch: int) -> None:
         for points in list(ax.collections):
             points.remove()
         scatter_codes(ax, trace[epoch], labels, (0, 1, 2), POINT_SIZE)
-        ax.set_title(f"{run.spec.name} code of {trace.shape[1]:,} test digits\n"
+        ax.set_title(f"{run.spec.name} code of {trace.shape[1]:,} {run.dataset.test_set}\n"
                      + ("before training" if epoch == 0 else f"after epoch {epoch} of {len(trace) - 1}"))
 
     path = output_dir / f"{run.spec.name}_code_evolution.gif"
@@ -185,7 +193,7 @@ def plot(args: argparse.Namespace) -> None:
                         "image codes and plot_training.py for any model")
     run = load_trained_run(args, spec, needs_codes=True)
     trace = load_code_trace(run)
-    save_digit_rows(run, args.output_dir, args.format)
+    save_input_output_rows(run, args.output_dir, args.format)
     for stage in run.stages:
         save_code_figures(run, stage, args.output_dir, args.format)
     save_figure(plot_manifold(run.stages[-1]), args.output_dir, f"{spec.name}_manifold", args.format)
@@ -194,7 +202,8 @@ def plot(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_script(plot, parse_args(argv))
+    args = parse_args(argv)
+    return run_main(lambda: plot(args))
 
 
 if __name__ == "__main__":

@@ -2,11 +2,12 @@
 
     python plot_4x4.py                         # reads output/auto_encoder_4x4_*
     python plot_4x4.py --model 8x8 --output-dir runs/a
+    python plot_4x4.py --dataset fashion-mnist # reads output/fashion-mnist/auto_encoder_4x4_*
 
-Writes into --output-dir, for the model M: M_in (the first ten test digits), M_code_1 /
+Writes into --output-dir, for the model M: M_in (the first ten test images), M_code_1 /
 M_code_2 (their KxK code images before / after training), M_out_1 / M_out_2 (their
-reconstructions before / after) and M_interpolation (digits decoded along straight lines in
-code space between test digits of different classes, and between class-mean codes).
+reconstructions before / after) and M_interpolation (images decoded along straight lines in
+code space between test images of different classes, and between class-mean codes).
 """
 from __future__ import annotations
 
@@ -18,9 +19,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from helpers import (DIGIT_CMAP, SHOWN_DIGITS, Stage, TrainedRun, UserError, decode_all,
-                     figure_parser, image_row, load_trained_run, mosaic, parse_code, pyplot,
-                     run_script, save_digit_rows, save_figure)
+from helpers.cli import fill_output_dir, run_main
+from helpers.device import decode_all
+from helpers.errors import UserError
+from helpers.figures import (DIGIT_CMAP, SHOWN_DIGITS, figure_parser, image_row, mosaic, pyplot,
+                             save_figure, save_input_output_rows)
+from helpers.model import parse_code
+from helpers.trained_run import Stage, TrainedRun, load_trained_run
 
 INTERPOLATION_STEPS = 10
 INTERPOLATION_ROWS = 5
@@ -30,20 +35,20 @@ MOSAIC_PAD = 2
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = figure_parser(__doc__)
     p.add_argument("--model", default="4x4", help="an image code KxK (default: 4x4)")
-    return p.parse_args(argv)
+    return fill_output_dir(p.parse_args(argv))
 
 
 def save_code_rows(run: TrainedRun, output_dir: Path, formats: list[str]) -> None:
-    """M_code_1 / M_code_2: the code image of each shown digit, before / after training."""
+    """M_code_1 / M_code_2: the code image of each shown test image, before / after training."""
     side = run.spec.side
     for stage in run.stages:
         codes = stage.codes[:SHOWN_DIGITS].reshape(-1, side, side).cpu().numpy()
-        title = f"{run.spec.name} code of each digit, {stage.when} (black = 1, white = 0)"
+        title = f"{run.spec.name} code of each {run.dataset.noun}, {stage.when} (black = 1, white = 0)"
         save_figure(image_row(codes, title), output_dir, f"{run.spec.name}_code_{stage.number}", formats)
 
 
 def class_pairs(labels: np.ndarray) -> list[tuple[int, int]]:
-    """Pairs of different digit classes present in `labels`: 0-5, 1-6, 2-7, 3-8, 4-9 for MNIST."""
+    """Pairs of different classes present in `labels`: 0-5, 1-6, 2-7, 3-8, 4-9 for MNIST."""
     classes = sorted(set(labels.tolist()))
     half = max(1, len(classes) // 2)
     return [(a, classes[(i + half) % len(classes)]) for i, a in enumerate(classes[:INTERPOLATION_ROWS])]
@@ -58,13 +63,13 @@ def interpolate(stage: Stage, starts: torch.Tensor, ends: torch.Tensor) -> np.nd
 
 
 def plot_interpolation(run: TrainedRun, stage: Stage) -> Any:
-    """Rows of digits decoded between the codes of two classes: single test digits, and class means."""
+    """Rows of images decoded between the codes of two classes: single test images, and class means."""
     pairs = class_pairs(run.test_y)
     classes = {d for pair in pairs for d in pair}
     masks = {d: torch.from_numpy(run.test_y == d).to(stage.codes.device) for d in classes}
     first_codes = {d: stage.codes[masks[d]][0] for d in classes}
     mean_codes = {d: stage.codes[masks[d]].mean(0) for d in classes}
-    panels = (("between two test digits", first_codes),
+    panels = ((f"between two {run.dataset.test_set}", first_codes),
               ("between the mean codes of the two classes", mean_codes))
     fig, axes = pyplot().subplots(1, 2, figsize=(15, 7 * len(pairs) / INTERPOLATION_STEPS + 1.0),
                                   layout="constrained")
@@ -73,10 +78,13 @@ def plot_interpolation(run: TrainedRun, stage: Stage) -> Any:
         starts, ends = (torch.stack([code_of[pair[i]] for pair in pairs]) for i in (0, 1))
         ax.imshow(mosaic(interpolate(stage, starts, ends), MOSAIC_PAD), cmap=DIGIT_CMAP, vmin=0, vmax=1,
                   interpolation="none")
-        ax.set_yticks([tile * i + centre for i in range(len(pairs))], [f"{a} \u2192 {b}" for a, b in pairs])
+        names = run.dataset.classes
+        ax.set_yticks([tile * i + centre for i in range(len(pairs))],
+                      [f"{names[a]} \u2192 {names[b]}" for a, b in pairs])
         ax.set_xticks([centre, tile * (INTERPOLATION_STEPS - 1) + centre], ["start", "end"])
         ax.set_title(what)
-    fig.suptitle(f"{run.spec.name} model {stage.when}: digits decoded along straight lines in code space")
+    fig.suptitle(f"{run.spec.name} model {stage.when}: {run.dataset.noun}s decoded along straight lines "
+                 "in code space")
     return fig
 
 
@@ -86,7 +94,7 @@ def plot(args: argparse.Namespace) -> None:
         raise UserError(f"plot_4x4.py draws image codes (KxK), not {spec.name}: use plot_3D.py for 3D "
                         "and plot_training.py for any model")
     run = load_trained_run(args, spec)
-    save_digit_rows(run, args.output_dir, args.format)
+    save_input_output_rows(run, args.output_dir, args.format)
     save_code_rows(run, args.output_dir, args.format)
     save_figure(plot_interpolation(run, run.stages[-1]), args.output_dir, f"{spec.name}_interpolation",
                 args.format)
@@ -94,7 +102,8 @@ def plot(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_script(plot, parse_args(argv))
+    args = parse_args(argv)
+    return run_main(lambda: plot(args))
 
 
 if __name__ == "__main__":

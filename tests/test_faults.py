@@ -3,6 +3,8 @@
 Each test states a promise of the trainer and breaks it on purpose. Runs are tiny (40
 images of `tiny_mnist` in batches of 20, two epochs, fp32 on the CPU) and every
 uninterrupted run gives bit-identical results: a faulty run, resumed, must end exactly there.
+Tiny epochs end long before the default checkpoint interval, so a test that needs a
+checkpoint after every epoch asks for one with --checkpoint-interval 0.
 """
 from __future__ import annotations
 
@@ -23,15 +25,16 @@ import pytest
 import torch
 
 import auto_encoder
-import helpers
-from conftest import ROOT, train
-from helpers import OutputPaths, load_info
+from conftest import ROOT, signal_at_step, train, trainer_argv
+from helpers.files import OutputPaths, load_info
 
 if sys.platform == "win32":
     pytest.skip("kill -9, signals and hard links are POSIX", allow_module_level=True)
 
+pytestmark = pytest.mark.slow
+
 TINY = ("--model", "3D", "--epochs", "2", "--limit", "40")  # two steps per epoch
-FIXED = ("--batch-size", "20", "--precision", "fp32", "--device", "cpu", *TINY)  # as conftest.train
+EVERY_EPOCH = ("--checkpoint-interval", "0")
 KILLS = 20
 TIMEOUT = 300  # seconds for any one trainer process (a tiny run takes a few on an idle CPU)
 
@@ -60,7 +63,7 @@ class Trainer:
 
     @classmethod
     def start(cls, out: Path, data: Path, *extra: str) -> "Trainer":
-        return cls.start_argv(out, ["--data", str(data), "--output-dir", str(out), *FIXED, *extra])
+        return cls.start_argv(out, trainer_argv(out, data, *TINY, *extra))
 
     @classmethod
     def start_argv(cls, out: Path, argv: list[str]) -> "Trainer":
@@ -147,8 +150,7 @@ class Reference:
 def reference(tmp_path_factory: pytest.TempPathFactory, tiny_mnist: Path) -> Reference:
     """Run as a user would: `python auto_encoder.py ...`, uninterrupted."""
     out = tmp_path_factory.mktemp("reference") / "out"
-    command = [sys.executable, str(ROOT / "auto_encoder.py"), "--data", str(tiny_mnist),
-               "--output-dir", str(out), *FIXED]
+    command = [sys.executable, str(ROOT / "auto_encoder.py"), *trainer_argv(out, tiny_mnist, *TINY)]
     with open(f"{out}.stdout", "w") as stdout, open(f"{out}.stderr", "w") as stderr:
         proc = subprocess.Popen(command, stdout=stdout, stderr=stderr,
                                 env={**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -200,12 +202,13 @@ def assert_finished_like_the_reference(out: Path, ref: Reference) -> None:
 
 # -- Crashes and interruptions ---------------------------------------------------------
 
+@pytest.mark.parametrize("cadence", [(), EVERY_EPOCH], ids=["default cadence", "checkpoint every epoch"])
 def test_kill_9_at_20_random_moments_leaves_only_whole_files_and_resume_ends_like_no_kill(
-        tmp_path, tiny_mnist, reference):
+        tmp_path, tiny_mnist, reference, cadence):
     rng = random.Random(5)  # the moments are random, the checks are not
     out, killed_mid_run = tmp_path / "out", 0
     for _ in range(KILLS):
-        trainer = Trainer.start(out, tiny_mnist, "--resume")
+        trainer = Trainer.start(out, tiny_mnist, "--resume", *cadence)
         wait_until(lambda: "model:" in trainer.stdout() or trainer.ended(), "the start")
         time.sleep(rng.uniform(0, reference.seconds))
         trainer.proc.kill()  # SIGKILL
@@ -217,7 +220,7 @@ def test_kill_9_at_20_random_moments_leaves_only_whole_files_and_resume_ends_lik
             shutil.rmtree(out)
         killed_mid_run += code == -signal.SIGKILL
     assert killed_mid_run >= KILLS // 4, "the kills should mostly land while the run works"
-    assert Trainer.start(out, tiny_mnist, "--resume").wait() == 0
+    assert Trainer.start(out, tiny_mnist, "--resume", *cadence).wait() == 0
     assert_finished_like_the_reference(out, reference)
 
 
@@ -312,7 +315,7 @@ def test_a_full_disk_during_a_checkpoint_save_keeps_the_previous_one_and_resume_
     out = tmp_path / "out"
     paths = OutputPaths.of(out, "3D")
     monkeypatch.setattr(torch, "save", save_until_the_disk_is_full)
-    assert train(out, tiny_mnist, *TINY) == 1
+    assert train(out, tiny_mnist, *TINY, *EVERY_EPOCH) == 1
     line = one_error_line(capsys.readouterr().err)
     assert f"cannot write {paths.checkpoint}" in line and "previous files are intact" in line
     assert torch.load(paths.checkpoint, weights_only=True)["epoch"] == 1
@@ -335,7 +338,7 @@ def test_a_failing_write_keeps_the_previous_version_of_that_file_and_names_it(
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         real_replace(src, dst)
 
-    monkeypatch.setattr(helpers.os, "replace", replace_fails_on_target)
+    monkeypatch.setattr(os, "replace", replace_fails_on_target)
     assert train(out, tiny_mnist, *TINY, "--resume") == 1
     line = one_error_line(capsys.readouterr().err)
     assert f"cannot write {target} (No space left on device)" in line
@@ -358,7 +361,7 @@ def test_a_really_full_tmpfs_keeps_the_previous_checkpoint_and_resume_finishes_o
         tmpfs, tiny_mnist, reference, capsys):
     out = tmpfs / "out"
     paths = OutputPaths.of(out, "3D")
-    assert train(out, tiny_mnist, *TINY) == 1
+    assert train(out, tiny_mnist, *TINY, *EVERY_EPOCH) == 1
     assert f"cannot write {paths.checkpoint}" in one_error_line(capsys.readouterr().err)
     assert torch.load(paths.checkpoint, weights_only=True)["epoch"] == 1
     assert not temporaries(out)
@@ -368,19 +371,6 @@ def test_a_really_full_tmpfs_keeps_the_previous_checkpoint_and_resume_finishes_o
 
 
 # -- Numerical faults ------------------------------------------------------------------
-
-def signal_at_step(monkeypatch: pytest.MonkeyPatch, step: int, signum=signal.SIGTERM) -> None:
-    """Deliver a real signal to this process during training step `step` (counted from 1)."""
-    real_step, steps = auto_encoder.Run.train_step, []
-
-    def train_step(run, x):
-        steps.append(x)
-        if len(steps) == step:
-            os.kill(os.getpid(), signum)
-        return real_step(run, x)
-
-    monkeypatch.setattr(auto_encoder.Run, "train_step", train_step)
-
 
 # Plain SGD, where a huge rate overflows to NaN at once; three steps per epoch.
 ORIGINAL = (*TINY, "--recipe", "original", "--limit", "60")

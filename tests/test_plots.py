@@ -12,11 +12,13 @@ import numpy as np
 import pytest
 import torch
 
-import helpers
 import plot_3D
 import plot_4x4
 import plot_training
 from conftest import ROOT, train
+from helpers.analysis import PCA, knn_accuracy
+from helpers.files import OutputPaths, load_info
+from helpers.trained_run import train_command
 
 SEED_OUTPUT = ROOT.parent / "shared" / "seed" / "output"
 FIGURES_3D = ["3D_in", "3D_out_1", "3D_out_2", "3D_code_1", "3D_code_2", "3D_code_xy_1",
@@ -49,7 +51,7 @@ def sweep_output(tmp_path_factory: pytest.TempPathFactory, tiny_mnist: Path, tra
     out = tmp_path_factory.mktemp("sweep")
     assert train(out, tiny_mnist, "--model", "2D,2x2", "--epochs", "1") == 0
     for model in ("3D", "4x4"):
-        shutil.copy(helpers.OutputPaths.of(trained_output, model).info, out)
+        shutil.copy(OutputPaths.of(trained_output, model).info, out)
     return out
 
 
@@ -105,7 +107,7 @@ def test_plot_4x4_writes_every_figure_in_each_format_asked_for(outputs, tiny_mni
 def test_missing_training_outputs_name_the_command_to_run_first(script, model, tmp_path, tiny_mnist, capsys):
     assert run(script, tmp_path, tiny_mnist) == 2
     err = capsys.readouterr().err
-    command = helpers.train_command(model, tmp_path)
+    command = train_command(model, tmp_path)
     assert err.startswith("error: ") and err.count("\n") == 1 and f"`{command}` first" in err
 
 
@@ -121,7 +123,7 @@ def test_a_python2_loss_pickle_is_read_and_drawn(tmp_path, tiny_mnist):
               "validation loss": [np.float64(0.08), np.float64(0.04)]}
     path = write_python2_info(tmp_path / "auto_encoder_3D_info.pkl.gz", losses)
     assert b"numpy.core.multiarray" in gzip.decompress(path.read_bytes())
-    info = helpers.load_info(path)
+    info = load_info(path)
     assert info == {"training loss": [0.09, 0.05], "validation loss": [0.08, 0.04]}
     assert all(type(v) is float for v in info["training loss"])
     figures = tmp_path / "figures"
@@ -132,7 +134,7 @@ def test_a_python2_loss_pickle_is_read_and_drawn(tmp_path, tiny_mnist):
 @pytest.mark.skipif(not SEED_OUTPUT.is_dir(), reason="the original project's output is not here")
 def test_the_original_loss_pickles_are_read_and_overlaid_on_a_new_run(outputs, tiny_mnist):
     for model in ("3D", "4x4"):
-        info = helpers.load_info(SEED_OUTPUT / f"auto_encoder_{model}_info.pkl.gz")
+        info = load_info(SEED_OUTPUT / f"auto_encoder_{model}_info.pkl.gz")
         assert len(info["training loss"]) == len(info["validation loss"]) == 500
     original = SEED_OUTPUT / "auto_encoder_3D_info.pkl.gz"
     assert run(plot_training, outputs, tiny_mnist, "--model", "3D", "--info", str(original)) == 0
@@ -143,7 +145,7 @@ def test_pca_keeps_the_largest_variance_first_and_reports_what_it_leaves_out():
     u, v = torch.eye(784)[3], torch.eye(784)[500]
     a, b = torch.tensor([3.0, 3, -3, -3]), torch.tensor([1.0, -1, 1, -1])
     x = 0.5 + a[:, None] * u + b[:, None] * v          # a plane; variance 9 along u, 1 along v
-    pca = helpers.PCA(x)
+    pca = PCA(x)
     mse = pca.mse_by_components(x)
     assert mse[:3] == pytest.approx([10 / 784, 1 / 784, 0], abs=1e-9)
     assert torch.allclose(pca.decode(pca.encode(x, 2)), x, atol=1e-5)
@@ -155,7 +157,7 @@ def test_knn_votes_for_the_majority_of_the_five_nearest_codes():
     train_labels = torch.tensor([0, 0, 0, 1, 1, 1, 1])
     test_codes = torch.tensor([[0.5], [12.5], [9.0]])  # of the 5 nearest: 3 say 0; 4 say 1; 4 say 1
     def accuracy(truth: list[int]) -> float:
-        return helpers.knn_accuracy(train_codes, train_labels, test_codes, torch.tensor(truth))
+        return knn_accuracy(train_codes, train_labels, test_codes, torch.tensor(truth))
 
     assert accuracy([0, 1, 1]) == 1
     assert accuracy([1, 1, 0]) == pytest.approx(1 / 3)
@@ -165,7 +167,7 @@ def test_a_tied_knn_vote_goes_to_the_class_of_the_nearest_code():
     train_codes = torch.tensor([[0.0], [3], [1], [4]])
     train_labels = torch.tensor([0, 0, 1, 1])
     for test, nearest_label in ((-0.1, 0), (1.1, 1)):
-        assert helpers.knn_accuracy(train_codes, train_labels, torch.tensor([[test]]),
+        assert knn_accuracy(train_codes, train_labels, torch.tensor([[test]]),
                                     torch.tensor([nearest_label]), k=4) == 1
 
 

@@ -1,15 +1,16 @@
 """Training: the output contract, determinism, resuming, signals, divergence and bad options."""
 from __future__ import annotations
 
-import os
 import signal
 
 import pytest
 import torch
 
 import auto_encoder
-from conftest import TINY_SIZES, train
-from helpers import OutputPaths, load_info, load_model, parse_code
+from conftest import TINY_SIZES, signal_at_step, train
+from helpers.files import OutputPaths, load_info
+from helpers.model import load_model
+from helpers.recipes import MODERN_IMAGE_CODE_LR, RECIPE_DEFAULTS, TrainConfig
 
 
 def test_every_contract_file_is_written_for_both_models(trained_output):
@@ -29,13 +30,14 @@ def test_the_info_pickle_keeps_the_original_keys_and_adds_the_test_mse(trained_o
 
 def test_vector_codes_train_at_the_higher_default_peak_lr_and_image_codes_at_the_lower(trained_output):
     lrs = {m: load_info(OutputPaths.of(trained_output, m).info)["config"]["lr"] for m in ("3D", "4x4")}
-    assert lrs == {"3D": auto_encoder.RECIPE_DEFAULTS["modern"]["lr"], "4x4": auto_encoder.MODERN_IMAGE_CODE_LR}
+    assert lrs == {"3D": RECIPE_DEFAULTS["modern"]["lr"], "4x4": MODERN_IMAGE_CODE_LR}
 
 
 @pytest.mark.parametrize("model", ["3D", "4x4"])
 def test_an_explicit_lr_applies_to_every_code(model):
     args = auto_encoder.parse_args(["--lr", "0.03"])
-    assert auto_encoder.settings_for(args, parse_code(model)).lr == 0.03
+    assert [c.lr for c in auto_encoder.configs_from_args(args, "cpu", "fp32")] == [0.03, 0.03]
+    assert TrainConfig.for_model(model, lr=0.03).lr == 0.03
 
 
 def test_the_log_has_the_original_layout(trained_output):
@@ -50,7 +52,7 @@ def test_weights_before_and_after_load_safely_and_differ(trained_output):
     paths = OutputPaths.of(trained_output, "3D")
     before, after = load_model(paths.init, expect_code="3D"), load_model(paths.weights, expect_code="3D")
     assert not torch.equal(before.code.weight, after.code.weight)
-    assert set(torch.load(paths.weights, weights_only=True)) == {"code", "recipe", "state_dict"}
+    assert set(torch.load(paths.weights, weights_only=True)) == {"code", "recipe", "dataset", "state_dict"}
 
 
 def test_codes_of_small_vector_codes_are_traced_every_epoch(trained_output):
@@ -66,20 +68,9 @@ def test_the_same_seed_gives_the_same_numbers(tmp_path, tiny_mnist, trained_outp
     assert again["test mse"] == first["test mse"]
 
 
-def sigterm_at_step(monkeypatch, step: int) -> None:
-    """Make the trainer receive SIGTERM during its `step`-th training step."""
-    original_step, calls = auto_encoder.Run.train_step, []
-
-    def train_step(run, x):
-        calls.append(1)
-        if len(calls) == step:
-            os.kill(os.getpid(), signal.SIGTERM)
-        return original_step(run, x)
-    monkeypatch.setattr(auto_encoder.Run, "train_step", train_step)
-
-
+@pytest.mark.slow
 def test_sigterm_saves_a_checkpoint_and_says_how_to_resume(tmp_path, tiny_mnist, monkeypatch, capsys):
-    sigterm_at_step(monkeypatch, 5)  # epoch 2, step 2 of 3
+    signal_at_step(monkeypatch, 5)  # epoch 2, step 2 of 3
     assert train(tmp_path, tiny_mnist, "--model", "3D", "--epochs", "2") == 128 + signal.SIGTERM
     assert "--resume" in capsys.readouterr().err
     state = torch.load(OutputPaths.of(tmp_path, "3D").checkpoint, weights_only=True)
@@ -87,9 +78,10 @@ def test_sigterm_saves_a_checkpoint_and_says_how_to_resume(tmp_path, tiny_mnist,
     assert not OutputPaths.of(tmp_path, "3D").weights.exists()
 
 
+@pytest.mark.slow
 def test_an_interrupted_and_resumed_run_ends_exactly_like_an_uninterrupted_one(
         tmp_path, tiny_mnist, monkeypatch, trained_output):
-    sigterm_at_step(monkeypatch, 5)
+    signal_at_step(monkeypatch, 5)
     assert train(tmp_path, tiny_mnist, "--model", "3D", "--epochs", "2") == 128 + signal.SIGTERM
     monkeypatch.undo()
     assert train(tmp_path, tiny_mnist, "--model", "3D", "--epochs", "2", "--resume") == 0

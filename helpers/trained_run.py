@@ -1,0 +1,91 @@
+"""A trained run's outputs, loaded for the plot scripts, and what to say when they are missing."""
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .datasets import DatasetSpec, dataset_spec
+from .device import encode_all, pick_device, reconstruction_mse
+from .errors import UserError
+from .files import DEFAULT_DATASET, OutputPaths, dataset_of_info, default_output_dir, load_info
+from .model import AutoEncoder, CodeSpec, load_model
+from .sources import load_dataset
+
+
+def train_command(model: str, output_dir: str | os.PathLike, dataset: str = DEFAULT_DATASET) -> str:
+    """The training command that writes `model`'s files into `output_dir`."""
+    command = "python auto_encoder.py" + ("" if dataset == DEFAULT_DATASET else f" --dataset {dataset}")
+    command += "" if model == "both" else f" --model {model}"
+    return command + ("" if Path(output_dir) == default_output_dir(dataset) else f" --output-dir {output_dir}")
+
+
+def require_outputs(files: list[Path], model: str, output_dir: str | os.PathLike,
+                    dataset: str = DEFAULT_DATASET) -> None:
+    missing = [f for f in files if not f.is_file()]
+    if missing:
+        raise UserError(f"{missing[0]} is missing: run `{train_command(model, output_dir, dataset)}` first")
+
+
+def load_run_info(path: Path, dataset: str) -> dict:
+    """A training-info pickle, refused if another dataset made it."""
+    info = load_info(path)
+    made_by = dataset_of_info(info)
+    if made_by != dataset:
+        raise UserError(f"{path} was trained on {made_by}, not {dataset}: pass --dataset {made_by}")
+    return info
+
+
+def epochs_text(info: dict) -> str:
+    """'1 epoch', '50 epochs': how long a run in `info` trained."""
+    n = len(info["training loss"])
+    return f"{n} epoch{'' if n == 1 else 's'}"
+
+
+@dataclass
+class Stage:
+    """One model evaluated on the test set: `number` 1 is before training, 2 after."""
+
+    number: int
+    model: AutoEncoder
+    when: str
+    codes: torch.Tensor   # (N, units) test codes
+    test_mse: float
+
+
+@dataclass
+class TrainedRun:
+    """A trained model's outputs, loaded, and the test data on the same device."""
+
+    spec: CodeSpec
+    dataset: DatasetSpec
+    paths: OutputPaths
+    info: dict
+    stages: list[Stage]
+    test_x: torch.Tensor
+    test_y: np.ndarray
+
+
+def load_trained_run(args: argparse.Namespace, spec: CodeSpec, needs_codes: bool = False) -> TrainedRun:
+    """Load the weights before and after training, the info and the dataset, for a plot script.
+
+    The training outputs are checked first, so a missing run (or one of another dataset) is
+    reported before any data is read. Each stage's test codes and test MSE are computed once.
+    """
+    paths = OutputPaths.of(args.output_dir, spec.name)
+    needed = [paths.info, paths.init, paths.weights] + ([paths.codes] if needs_codes else [])
+    require_outputs(needed, spec.name, args.output_dir, args.dataset)
+    device = pick_device(args.device)
+    info = load_run_info(paths.info, args.dataset)
+    models = [load_model(p, device, spec.name, args.dataset) for p in (paths.init, paths.weights)]
+    splits = load_dataset(args.dataset, args.data)
+    test_x = torch.from_numpy(splits.test_x).to(device)
+    stages = []
+    for number, model, when in zip((1, 2), models, ("before training", f"after {epochs_text(info)}")):
+        codes = encode_all(model, test_x)
+        stages.append(Stage(number, model, when, codes, reconstruction_mse(model, test_x, codes=codes)))
+    return TrainedRun(spec, dataset_spec(args.dataset), paths, info, stages, test_x, splits.test_y)
