@@ -22,7 +22,8 @@ from helpers.datasets import DATASETS
 from helpers.device import cuda_tf32, pick_device, resolve_precision
 from helpers.model import count_parameters, parse_models
 from helpers.progress import Progress, progress_for
-from helpers.recipes import CHECKPOINT_INTERVAL, MODERN_IMAGE_CODE_LR, RECIPE_DEFAULTS, TrainConfig
+from helpers.recipes import (CHECKPOINT_INTERVAL, COMPILE_MODES, MODERN_IMAGE_CODE_LR, RECIPE_DEFAULTS,
+                             TrainConfig)
 from helpers.sources import load_dataset
 from helpers.training import Interrupted, Run, StopFlag, data_tensors
 
@@ -58,7 +59,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    metavar="SECONDS", help="write the checkpoint after the first epoch that ends this long "
                    f"after the last one, and after the last epoch (default {CHECKPOINT_INTERVAL:g}; 0: "
                    "after every epoch); SIGINT and SIGTERM always save one")
-    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--compile", nargs="?", const="default", default="none", choices=COMPILE_MODES,
+                   metavar="MODE", help="torch.compile the model; MODE: default, reduce-overhead (CUDA "
+                   "graphs) or max-autotune (default: none)")
     return fill_output_dir(p.parse_args(argv))
 
 
@@ -91,11 +94,12 @@ def train_models(args: argparse.Namespace, argv: list[str] | None) -> int:
         prepare_data(args, progress)
         return 0
     device = pick_device(args.device)
-    configs = configs_from_args(args, str(device), resolve_precision(args.precision, device))
+    precision = resolve_precision(args.precision, device)
+    configs = configs_from_args(args, str(device), precision)
     args.output_dir.mkdir(parents=True, exist_ok=True)
     data = data_tensors(load_dataset(args.dataset, args.data, log=progress.message), args.limit, device)
     try:
-        with StopFlag() as stop, cuda_tf32(device):
+        with StopFlag() as stop, cuda_tf32(device, enabled=precision != "fp32"):  # fp32: as in 2016
             for config in configs:
                 run = Run(config, data, stop, progress)
                 print(describe(run), flush=True)

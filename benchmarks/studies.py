@@ -106,7 +106,7 @@ def step_levers(spec: CodeSpec, data: dict, images: np.ndarray, device: torch.de
         timers["fp32 without TF32 (fp32 project step)"] = project_timer(run("fp32"), allow_tf32=False)
         timers["fp32 with TF32 (fp32 project step)"] = project_timer(run("fp32"))
     if args.compile:
-        timers["torch.compile (--compile; warm-up includes compiling)"] = project_timer(run(compile=True))
+        timers["torch.compile (--compile; warm-up includes compiling)"] = project_timer(run(compile="default"))
     timed = interleave(timers, args.repeats, device)
     base = next(iter(timed.values()))
     rows = []

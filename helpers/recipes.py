@@ -20,6 +20,7 @@ MODERN_IMAGE_CODE_LR = 2e-3     # sigmoid image codes (KxK) learn better at a lo
 ONE_CYCLE_WARMUP = 0.15         # fraction of the modern run spent raising the learning rate
 CHECKPOINT_INTERVAL = 60.0      # seconds of training a kill -9 may cost at most
 ADAMW_IMPLEMENTATIONS = ("fused", "foreach", "default")
+COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune")  # reduce-overhead: CUDA graphs
 # Settings a resumed run must share with its checkpoint (the learning rate may change).
 RESUME_KEYS = ("model", "dataset", "recipe", "epochs", "batch_size", "weight_decay", "seed", "limit")
 
@@ -42,7 +43,7 @@ class TrainConfig:
     limit: int | None = None               # train on the first N training images only
     precision: str = "fp32"                # bf16 (autocast) or fp32, as resolved for the device
     device: str = "cpu"
-    compile: bool = False
+    compile: str = "none"                  # torch.compile mode, or none
     adamw: str = "fused"                   # the modern recipe's AdamW implementation
     checkpoint_interval: float = CHECKPOINT_INTERVAL
     output_dir: str = "output"

@@ -133,7 +133,7 @@ class Run:
         self.steps_per_epoch = math.ceil(len(data["train"]) / config.batch_size)
         torch.manual_seed(config.seed)
         self.model = AutoEncoder(self.spec, config.recipe).to(self.device)
-        self.forward = torch.compile(self.model) if config.compile else self.model
+        self.forward = self.model if config.compile == "none" else torch.compile(self.model, mode=config.compile)
         self.optimizer, self.scheduler = make_optimizer(self.model.parameters(), config, self.steps_per_epoch)
         self.generator = torch.Generator().manual_seed(config.seed)
         self.history = History()

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,9 +12,11 @@ import torch
 
 import bench_train
 import curves
+import gpu_check
 import timing
-from conftest import ROOT, tiny_splits
-from helpers.model import parse_code
+from conftest import ROOT, tiny_splits, train
+from helpers.files import OutputPaths, load_info
+from helpers.model import load_model, parse_code
 from helpers.training import Run
 
 pytestmark = pytest.mark.slow
@@ -155,3 +157,56 @@ def test_a_gap_beyond_two_standard_errors_is_outside_the_noise():
     assert gap["gap"] == pytest.approx(0.099, abs=1e-3)
     assert gap["two_standard_errors"] == pytest.approx(2 * 0.01 * (2 / 3) ** 0.5 / 1.01, rel=1e-6)
     assert abs(gap["gap"]) > gap["two_standard_errors"]
+
+
+def test_gpu_check_dry_run_lists_every_step_without_a_gpu():
+    result = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh")], capture_output=True, text=True,
+                            timeout=60, env={**os.environ, "DRY_RUN": "1"})
+    assert result.returncode == 0, result.stderr
+    steps = [line for line in result.stdout.splitlines() if line.startswith("=== ")]
+    assert [s.split()[1:4] for s in steps] == [["python", "-m", "pytest"], ["python", "auto_encoder.py", "--device"],
+                                               ["python", "auto_encoder.py", "--device"],
+                                               ["python", "benchmarks/gpu_check.py", "--device"]]
+    assert "--recipe original --model 3D --precision fp32" in steps[2]
+    assert result.stdout.strip().splitlines()[-1].startswith("gpu_check: dry run, nothing was run")
+
+
+def test_gpu_check_verdicts_go_to_one_json_and_one_summary_line(tiny_mnist, trained_output, tmp_path, capsys):
+    argv = ["--device", "cpu", "--data", str(tiny_mnist), "--default-dir", str(trained_output),
+            "--original-dir", str(trained_output), "--json", str(tmp_path / "gpu.json"), "--timed-epochs", "1",
+            "--compile-modes", "none"]
+    assert gpu_check.main(argv) == 1  # two tiny epochs are far from the reference MSEs
+    results = json.loads((tmp_path / "gpu.json").read_text())
+    assert [c["model"] for c in results["default_run"]] == ["3D", "4x4"]
+    assert results["original_recipe"]["band"] == pytest.approx([0.0332225 * 0.9, 0.0332225 * 1.1], rel=1e-5)
+    assert results["steps"][0]["compile"] == "none" and results["steps"][0]["ms_per_epoch"] > 0
+    assert results["passed"] is False
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("gpu_check: FAIL on ") and "OUT OF BAND" in last and "target 25" in last
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_a_tiny_run_trains_on_cuda_and_its_weights_load_on_the_cpu(tiny_mnist, tmp_path):
+    assert train(tmp_path, tiny_mnist, "--model", "3D", "--epochs", "2", "--device", "cuda",
+                 "--precision", "auto") == 0
+    info = load_info(OutputPaths.of(tmp_path, "3D").info)
+    assert info["config"]["device"].startswith("cuda") and info["config"]["precision"] == "bf16"
+    assert 0 < info["test mse"] < 1
+    assert load_model(OutputPaths.of(tmp_path, "3D").weights, "cpu").spec.name == "3D"
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_fp32_runs_without_tf32_on_cuda_as_in_2016(tiny_mnist, tmp_path, monkeypatch):
+    seen = []
+    real_step = Run.train_step
+
+    def train_step(run, x):
+        seen.append(torch.backends.cuda.matmul.allow_tf32)
+        return real_step(run, x)
+
+    monkeypatch.setattr(Run, "train_step", train_step)
+    assert train(tmp_path, tiny_mnist, "--model", "3D", "--epochs", "1", "--device", "cuda",
+                 "--recipe", "original") == 0
+    assert seen and not any(seen)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import pickle
 import shutil
 import struct
@@ -15,12 +16,14 @@ import torch
 import plot_3D
 import plot_4x4
 import plot_training
-from conftest import ROOT, train
+from conftest import train
 from helpers.analysis import PCA, knn_accuracy
 from helpers.files import OutputPaths, load_info
+from helpers.reference import original_run
 from helpers.trained_run import train_command
 
-SEED_OUTPUT = ROOT.parent / "shared" / "seed" / "output"
+# The original project's output/ folder (its logs and Python 2 loss pickles), where one is at hand.
+ORIGINAL_OUTPUT = Path(os.environ.get("ORIGINAL_OUTPUT", "/nonexistent"))
 FIGURES_3D = ["3D_in", "3D_out_1", "3D_out_2", "3D_code_1", "3D_code_2", "3D_code_xy_1",
               "3D_code_xy_2", "3D_manifold"]
 FIGURES_4x4 = ["4x4_in", "4x4_code_1", "4x4_code_2", "4x4_out_1", "4x4_out_2", "4x4_interpolation"]
@@ -98,6 +101,20 @@ def test_plot_3D_writes_every_figure_of_the_original_and_the_new_ones(outputs, t
     assert (outputs / "3D_code_evolution.gif").read_bytes()[:4] == b"GIF8"
 
 
+def test_figures_drawn_twice_from_the_same_outputs_are_byte_identical(outputs, tiny_mnist):
+    formats = ("jpg", "eps", "png", "pdf", "svg", "gif")
+
+    def draw() -> dict[str, bytes]:
+        for script in (plot_3D, plot_training):
+            assert run(script, outputs, tiny_mnist, "--format", ",".join(formats[:-1])) == 0
+        return {p.name: p.read_bytes() for p in sorted(outputs.iterdir()) if p.suffix[1:] in formats}
+
+    first, second = draw(), draw()
+    assert len(first) == (len(FIGURES_3D) + 2) * 5 + 1  # 3D figures, 3D_ and 4x4_training in 5 formats, the GIF
+    assert first == second
+    assert b".tmp" not in first["3D_in.eps"] and b"%%CreationDate: Thu Jan 01 00:00:00 1970" in first["3D_in.eps"]
+
+
 def test_plot_4x4_writes_every_figure_in_each_format_asked_for(outputs, tiny_mnist):
     assert run(plot_4x4, outputs, tiny_mnist, "--format", "jpg,eps,png") == 0
     assert_written(outputs, FIGURES_4x4, ("jpg", "eps", "png"))
@@ -131,14 +148,25 @@ def test_a_python2_loss_pickle_is_read_and_drawn(tmp_path, tiny_mnist):
     assert_written(figures, ["3D_training"])
 
 
-@pytest.mark.skipif(not SEED_OUTPUT.is_dir(), reason="the original project's output is not here")
-def test_the_original_loss_pickles_are_read_and_overlaid_on_a_new_run(outputs, tiny_mnist):
+@pytest.mark.skipif(not ORIGINAL_OUTPUT.is_dir(), reason="set ORIGINAL_OUTPUT to the original project's output/")
+def test_the_2016_losses_kept_here_are_the_original_pickles_as_true_means(outputs, tiny_mnist):
     for model in ("3D", "4x4"):
-        info = load_info(SEED_OUTPUT / f"auto_encoder_{model}_info.pkl.gz")
-        assert len(info["training loss"]) == len(info["validation loss"]) == 500
-    original = SEED_OUTPUT / "auto_encoder_3D_info.pkl.gz"
+        info = load_info(ORIGINAL_OUTPUT / f"auto_encoder_{model}_info.pkl.gz")
+        kept = original_run(model)
+        assert kept["training loss"] == pytest.approx([v * 101 / 100 for v in info["training loss"]], rel=1e-9)
+        assert kept["validation loss"] == pytest.approx([v * 21 / 20 for v in info["validation loss"]], rel=1e-9)
+    original = ORIGINAL_OUTPUT / "auto_encoder_3D_info.pkl.gz"
     assert run(plot_training, outputs, tiny_mnist, "--model", "3D", "--info", str(original)) == 0
     assert_written(outputs, ["3D_training"])
+
+
+def test_the_2016_curves_are_drawn_under_the_3D_and_4x4_models_unless_left_out():
+    ours = {"training loss": [0.06, 0.04], "validation loss": [0.06, 0.05], "test mse": 0.05}
+    labels = lambda fig: [line.get_label() for line in fig.axes[0].lines]  # noqa: E731
+    assert "validation (2016 original)" in labels(plot_training.plot_training("3D model", ours, [original_run("3D")]))
+    assert original_run("10D") is None
+    args = plot_training.parse_args(["--no-2016"])
+    assert args.original is False and plot_training.parse_args([]).original is True
 
 
 def test_pca_keeps_the_largest_variance_first_and_reports_what_it_leaves_out():

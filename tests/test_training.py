@@ -1,16 +1,24 @@
 """Training: the output contract, determinism, resuming, signals, divergence and bad options."""
 from __future__ import annotations
 
+import io
+import re
+import shutil
 import signal
+import subprocess
+import sys
 
 import pytest
 import torch
 
 import auto_encoder
-from conftest import TINY_SIZES, signal_at_step, train
+from conftest import ROOT, TINY_SIZES, signal_at_step, train
+from helpers import progress, training
+from helpers.device import resolve_precision
 from helpers.files import OutputPaths, load_info
 from helpers.model import load_model
 from helpers.recipes import MODERN_IMAGE_CODE_LR, RECIPE_DEFAULTS, TrainConfig
+from helpers.training import Run
 
 
 def test_every_contract_file_is_written_for_both_models(trained_output):
@@ -118,3 +126,120 @@ def test_prepare_data_checks_the_data_and_exits(tiny_mnist, capsys, tmp_path):
     assert auto_encoder.main(["--prepare-data", "--data", str(tiny_mnist), "--output-dir", str(tmp_path)]) == 0
     assert "MNIST ready" in capsys.readouterr().out
     assert list(tmp_path.iterdir()) == []
+
+
+class FakeClock:
+    """Stands in for the time module in helpers.training: each training step takes `step` seconds."""
+
+    def __init__(self, step: float):
+        self.now, self.step = 0.0, step
+
+    def monotonic(self) -> float:
+        return self.now
+
+    perf_counter = monotonic
+
+
+def test_a_checkpoint_is_saved_once_the_interval_has_passed_and_after_the_last_epoch(
+        tmp_path, tiny_mnist, monkeypatch):
+    clock, saved_after = FakeClock(step=10.0), []  # 3 steps an epoch: 30 s
+    real_step, real_save = Run.train_step, Run.save_checkpoint
+
+    def train_step(run, x):
+        clock.now += clock.step
+        return real_step(run, x)
+
+    def save_checkpoint(run):
+        saved_after.append(run.epochs_done)
+        real_save(run)
+
+    monkeypatch.setattr(training, "time", clock)
+    monkeypatch.setattr(Run, "train_step", train_step)
+    monkeypatch.setattr(Run, "save_checkpoint", save_checkpoint)
+    assert train(tmp_path, tiny_mnist, "--model", "3D", "--epochs", "5") == 0
+    assert saved_after == [2, 4, 5]  # 60 s after the start, 60 s later, and at the end
+    saved_after.clear()
+    assert train(tmp_path / "every", tiny_mnist, "--model", "3D", "--epochs", "3", "--checkpoint-interval", "0") == 0
+    assert saved_after == [1, 2, 3]
+
+
+def test_resuming_a_finished_model_says_in_one_line_that_it_only_re_evaluates(
+        tmp_path, tiny_mnist, trained_output, capsys):
+    out = tmp_path / "out"
+    shutil.copytree(trained_output, out)
+    assert train(out, tiny_mnist, "--model", "3D", "--epochs", "2", "--resume") == 0
+    said = [line for line in capsys.readouterr().out.splitlines() if "already trained" in line]
+    assert said == ["3D: already trained for 2 epochs; --resume only re-evaluates it and rewrites its results"]
+
+
+def test_a_refused_resume_says_not_set_for_an_option_left_out(tmp_path, tiny_mnist, trained_output, capsys):
+    out = tmp_path / "out"
+    shutil.copytree(trained_output, out)
+    assert train(out, tiny_mnist, "--model", "3D", "--epochs", "2", "--limit", "40", "--resume") == 2
+    assert "limit not set (now 40)" in capsys.readouterr().err
+
+
+def test_the_original_recipe_refuses_a_weight_decay_it_would_ignore(tmp_path, tiny_mnist, capsys):
+    assert train(tmp_path, tiny_mnist, "--recipe", "original", "--weight-decay", "0.1") == 2
+    assert capsys.readouterr().err.startswith("error: --weight-decay applies to the modern recipe's AdamW")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_config_is_stored_whole_in_the_info_pickle_and_the_checkpoint(trained_output):
+    paths = OutputPaths.of(trained_output, "4x4")
+    stored = load_info(paths.info)["config"]
+    assert TrainConfig(**stored) == TrainConfig.for_model(
+        "4x4", batch_size=20, epochs=2, precision="fp32", device="cpu", output_dir=str(trained_output))
+    assert torch.load(paths.checkpoint, weights_only=True)["config"] == stored
+
+
+def test_without_a_terminal_each_epoch_is_one_plain_line(tmp_path, tiny_mnist, capsys):
+    assert train(tmp_path, tiny_mnist, "--model", "3D", "--epochs", "2") == 0
+    captured = capsys.readouterr()
+    for text in (captured.out, captured.err):
+        assert "\r" not in text and "\x1b" not in text
+    lines = [line for line in captured.out.splitlines() if line.startswith("3D epoch")]
+    assert len(lines) == 2 and re.fullmatch(
+        r"3D epoch 2/2: training loss \d\.\d{5}, validation loss \d\.\d{5}, \d+\.\d s", lines[1])
+
+
+def test_without_a_terminal_a_long_epoch_also_reports_now_and_then(monkeypatch):
+    clock, lines = FakeClock(step=0), io.StringIO()
+    monkeypatch.setattr(progress, "time", clock)
+    reporter = progress.LineProgress(lines)
+    reporter.model_started("3D", 46, 0)
+    reporter.epoch_started(1, 100, 0)
+    for step in range(1, 101):
+        clock.now += 1.5  # a 150 s epoch
+        reporter.step(step, lambda: 0.25)
+    assert lines.getvalue().splitlines() == [f"3D epoch 1/46: batch {b}/100, loss 0.25000" for b in (40, 80)]
+
+
+def test_the_batch_bar_shows_the_loss_of_the_last_step_without_a_sync_per_step():
+    bar, fetched = progress.BarProgress(io.StringIO()), []
+    bar.model_started("3D", 2, 0)
+    bar.epoch_started(1, 3, 0)
+    for step, loss in enumerate((0.3, 0.2, 0.1), start=1):
+        bar.step(step, lambda loss=loss: fetched.append(loss) or loss)
+    assert fetched == [0.3, 0.1]  # the first step, then (within the interval) only the last one
+    assert bar.batches.postfix == "loss=0.1000"
+    bar.model_ended()
+
+
+def test_a_torch_without_the_private_cpu_probes_falls_back_to_fp32(monkeypatch):
+    for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        monkeypatch.delattr(torch.cpu, probe, raising=False)
+    assert resolve_precision("auto", torch.device("cpu")) == "fp32"
+
+
+def test_training_imports_no_figure_code():
+    check = ("import sys, auto_encoder; "
+             "sys.exit(any(m in sys.modules for m in ('matplotlib', 'helpers.figures')))")
+    assert subprocess.run([sys.executable, "-c", check], cwd=ROOT).returncode == 0
+
+
+def test_every_name_helpers_offers_is_found_in_its_module():
+    import helpers
+    for name in helpers.__all__:
+        assert getattr(helpers, name) is not None, name
+    assert helpers.load_model is load_model and helpers.Mnist is helpers.datasets.Splits
