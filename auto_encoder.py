@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from pathlib import Path
 
 from helpers.cli import (add_data_options, fill_output_dir, non_negative_float, positive_float,
                          positive_int, run_main, seed_value)
@@ -79,7 +80,7 @@ def describe(run: Run) -> str:
     c = run.config
     on = "" if c.dataset == "mnist" else f" on {DATASETS[c.dataset].title}"
     return (f"{c.model} model{on}: {count_parameters(run.model):,} parameters, recipe {c.recipe}, "
-            f"{c.epochs} epochs, batch {c.batch_size}, {c.precision} on {c.device}")
+            f"{c.epochs} epoch{'' if c.epochs == 1 else 's'}, batch {c.batch_size}, {c.precision} on {c.device}")
 
 
 def prepare_data(args: argparse.Namespace, progress: Progress) -> None:
@@ -96,12 +97,14 @@ def train_models(args: argparse.Namespace, argv: list[str] | None) -> int:
     device = pick_device(args.device)
     precision = resolve_precision(args.precision, device)
     configs = configs_from_args(args, str(device), precision)
-    args.output_dir.mkdir(parents=True, exist_ok=True)
-    data = data_tensors(load_dataset(args.dataset, args.data, log=progress.message), args.limit, device)
+    splits = load_dataset(args.dataset, args.data, log=progress.message)
+    args.output_dir.mkdir(parents=True, exist_ok=True)  # after the data: bad data leaves no folder
+    data = data_tensors(splits, args.limit, device)
+    source = str(Path(splits.source).resolve())
     try:
         with StopFlag() as stop, cuda_tf32(device, enabled=precision != "fp32"):  # fp32: as in 2016
             for config in configs:
-                run = Run(config, data, stop, progress)
+                run = Run(config.but(data_source=source), data, stop, progress)
                 print(describe(run), flush=True)
                 test_mse = run.train(resume=args.resume)
                 print(f"{config.model}: MSE on test data: {test_mse:.6g} (outputs in {args.output_dir}/)")

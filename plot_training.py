@@ -33,7 +33,7 @@ from helpers.files import OutputPaths
 from helpers.model import CodeSpec, load_model, parse_code, parse_models
 from helpers.reference import original_run
 from helpers.sources import load_dataset
-from helpers.trained_run import epochs_text, load_run_info, require_outputs, train_command
+from helpers.trained_run import data_path, epochs_text, load_run_info, require_outputs, train_command
 
 SWEEP_MODELS = "2D,3D,8D,16D,2x2,4x4"   # suggested in the message when no model is found
 LOSS_TOP = 0.1                          # the original's y range: 0 to 0.1
@@ -164,9 +164,9 @@ def save_code_quality(args: argparse.Namespace, specs: list[CodeSpec]) -> None:
     device = pick_device(args.device)
     models = [load_model(OutputPaths.of(args.output_dir, s.name).weights, device, s.name, args.dataset)
               for s in with_weights]
-    limits = training_limits([info_of(args, s) for s in with_weights])
-    splits = load_dataset(args.dataset, args.data)
-    pca, n_pca = fit_pca(splits, limits)
+    infos = [info_of(args, s) for s in with_weights]
+    splits = load_dataset(args.dataset, data_path(args, infos[0]))
+    pca, n_pca = fit_pca(splits, training_limits(infos))
     rows = [code_quality(model, splits, pca, device, args.knn_train) for model in models]
     n_knn, spec = min(args.knn_train, len(splits.train_x)), dataset_spec(args.dataset)
     note = (f"Code quality on the {len(splits.test_x):,} {spec.test_set}. Test MSE: mean squared error per "
@@ -215,7 +215,7 @@ def sweep(args: argparse.Namespace) -> None:
     if not infos:
         raise UserError(f"no trained model in {args.output_dir}/: run "
                         f"`{train_command(SWEEP_MODELS, args.output_dir, args.dataset)}` first")
-    splits = load_dataset(args.dataset, args.data)
+    splits = load_dataset(args.dataset, data_path(args, next(iter(infos.values()))))
     pca, n_pca = fit_pca(splits, training_limits(list(infos.values())))
     pca_mse = pca.mse_by_components(torch.from_numpy(splits.test_x))
     rows = [{"model": spec.name, "code": "image" if spec.is_image else "vector", "units": spec.units,

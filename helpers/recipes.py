@@ -47,6 +47,7 @@ class TrainConfig:
     adamw: str = "fused"                   # the modern recipe's AdamW implementation
     checkpoint_interval: float = CHECKPOINT_INTERVAL
     output_dir: str = "output"
+    data_source: str = ""                  # the dataset's files as read (the plots read them again)
 
     @classmethod
     def for_model(cls, model: str, recipe: str = "modern", **given: object) -> "TrainConfig":

@@ -40,6 +40,15 @@ def load_run_info(path: Path, dataset: str) -> dict:
     return info
 
 
+def data_path(args: argparse.Namespace, info: dict) -> str | None:
+    """Where the plots read the dataset: --data, its environment variable, else the files the
+    training read if they are still there (else the cache, then a download)."""
+    recorded = info.get("config", {}).get("data_source")
+    if args.data or os.environ.get(dataset_spec(args.dataset).env_var) or not recorded:
+        return args.data
+    return recorded if Path(recorded).exists() else None
+
+
 def epochs_text(info: dict) -> str:
     """'1 epoch', '50 epochs': how long a run in `info` trained."""
     n = len(info["training loss"])
@@ -82,7 +91,7 @@ def load_trained_run(args: argparse.Namespace, spec: CodeSpec, needs_codes: bool
     device = pick_device(args.device)
     info = load_run_info(paths.info, args.dataset)
     models = [load_model(p, device, spec.name, args.dataset) for p in (paths.init, paths.weights)]
-    splits = load_dataset(args.dataset, args.data)
+    splits = load_dataset(args.dataset, data_path(args, info))
     test_x = torch.from_numpy(splits.test_x).to(device)
     stages = []
     for number, model, when in zip((1, 2), models, ("before training", f"after {epochs_text(info)}")):

@@ -22,29 +22,49 @@ PYTHON=${PYTHON:-$(python -c 'import sys; print(sys.executable)')}
 export PYTHONUNBUFFERED=1                           # job logs show progress as it happens
 export TQDM_MININTERVAL=${TQDM_MININTERVAL:-30}     # and progress bars only every 30 s
 
-# Compute nodes are often offline: MNIST must be in data/ (or $MNIST_DATA) before the job.
-mnist_prepared() {  # data/ as `auto_encoder.py --prepare-data` leaves it: the pickle or IDX files
-    local file
-    for file in data/mnist.pkl.gz data/train-images-idx3-ubyte* data/MNIST/raw/train-images-idx3-ubyte*; do
-        if [ -e "$file" ]; then return 0; fi
+# Compute nodes are often offline: the dataset must be in data/ (or named by its variable,
+# e.g. $MNIST_DATA, $FASHION_MNIST_DATA) before the job.
+data_prepared() {  # data/ as `auto_encoder.py --prepare-data` leaves it: the pickle or IDX files
+    local cache=data/$1 raw file
+    case $1 in
+        mnist) cache=data raw=MNIST ;;
+        fashion-mnist) raw=FashionMNIST ;;
+        *) raw=$(echo "$1" | tr a-z A-Z) ;;
+    esac
+    for file in "$cache"/mnist.pkl.gz "$cache"/train-images-idx3-ubyte* "$cache/$raw"/raw/train-images-idx3-ubyte*; do
+        if [ -e "$file" ] && { [ "$1" = mnist ] || [ "${file##*/}" != mnist.pkl.gz ]; }; then return 0; fi
     done
     return 1
 }
-if [ -z "${MNIST_DATA:-}" ] && ! mnist_prepared; then
-    echo "error: MNIST is not in $PWD/data/ and compute nodes may be offline: run" \
-         "'python auto_encoder.py --prepare-data' on a login node first, or set MNIST_DATA=PATH" >&2
-    exit 2
-fi
 
-# code_size INDEX: the code size on line INDEX+1 of jobs/sizes.txt (array tasks count from 0).
-code_size() {
-    local size count
-    size=$(sed -n "$(($1 + 1))p" jobs/sizes.txt)
-    if [ -z "$size" ]; then
+# require_data DATASET: stop at once if the job would have to download it.
+require_data() {
+    local variable
+    variable=$(echo "$1" | tr a-z- A-Z_)_DATA
+    if [ -z "${!variable:-}" ] && ! data_prepared "$1"; then
+        echo "error: $1 is not in $PWD/data/ and compute nodes may be offline: run" \
+             "'python auto_encoder.py --prepare-data$([ "$1" = mnist ] || echo " --dataset $1")' on a" \
+             "login node first, or set $variable=PATH" >&2
+        exit 2
+    fi
+}
+
+# output_dir DATASET FOLDER: FOLDER for MNIST, FOLDER/DATASET for the others, so runs never mix.
+output_dir() {
+    if [ "$1" = mnist ]; then echo "$2"; else echo "$2/$1"; fi
+}
+
+# sweep_task INDEX: "SIZE DATASET" from line INDEX+1 of jobs/sizes.txt (array tasks count from 0);
+# a line holds a code size and, optionally, a dataset (default mnist).
+sweep_task() {
+    local line count
+    line=$(sed -n "$(($1 + 1))p" jobs/sizes.txt)
+    if [ -z "$line" ]; then
         count=$(wc -l < jobs/sizes.txt)
         echo "error: array index $1 has no code size: jobs/sizes.txt lists $count," \
              "so submit the array as 0-$((count - 1))" >&2
         exit 2
     fi
-    echo "$size"
+    set -- $line  # split on purpose: SIZE [DATASET]
+    echo "$1 ${2:-mnist}"
 }

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import parse_code
+from helpers.datasets import DATASETS
+from helpers.model import parse_code
 
 ROOT = Path(__file__).resolve().parents[1]
 JOBS = ROOT / "jobs"
@@ -95,9 +96,10 @@ def test_job_scripts_are_valid_bash(script: str) -> None:
     assert result.returncode == 0, result.stderr
 
 
-def test_every_listed_size_is_a_distinct_code_the_trainer_accepts() -> None:
-    names = [parse_code(line).name for line in SIZES]
-    assert len(set(names)) == len(names) == len(SIZES) > 0
+def test_every_listed_size_is_a_distinct_code_and_dataset_the_trainer_accepts() -> None:
+    tasks = [(parse_code(line.split()[0]).name, *(line.split()[1:] or ["mnist"])) for line in SIZES]
+    assert all(len(task) == 2 and task[1] in DATASETS for task in tasks)
+    assert len(set(tasks)) == len(tasks) == len(SIZES) > 0
 
 
 @pytest.mark.parametrize("script", ARRAYS)
@@ -119,6 +121,29 @@ def test_each_array_task_trains_its_size_resumably_into_the_shared_sweep_folder(
 @pytest.mark.parametrize("script", SINGLES)
 def test_single_gpu_job_resumes_the_default_training_into_output(repo: Path, script: str) -> None:
     assert trainer_call(repo, script) == ["auto_encoder.py", "--resume", "--output-dir", "output"]
+
+
+@pytest.mark.parametrize("script", ARRAYS)
+def test_a_listed_dataset_trains_into_its_own_sweep_folder(repo: Path, script: str) -> None:
+    (repo / "jobs" / "sizes.txt").write_text("3D\n3D fashion-mnist\n")
+    (repo / "data" / "fashion-mnist").mkdir()
+    (repo / "data" / "fashion-mnist" / "train-images-idx3-ubyte.gz").touch()
+    assert trainer_call(repo, script, 1) == ["auto_encoder.py", "--model", "3D", "--dataset", "fashion-mnist",
+                                             "--resume", "--output-dir", "output/sweep/fashion-mnist"]
+
+
+@pytest.mark.parametrize("script", SINGLES)
+def test_the_dataset_variable_trains_that_dataset_into_its_own_folder(repo: Path, script: str) -> None:
+    argv = trainer_call(repo, script, DATASET="kmnist", KMNIST_DATA="/data/kmnist")
+    assert argv == ["auto_encoder.py", "--dataset", "kmnist", "--resume", "--output-dir", "output/kmnist"]
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_a_dataset_that_was_not_prepared_names_the_command_that_prepares_it(repo: Path, script: str) -> None:
+    if SCRIPTS[script][1]:
+        (repo / "jobs" / "sizes.txt").write_text("3D fashion-mnist\n")
+    err = failure(repo, script, 0 if SCRIPTS[script][1] else None, DATASET="fashion-mnist")
+    assert "python auto_encoder.py --prepare-data --dataset fashion-mnist" in err and "FASHION_MNIST_DATA" in err
 
 
 @pytest.mark.parametrize("script", SINGLES)
