@@ -83,6 +83,7 @@ def test_an_idx_folder_gets_the_mnist_split_and_scaling(kmnist):
     assert splits.dataset == "kmnist" and splits.train_x.max() == np.float32(250 / 256)
 
 
+@pytest.mark.slow
 def test_a_tiny_kmnist_run_records_its_dataset_in_every_file(kmnist_run):
     for model in ("3D", "4x4"):
         paths = OutputPaths.of(kmnist_run, model)
@@ -92,6 +93,7 @@ def test_a_tiny_kmnist_run_records_its_dataset_in_every_file(kmnist_run):
         assert torch.load(paths.weights, weights_only=True)["dataset"] == "kmnist"
 
 
+@pytest.mark.slow
 def test_the_plot_scripts_draw_a_kmnist_run_in_its_own_words(kmnist_run, tmp_path):
     out = tmp_path / "out"
     shutil.copytree(kmnist_run, out)
@@ -103,6 +105,7 @@ def test_the_plot_scripts_draw_a_kmnist_run_in_its_own_words(kmnist_run, tmp_pat
     assert (out / "4x4_interpolation.png").stat().st_size > 0 and (out / "3D_code_evolution.gif").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", [plot_training, plot_3D, plot_4x4])
 def test_a_plot_script_asked_for_another_dataset_refuses_in_one_line(script, kmnist_run, capsys):
     assert plot(script, kmnist_run, "--dataset", "fashion-mnist") == 2
@@ -110,6 +113,7 @@ def test_a_plot_script_asked_for_another_dataset_refuses_in_one_line(script, kmn
     assert err.count("\n") == 1 and "trained on kmnist, not fashion-mnist: pass --dataset kmnist" in err
 
 
+@pytest.mark.slow
 def test_a_checkpoint_of_another_dataset_is_refused_on_resume(kmnist_run, kmnist, tmp_path, capsys):
     out = tmp_path / "out"
     shutil.copytree(kmnist_run, out)

@@ -138,6 +138,7 @@ def lasagne_forward(weights: list[np.ndarray], x: np.ndarray, image_code: bool) 
     return sigmoid(h @ dense[10])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("code", ["3D", "4x4"])
 def test_lasagne_weights_reproduce_a_numpy_forward_pass(tmp_path, code):
     rng = np.random.default_rng(1)

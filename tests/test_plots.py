@@ -84,6 +84,7 @@ def write_python2_info(path: Path, info: dict) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_plot_training_draws_each_models_losses_and_the_code_quality_table(outputs, tiny_mnist):
     assert run(plot_training, outputs, tiny_mnist) == 0
     assert_written(outputs, ["3D_training", "4x4_training"])
@@ -95,12 +96,14 @@ def test_plot_training_draws_each_models_losses_and_the_code_quality_table(outpu
     assert "| model | units | test MSE |" in (outputs / "code_quality.txt").read_text()
 
 
+@pytest.mark.slow
 def test_plot_3D_writes_every_figure_of_the_original_and_the_new_ones(outputs, tiny_mnist):
     assert run(plot_3D, outputs, tiny_mnist) == 0
     assert_written(outputs, FIGURES_3D)
     assert (outputs / "3D_code_evolution.gif").read_bytes()[:4] == b"GIF8"
 
 
+@pytest.mark.slow
 def test_figures_drawn_twice_from_the_same_outputs_are_byte_identical(outputs, tiny_mnist):
     formats = ("jpg", "eps", "png", "pdf", "svg", "gif")
 
@@ -115,6 +118,7 @@ def test_figures_drawn_twice_from_the_same_outputs_are_byte_identical(outputs, t
     assert b".tmp" not in first["3D_in.eps"] and b"%%CreationDate: Thu Jan 01 00:00:00 1970" in first["3D_in.eps"]
 
 
+@pytest.mark.slow
 def test_plot_4x4_writes_every_figure_in_each_format_asked_for(outputs, tiny_mnist):
     assert run(plot_4x4, outputs, tiny_mnist, "--format", "jpg,eps,png") == 0
     assert_written(outputs, FIGURES_4x4, ("jpg", "eps", "png"))
@@ -128,6 +132,7 @@ def test_missing_training_outputs_name_the_command_to_run_first(script, model, t
     assert err.startswith("error: ") and err.count("\n") == 1 and f"`{command}` first" in err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script, model", [(plot_3D, "4x4"), (plot_3D, "10D"), (plot_4x4, "3D")])
 def test_a_script_refuses_a_code_it_cannot_draw_in_one_line(script, model, outputs, tiny_mnist, capsys):
     assert run(script, outputs, tiny_mnist, "--model", model) == 2
@@ -135,6 +140,7 @@ def test_a_script_refuses_a_code_it_cannot_draw_in_one_line(script, model, outpu
     assert err.startswith("error: ") and err.count("\n") == 1 and model in err
 
 
+@pytest.mark.slow
 def test_a_python2_loss_pickle_is_read_and_drawn(tmp_path, tiny_mnist):
     losses = {"training loss": [np.float64(0.09), np.float64(0.05)],
               "validation loss": [np.float64(0.08), np.float64(0.04)]}
@@ -148,6 +154,7 @@ def test_a_python2_loss_pickle_is_read_and_drawn(tmp_path, tiny_mnist):
     assert_written(figures, ["3D_training"])
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not ORIGINAL_OUTPUT.is_dir(), reason="set ORIGINAL_OUTPUT to the original project's output/")
 def test_the_2016_losses_kept_here_are_the_original_pickles_as_true_means(outputs, tiny_mnist):
     for model in ("3D", "4x4"):
@@ -199,6 +206,7 @@ def test_a_tied_knn_vote_goes_to_the_class_of_the_nearest_code():
                                     torch.tensor([nearest_label]), k=4) == 1
 
 
+@pytest.mark.slow
 def test_sweep_draws_test_mse_against_code_size_next_to_pca(sweep_output, tiny_mnist):
     assert run(plot_training, sweep_output, tiny_mnist, "--sweep") == 0
     assert_written(sweep_output, ["sweep"])
@@ -211,6 +219,7 @@ def test_sweep_draws_test_mse_against_code_size_next_to_pca(sweep_output, tiny_m
     assert header in (sweep_output / "sweep.txt").read_text()
 
 
+@pytest.mark.slow
 def test_image_figures_work_for_any_image_code_size(sweep_output, tiny_mnist):
     assert run(plot_4x4, sweep_output, tiny_mnist, "--model", "2x2") == 0
     assert_written(sweep_output, [name.replace("4x4", "2x2") for name in FIGURES_4x4])

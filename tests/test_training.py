@@ -21,6 +21,7 @@ from helpers.recipes import MODERN_IMAGE_CODE_LR, RECIPE_DEFAULTS, TrainConfig
 from helpers.training import Run
 
 
+@pytest.mark.slow
 def test_every_contract_file_is_written_for_both_models(trained_output):
     for model in ("3D", "4x4"):
         paths = OutputPaths.of(trained_output, model)
@@ -29,6 +30,7 @@ def test_every_contract_file_is_written_for_both_models(trained_output):
     assert not list(trained_output.glob(".*.tmp"))
 
 
+@pytest.mark.slow
 def test_the_info_pickle_keeps_the_original_keys_and_adds_the_test_mse(trained_output):
     info = load_info(OutputPaths.of(trained_output, "3D").info)
     assert len(info["training loss"]) == len(info["validation loss"]) == len(info["epoch time"]) == 2
@@ -36,6 +38,7 @@ def test_the_info_pickle_keeps_the_original_keys_and_adds_the_test_mse(trained_o
     assert info["config"]["model"] == "3D" and info["config"]["recipe"] == "modern"
 
 
+@pytest.mark.slow
 def test_vector_codes_train_at_the_higher_default_peak_lr_and_image_codes_at_the_lower(trained_output):
     lrs = {m: load_info(OutputPaths.of(trained_output, m).info)["config"]["lr"] for m in ("3D", "4x4")}
     assert lrs == {"3D": RECIPE_DEFAULTS["modern"]["lr"], "4x4": MODERN_IMAGE_CODE_LR}
@@ -48,6 +51,7 @@ def test_an_explicit_lr_applies_to_every_code(model):
     assert TrainConfig.for_model(model, lr=0.03).lr == 0.03
 
 
+@pytest.mark.slow
 def test_the_log_has_the_original_layout(trained_output):
     log = OutputPaths.of(trained_output, "4x4").log.read_text().splitlines()
     assert log[0].startswith("Started: ")
@@ -56,6 +60,7 @@ def test_the_log_has_the_original_layout(trained_output):
     assert log[-2].startswith("MSE on test data: ") and "Recipe: modern" in "\n".join(log)
 
 
+@pytest.mark.slow
 def test_weights_before_and_after_load_safely_and_differ(trained_output):
     paths = OutputPaths.of(trained_output, "3D")
     before, after = load_model(paths.init, expect_code="3D"), load_model(paths.weights, expect_code="3D")
@@ -63,12 +68,14 @@ def test_weights_before_and_after_load_safely_and_differ(trained_output):
     assert set(torch.load(paths.weights, weights_only=True)) == {"code", "recipe", "dataset", "state_dict"}
 
 
+@pytest.mark.slow
 def test_codes_of_small_vector_codes_are_traced_every_epoch(trained_output):
     codes = torch.load(OutputPaths.of(trained_output, "3D").codes, weights_only=True)
     assert codes.shape == (3, TINY_SIZES["test"], 3)  # init + 2 epochs
     assert not OutputPaths.of(trained_output, "4x4").codes.exists()
 
 
+@pytest.mark.slow
 def test_the_same_seed_gives_the_same_numbers(tmp_path, tiny_mnist, trained_output):
     assert train(tmp_path, tiny_mnist, "--model", "3D", "--epochs", "2") == 0
     again, first = (load_info(OutputPaths.of(d, "3D").info) for d in (tmp_path, trained_output))
@@ -100,6 +107,7 @@ def test_an_interrupted_and_resumed_run_ends_exactly_like_an_uninterrupted_one(
         assert torch.equal(tensor, load_model(straight.weights).state_dict()[name]), name
 
 
+@pytest.mark.slow
 def test_a_diverging_loss_stops_training_with_a_clear_message(tmp_path, tiny_mnist, capsys):
     code = train(tmp_path, tiny_mnist, "--model", "3D", "--epochs", "2", "--recipe", "original",
                  "--lr", "1e30")
@@ -140,6 +148,7 @@ class FakeClock:
     perf_counter = monotonic
 
 
+@pytest.mark.slow
 def test_a_checkpoint_is_saved_once_the_interval_has_passed_and_after_the_last_epoch(
         tmp_path, tiny_mnist, monkeypatch):
     clock, saved_after = FakeClock(step=10.0), []  # 3 steps an epoch: 30 s
@@ -163,6 +172,7 @@ def test_a_checkpoint_is_saved_once_the_interval_has_passed_and_after_the_last_e
     assert saved_after == [1, 2, 3]
 
 
+@pytest.mark.slow
 def test_resuming_a_finished_model_says_in_one_line_that_it_only_re_evaluates(
         tmp_path, tiny_mnist, trained_output, capsys):
     out = tmp_path / "out"
@@ -172,6 +182,7 @@ def test_resuming_a_finished_model_says_in_one_line_that_it_only_re_evaluates(
     assert said == ["3D: already trained for 2 epochs; --resume only re-evaluates it and rewrites its results"]
 
 
+@pytest.mark.slow
 def test_a_refused_resume_says_not_set_for_an_option_left_out(tmp_path, tiny_mnist, trained_output, capsys):
     out = tmp_path / "out"
     shutil.copytree(trained_output, out)
@@ -185,14 +196,17 @@ def test_the_original_recipe_refuses_a_weight_decay_it_would_ignore(tmp_path, ti
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_the_config_is_stored_whole_in_the_info_pickle_and_the_checkpoint(trained_output):
     paths = OutputPaths.of(trained_output, "4x4")
     stored = load_info(paths.info)["config"]
     assert TrainConfig(**stored) == TrainConfig.for_model(
-        "4x4", batch_size=20, epochs=2, precision="fp32", device="cpu", output_dir=str(trained_output))
+        "4x4", batch_size=20, epochs=2, precision="fp32", device="cpu", output_dir=str(trained_output),
+        data_source=stored["data_source"])
     assert torch.load(paths.checkpoint, weights_only=True)["config"] == stored
 
 
+@pytest.mark.slow
 def test_without_a_terminal_each_epoch_is_one_plain_line(tmp_path, tiny_mnist, capsys):
     assert train(tmp_path, tiny_mnist, "--model", "3D", "--epochs", "2") == 0
     captured = capsys.readouterr()

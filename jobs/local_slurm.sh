@@ -1,0 +1,519 @@
+#!/usr/bin/env bash
+# Runs the repository's Slurm job scripts, unmodified, on a real one-node Slurm cluster that
+# it brings up on localhost in a private temporary folder, and checks every result against the
+# same training run directly, without Slurm. Needs root and Debian's slurm-wlm and munge.
+#
+#   bash jobs/local_slurm.sh            # prints one PASS/FAIL line per case and a summary
+#
+# Cases (tiny settings, on the CPU in fp32, where a resumed run is bit-identical):
+#   single     jobs/auto_encoder.slurm trains 3D
+#   requeue    that job, finished, requeued with `scontrol requeue`: only re-evaluates
+#   sweep      jobs/sweep.slurm as a two-task array (the first two sizes of jobs/sizes.txt)
+#   time limit jobs/auto_encoder.slurm with --time=1 gets SIGTERM before its limit and saves
+#              a checkpoint; resubmitted, it continues from there to the end
+#   logs       every job log is plain text (no CR or ESC from progress bars) with lines such as
+#              '3D epoch 2/3: training loss 0.0712, validation loss 0.0698, 4.1 s'
+# Exit status: 0 if all cases pass, 1 if one fails, 77 where it cannot run here (no Slurm or
+# munge, not root, no MNIST), so that a test can skip.
+#
+# Environment: MNIST_DATA (else the data/ cache); VENV or PYTHON, as for the jobs;
+# KEEP_LOCAL_SLURM=1 keeps the temporary folder (configuration, daemon and job logs, outputs).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+SKIP=77
+PATH=$PATH:/usr/sbin:/sbin          # slurmctld, slurmd and munged live in sbin
+export MODULES=""                   # the jobs' `module load cuda` means nothing here
+
+# Tiny runs: 2 epochs of 2 steps. The data is a subset of MNIST (see make_subset), so that
+# validation and test take a moment, not most of each run.
+BATCH=250
+TINY_LIMIT=500
+TINY_ARGS="--epochs 2 --limit $TINY_LIMIT --batch-size $BATCH --precision fp32 --device cpu"
+SUBSET="train=2000 valid=200 test=200"
+# The time-limit job: --time=1 with SIGTERM 15 s before the limit. slurmctld checks time limits
+# every 30 s and sends the signal at the first check that is less than 30 s before the signal
+# time, so SIGTERM comes 15 to 45 s after the job starts: late enough for the trainer to have set
+# its handler, and its training is sized (see long_epochs) to last past 45 s.
+TIME_LIMIT=00:01:00
+TERM_LEAD=15
+LONG_LIMIT=2000                     # training images of the time-limit run
+LONG_TARGET_S=55                    # its training time at the fastest speed measured here
+JOB_TIMEOUT_S=900                   # give up on a job after this long (a loaded CPU is slow)
+
+WORK=""                             # the temporary folder, once made
+declare -a RESULTS=() FAILED=()
+
+note() { echo "local_slurm: $*" >&2; }                # progress, on stderr
+skip() { echo "local_slurm.sh: cannot run here: $*" >&2; exit "$SKIP"; }
+
+# ---------------------------------------------------------------------------------------------
+# Python helpers: free ports, the MNIST subset, result comparison, log checks. They read the
+# output files with plain gzip/pickle, not the project's modules, which may change.
+IFS= read -r -d '' PY_HELPERS <<'EOF' || true   # read stops at the end: status 1
+import gzip, os, pickle, re, socket, sys
+
+def ports(count):
+    sockets = [socket.socket() for _ in range(int(count))]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    print(" ".join(str(s.getsockname()[1]) for s in sockets))
+
+def subset(source, dest, *sizes):
+    """The first N images of each split, as a deeplearning.net pickle."""
+    if source.endswith((".pkl.gz", ".pkl")):
+        opener = gzip.open if source.endswith(".gz") else open
+        with opener(source, "rb") as f:
+            splits = pickle.load(f, encoding="latin1")
+    else:  # IDX files or .npz: the project's reader knows them
+        sys.path.insert(0, os.getcwd())
+        from helpers import read_mnist
+        m = read_mnist(source)
+        splits = ((m.train_x, m.train_y), (m.valid_x, m.valid_y), (m.test_x, m.test_y))
+    counts = dict(size.split("=") for size in sizes)
+    small = tuple((x[:int(counts[name])], y[:int(counts[name])])
+                  for name, (x, y) in zip(("train", "valid", "test"), splits))
+    with gzip.open(dest, "wb", compresslevel=1) as f:
+        pickle.dump(small, f, protocol=2)
+
+def load(path):
+    with gzip.open(path, "rb") as f:
+        return pickle.load(f)
+
+def step_time(steps_per_epoch, *infos):
+    """The fastest training step seen in these runs, in seconds."""
+    print(min(t for info in infos for t in load(info)["epoch time"]) / int(steps_per_epoch))
+
+def compare(actual, expected):
+    """What differs between two runs' results (nothing printed if they are equal)."""
+    if not os.path.exists(actual):
+        print(f"no results ({os.path.basename(actual)} missing)")
+        return
+    a, e = load(actual), load(expected)
+    for key in ("training loss", "validation loss"):
+        if len(a[key]) != len(e[key]):
+            print(f"{key}: {len(a[key])} epochs, expected {len(e[key])}")
+        else:
+            diffs = [i for i, (x, y) in enumerate(zip(a[key], e[key]), 1) if x != y]
+            if diffs:
+                i = diffs[0]
+                print(f"{key} differs from epoch {i} ({a[key][i-1]!r} vs {e[key][i-1]!r})")
+    if a["test mse"] != e["test mse"]:
+        print(f"test mse {a['test mse']!r} vs {e['test mse']!r}")
+
+def reevaluated(before, after):
+    """How `after` is not `before` re-evaluated: same history, results written again."""
+    b, a = load(before), load(after)
+    if a["started"] != b["started"] or a["epoch time"] != b["epoch time"]:
+        print("trained again instead of resuming the finished run")
+    if a["finished"] == b["finished"]:
+        print("results were not rewritten")
+
+def epochs_done(log):
+    """Epoch rows in a model's log table (auto_encoder_M.txt); 0 if there is no table yet."""
+    try:
+        text = open(log).read()
+    except FileNotFoundError:
+        text = ""
+    print(len(re.findall(r"^\d+ +\d", text, re.MULTILINE)))
+
+def log_problems(*paths):
+    """What makes job logs hard to read: progress-bar control characters, no epoch lines."""
+    epoch_line = re.compile(r"^\S+ epoch \d+/\d+: training loss", re.MULTILINE)
+    for path in paths:
+        with open(path, newline="", errors="replace") as f:  # newline="": keep each CR
+            text = f.read()
+        found = [f"{text.count(c)} {name}"
+                 for c, name in (("\r", "CR"), ("\x1b", "ESC")) if c in text]
+        if not epoch_line.search(text):
+            found.append("no 'M epoch i/n: training loss' lines")
+        if found:
+            print(f"{os.path.basename(path)}: {', '.join(found)}")
+
+globals()[sys.argv[1].replace("-", "_")](*sys.argv[2:])
+EOF
+py() { "$PYTHON" -c "$PY_HELPERS" "$@"; }
+
+# ---------------------------------------------------------------------------------------------
+# Prerequisites and the data.
+check_prerequisites() {
+    local tool
+    for tool in slurmctld slurmd sbatch scontrol squeue scancel sinfo munged mungekey; do
+        command -v "$tool" >/dev/null ||
+            skip "$tool is not installed: apt-get install slurm-wlm munge"
+    done
+    [ "$(id -u)" = 0 ] || skip "slurmd must run as root to start jobs"
+}
+
+# The interpreter the jobs will use, found as jobs/setup.sh finds it ($PYTHON, $VENV, .venv).
+find_python() {
+    PYTHON=$(MNIST_DATA=unused bash -c 'source jobs/setup.sh >/dev/null && echo "$PYTHON"') ||
+        { echo "local_slurm.sh: jobs/setup.sh found no Python (set VENV or PYTHON)" >&2; exit 1; }
+    "$PYTHON" -c 'import torch' 2>/dev/null ||
+        { echo "local_slurm.sh: $PYTHON cannot import torch (set VENV or PYTHON)" >&2; exit 1; }
+}
+
+# A small MNIST from $MNIST_DATA or the data/ cache: the jobs then spend their time training.
+make_subset() {
+    local source=${MNIST_DATA:-}
+    if [ -z "$source" ]; then
+        if [ -f data/mnist.pkl.gz ]; then source=data/mnist.pkl.gz
+        elif [ -d data ]; then source=data
+        else skip "no MNIST: set MNIST_DATA=PATH or run 'python auto_encoder.py --prepare-data'"
+        fi
+    fi
+    [ -e "$source" ] || skip "MNIST_DATA=$source does not exist"
+    # shellcheck disable=SC2086  # SUBSET is a list of name=count words
+    py subset "$source" "$WORK/mnist.pkl.gz" $SUBSET
+    export MNIST_DATA=$WORK/mnist.pkl.gz
+}
+
+# ---------------------------------------------------------------------------------------------
+# The cluster: munged with its own key and socket, slurmctld and slurmd, all in $WORK.
+write_config() {
+    local ctld_port=$1 slurmd_port=$2
+    # The node offers at least what the job scripts ask for (4 CPUs, 16 GB), whatever this
+    # machine has: config_overrides lets slurmd run a node smaller than configured. Its GPU
+    # request is the one thing each submission overrides (--gres=none).
+    local cpus memory
+    cpus=$(( $(nproc) > 4 ? $(nproc) : 4 ))
+    memory=$(awk '/^MemTotal:/ { m = int($2 / 1024); print (m > 16384 ? m : 16384) }' /proc/meminfo)
+    cat > "$WORK/etc/slurm.conf" <<EOF
+ClusterName=localtest
+SlurmctldHost=localhost
+SlurmctldPort=$ctld_port
+SlurmdPort=$slurmd_port
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+CredType=cred/munge
+AuthInfo=socket=$WORK/run/munge.socket
+StateSaveLocation=$WORK/state
+SlurmdSpoolDir=$WORK/spool
+SlurmctldPidFile=$WORK/run/slurmctld.pid
+SlurmdPidFile=$WORK/run/slurmd.pid
+SlurmctldLogFile=$WORK/log/slurmctld.log
+SlurmdLogFile=$WORK/log/slurmd.log
+PlugStackConfig=$WORK/etc/plugstack.conf
+MailProg=/bin/true
+# No cgroups, CPU binding or MPI: what a container or a plain VM supports.
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+MpiDefault=none
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+SlurmdParameters=config_overrides
+ReturnToService=2
+NodeName=localhost NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$memory State=UNKNOWN
+# The job scripts ask for --partition=gpu.
+PartitionName=gpu Nodes=localhost Default=YES MaxTime=INFINITE State=UP
+EOF
+    echo "CgroupPlugin=cgroup/v1" > "$WORK/etc/cgroup.conf"
+    : > "$WORK/etc/plugstack.conf"      # no site SPANK plugins from /etc/slurm
+}
+
+start_cluster() {
+    mkdir -p "$WORK"/{etc,run,state,spool,log,logs}
+    chmod 755 "$WORK"                   # munged wants every folder above its socket searchable
+    local ports
+    read -r -a ports <<< "$(py ports 2)"
+    write_config "${ports[0]}" "${ports[1]}"
+    export SLURM_CONF=$WORK/etc/slurm.conf
+
+    # Each step is checked here: main calls this in a condition, where set -e does not act.
+    mungekey --create --keyfile="$WORK/etc/munge.key" 2>/dev/null &&
+        chmod 400 "$WORK/etc/munge.key" &&
+        munged --key-file="$WORK/etc/munge.key" --socket="$WORK/run/munge.socket" \
+               --pid-file="$WORK/run/munged.pid" --log-file="$WORK/log/munged.log" \
+               --seed-file="$WORK/state/munged.seed" &&
+        slurmctld &&
+        slurmd -N localhost ||
+        return 1
+    for _ in $(seq 60); do
+        [ "$(sinfo -h -n localhost -o %T 2>/dev/null)" = idle ] && return 0
+        sleep 1
+    done
+    note "the cluster did not come up; the ends of its logs:"
+    tail -n 5 "$WORK"/log/*.log >&2
+    return 1
+}
+
+# Stops what start_cluster started (the daemons by their own pid files) and removes $WORK;
+# the EXIT trap, so it runs on success, failure and interruption alike.
+cleanup() {
+    local status=$? name pid pids=()
+    trap - EXIT INT TERM
+    [ -n "$WORK" ] || exit "$status"
+    for name in slurmd slurmctld munged; do     # read now: daemons remove them as they stop
+        [ -f "$WORK/run/$name.pid" ] && pids+=("$(cat "$WORK/run/$name.pid")")
+    done
+    if [ -f "$WORK/run/slurmctld.pid" ]; then
+        # Cancel jobs first: a trainer that gets SIGTERM saves and exits within seconds.
+        scancel --quiet --full --user="$(id -un)" 2>/dev/null || true
+        for _ in $(seq 30); do
+            [ -z "$(squeue -h 2>/dev/null)" ] && break
+            sleep 1
+        done
+        scontrol shutdown >/dev/null 2>&1 || true
+    fi
+    for pid in "${pids[@]}"; do
+        kill "$pid" 2>/dev/null || true
+        for _ in $(seq 20); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.5
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+    done
+    if [ "${KEEP_LOCAL_SLURM:-}" = 1 ]; then note "kept $WORK"; else rm -rf "$WORK"; fi
+    exit "$status"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Jobs.
+
+# submit SCRIPT [SBATCH-OPTIONS...]: submit a job script of the repository from its root, as a
+# user would; prints the job id. The log goes to the script's own --output pattern, but in
+# $WORK/logs/ rather than the checkout.
+submit() {
+    local script=$1 pattern
+    shift
+    pattern=$(sed -n 's/^#SBATCH --output=//p' "$script")
+    sbatch --parsable --gres=none --output="$WORK/logs/$pattern" "$@" "$script"
+}
+
+# job_field JOB FIELD: one field of `scontrol show job` (the first, for an array).
+job_field() {
+    { scontrol show job -o "$1" 2>/dev/null || true; } |
+        grep -o "\b$2=[^ ]*" | head -n 1 | cut -d= -f2- || true
+}
+
+# wait_job JOB: wait until the job (every task of an array) has ended; fails on timeout.
+FINAL_STATES="COMPLETED|FAILED|TIMEOUT|CANCELLED|NODE_FAIL|OUT_OF_MEMORY|BOOT_FAIL|DEADLINE|PREEMPTED"
+wait_job() {
+    local job=$1 deadline=$((SECONDS + JOB_TIMEOUT_S)) states
+    while [ "$SECONDS" -lt "$deadline" ]; do
+        states=$(scontrol show job -o "$job" 2>/dev/null | grep -o '\bJobState=[A-Z_]*' || true)
+        if [ -n "$states" ] && ! grep -qvE "=($FINAL_STATES)\$" <<< "$states"; then
+            return 0
+        fi
+        sleep 1
+    done
+    scancel "$job" 2>/dev/null || true
+    return 1
+}
+
+# ended JOB STATE EXITCODE: empty if the job ended so, else what happened instead.
+ended() {
+    local job=$1 state exit_code
+    if ! wait_job "$job"; then
+        echo "job $job did not end within ${JOB_TIMEOUT_S} s"
+        return
+    fi
+    state=$(job_field "$job" JobState)
+    exit_code=$(job_field "$job" ExitCode)
+    if [ "$state" != "$2" ] || [ "$exit_code" != "$3" ]; then
+        echo "job $job ended $state with exit code $exit_code" \
+             "(expected $2, $3; log $(job_field "$job" StdOut))"
+    fi
+}
+
+# train_directly DIR ARGS...: the uninterrupted run without Slurm that a job must reproduce.
+train_directly() {
+    local dir=$1
+    shift
+    mkdir -p "$dir"
+    if ! "$PYTHON" auto_encoder.py --output-dir "$dir" "$@" > "$dir/run.log" 2>&1; then
+        note "direct run failed: python auto_encoder.py --output-dir $dir $*"
+        tail -n 5 "$dir/run.log" >&2
+        return 1
+    fi
+}
+
+info_of() { echo "$1/auto_encoder_$2_info.pkl.gz"; }
+
+# report NAME PASS-DETAIL PROBLEM...: one line for a case: PASS and the detail if every
+# PROBLEM is empty, else FAIL and the problems (their lines joined by "; ").
+report() {
+    local name=$1 detail=$2 problems
+    shift 2
+    problems=$(printf '%s\n' "$@" | sed '/^$/d' | paste -sd '\t' | sed 's/\t/; /g')
+    if [ -z "$problems" ]; then
+        RESULTS+=("PASS $name: $detail")
+    else
+        RESULTS+=("FAIL $name: $problems")
+        FAILED+=("$name")
+    fi
+    echo "${RESULTS[-1]}"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Cases. Each reports itself; SINGLE_JOB and the LOGS list carry what later cases need.
+SINGLE_JOB=""
+declare -a LOGS=()
+
+case_single() {
+    note "single job: jobs/auto_encoder.slurm, 3D"
+    local out=$WORK/single job problems=()
+    if ! job=$(OUTPUT_DIR=$out TRAIN_ARGS="--model 3D $TINY_ARGS" submit jobs/auto_encoder.slurm); then
+        report "single job" "" "sbatch jobs/auto_encoder.slurm failed"
+        return
+    fi
+    problems+=("$(ended "$job" COMPLETED 0:0)")
+    problems+=("$(py compare "$(info_of "$out" 3D)" "$(info_of "$WORK/direct/tiny" 3D)")")
+    LOGS+=("$(job_field "$job" StdOut)")
+    report "single job" "job $job trained 3D; losses and test MSE equal the direct run's" "${problems[@]}"
+    SINGLE_JOB=$job
+}
+
+case_requeue() {
+    note "requeue: the finished single job, requeued"
+    local out=$WORK/single job=$SINGLE_JOB problems=()
+    if [ -z "$job" ] || [ ! -f "$(info_of "$out" 3D)" ]; then
+        report "requeue" "" "no finished single job to requeue"
+        return
+    fi
+    cp "$(info_of "$out" 3D)" "$WORK/before-requeue.pkl.gz"
+    # A requeued job may start again only after 120 s, which an administrator can waive; but not
+    # within the second its first run ended, when slurmd revoked that run's credential: a launch
+    # then fails ("Job credential revoked"), so the requeued run starts 2 s later.
+    if ! scontrol requeue "$job" || ! sleep 2 || ! scontrol update JobId="$job" StartTime=now; then
+        report "requeue" "" "scontrol could not requeue job $job"
+        return
+    fi
+    problems+=("$(ended "$job" COMPLETED 0:0)")
+    [ "$(job_field "$job" Restarts)" = 1 ] || problems+=("job $job was not restarted")
+    problems+=("$(py reevaluated "$WORK/before-requeue.pkl.gz" "$(info_of "$out" 3D)")")
+    problems+=("$(py compare "$(info_of "$out" 3D)" "$(info_of "$WORK/direct/tiny" 3D)")")
+    # --open-mode=append: both runs are in the one log.
+    local runs
+    runs=$(grep -c '^3D model: ' "$(job_field "$job" StdOut)" || true)
+    [ "$runs" = 2 ] || problems+=("the job log holds $runs runs, expected 2 (append mode)")
+    report "requeue" "job $job ran again, only re-evaluated, same results, both runs in its log" \
+        "${problems[@]}"
+}
+
+case_sweep() {
+    note "sweep: jobs/sweep.slurm --array=0-1 (${SWEEP_SIZES[*]})"
+    local out=$WORK/sweep job problems=() task
+    if ! job=$(SWEEP_DIR=$out TRAIN_ARGS=$TINY_ARGS submit jobs/sweep.slurm --array=0-1); then
+        report "sweep array" "" "sbatch jobs/sweep.slurm failed"
+        return
+    fi
+    for task in 0 1; do
+        problems+=("$(ended "${job}_$task" COMPLETED 0:0)")
+        problems+=("$(py compare "$(info_of "$out" "${SWEEP_SIZES[task]}")" \
+                                 "$(info_of "$WORK/direct/tiny" "${SWEEP_SIZES[task]}")")")
+        LOGS+=("$(job_field "${job}_$task" StdOut)")
+    done
+    report "sweep array" "job $job tasks 0 and 1 trained ${SWEEP_SIZES[*]}; results equal the direct runs'" \
+        "${problems[@]}"
+}
+
+# Epochs of the time-limit run: enough for LONG_TARGET_S of training at the fastest step time
+# the direct tiny runs showed (so it is still training 45 s after it starts).
+long_epochs() {
+    local step
+    step=$(py step-time $((TINY_LIMIT / BATCH)) "$(info_of "$WORK/direct/tiny" "${SWEEP_SIZES[0]}")" \
+                                      "$(info_of "$WORK/direct/tiny" 3D)")
+    awk -v step="$step" -v target="$LONG_TARGET_S" -v steps=$((LONG_LIMIT / BATCH)) \
+        'BEGIN { e = int(target / (step * steps)) + 1; print (e < 3 ? 3 : e) }'
+}
+
+case_time_limit() {
+    local epochs out=$WORK/time-limit first second problems=() done_epochs log
+    epochs=$(long_epochs)
+    local args="--model 3D --epochs $epochs --limit $LONG_LIMIT --batch-size $BATCH"
+    args+=" --precision fp32 --device cpu"
+    note "time limit: jobs/auto_encoder.slurm --time=$TIME_LIMIT --signal=B:TERM@$TERM_LEAD," \
+         "3D for $epochs epochs"
+    if ! first=$(OUTPUT_DIR=$out TRAIN_ARGS=$args submit jobs/auto_encoder.slurm \
+                     --time="$TIME_LIMIT" --signal="B:TERM@$TERM_LEAD"); then
+        report "time limit" "" "sbatch jobs/auto_encoder.slurm failed"
+        return
+    fi
+    problems+=("$(ended "$first" FAILED 143:0)")
+    log=$(job_field "$first" StdOut)
+    LOGS+=("$log")
+    grep -q "checkpoint saved" "$log" || problems+=("job $first did not save a checkpoint on SIGTERM")
+    [ ! -f "$(info_of "$out" 3D)" ] || problems+=("job $first finished before SIGTERM: raise LONG_TARGET_S")
+    done_epochs=$(py epochs-done "$out/auto_encoder_3D.txt")
+
+    note "time limit: resubmitted"
+    if ! second=$(OUTPUT_DIR=$out TRAIN_ARGS=$args submit jobs/auto_encoder.slurm); then
+        report "time limit" "" "${problems[@]}" "resubmitting jobs/auto_encoder.slurm failed"
+        return
+    fi
+    problems+=("$(ended "$second" COMPLETED 0:0)")
+    log=$(job_field "$second" StdOut)
+    LOGS+=("$log")
+    ! grep -q "starting from scratch" "$log" || problems+=("job $second started from scratch")
+
+    note "time limit: the same training directly, uninterrupted"
+    # shellcheck disable=SC2086  # args is a list of options
+    train_directly "$WORK/direct/long" $args || problems+=("the direct run failed")
+    problems+=("$(py compare "$(info_of "$out" 3D)" "$(info_of "$WORK/direct/long" 3D)")")
+    report "time limit" "job $first got SIGTERM after epoch $done_epochs/$epochs, saved, exited 143;\
+ job $second continued to the end; results equal the uninterrupted run's" "${problems[@]}"
+}
+
+case_logs() {
+    local problems=() found=() log
+    for log in "${LOGS[@]}"; do
+        if [ -n "$log" ] && [ -f "$log" ]; then
+            found+=("$log")
+        else
+            problems+=("a job log is missing ($log)")
+        fi
+    done
+    if [ "${#found[@]}" = 0 ]; then
+        problems+=("no job logs")
+    else
+        problems+=("$(py log-problems "${found[@]}")")
+    fi
+    report "job logs" "${#LOGS[@]} logs: no CR or ESC, and 'M epoch i/n: training loss' lines" \
+        "${problems[@]}"
+}
+
+# ---------------------------------------------------------------------------------------------
+main() {
+    cd "$ROOT"
+    check_prerequisites
+    find_python
+    WORK=$(mktemp -d "${TMPDIR:-/tmp}/local_slurm.XXXXXX")
+    trap cleanup EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    make_subset
+    mapfile -t SWEEP_SIZES < <(head -n 2 jobs/sizes.txt)
+
+    local size sizes
+    sizes=$(printf '%s\n' 3D "${SWEEP_SIZES[@]}" | sort -u | paste -sd ' ')
+    note "direct tiny runs of $sizes, without Slurm, in $WORK"
+    for size in $sizes; do
+        # shellcheck disable=SC2086
+        train_directly "$WORK/direct/tiny" --model "$size" $TINY_ARGS
+    done
+
+    note "starting munged, slurmctld and slurmd"
+    start_cluster || { echo "summary: no case ran: the cluster did not come up"; exit 1; }
+    note "$(sinfo --version) is up"
+
+    case_single
+    case_requeue
+    case_sweep
+    case_time_limit
+    case_logs
+
+    local passed=$(( ${#RESULTS[@]} - ${#FAILED[@]} ))
+    if [ "${#FAILED[@]}" = 0 ]; then
+        echo "summary: all ${#RESULTS[@]} cases passed in ${SECONDS} s"
+        return 0
+    fi
+    echo "summary: $passed of ${#RESULTS[@]} cases passed," \
+         "failed: $(IFS=,; echo "${FAILED[*]}") (${SECONDS} s)"
+    return 1
+}
+
+main "$@"
