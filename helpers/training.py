@@ -303,6 +303,10 @@ class Run:
             if self.epochs_done == self.config.epochs:
                 say(f"{self.spec.name}: already trained for {self.config.epochs} epochs; --resume only "
                     "re-evaluates it and rewrites its results")
+            else:
+                step = f", step {self.partial.step}" if self.partial else ""
+                say(f"{self.spec.name}: resuming from {self.paths.checkpoint} at epoch "
+                    f"{self.epochs_done + 1}{step}")
             return
         if resume:
             say(f"{self.spec.name}: no checkpoint in {self.config.output_dir}/, starting from scratch")
