@@ -20,7 +20,7 @@ from helpers.device import cuda_tf32, reconstruction_mse
 from helpers.model import AutoEncoder, CodeSpec
 from helpers.progress import BarProgress, LineProgress
 from helpers.reference import original_test_mse
-from helpers.training import Run, data_tensors
+from helpers.training import LOG_INTERVAL, Run, data_tensors
 from timing import (BATCH, EPOCH_IMAGES, Timer, TypicalPort, bench_config, interleave, loader_timer,
                     peak_memory, port_timer, project_timer, reset_peak_memory, seconds_of, short_run)
 
@@ -171,9 +171,10 @@ def between_epochs(spec: CodeSpec, recipe: str, data: dict, device: torch.device
     with tempfile.TemporaryDirectory() as out:
         config = bench_config(spec, device, precision, recipe=recipe, output_dir=out)
         run = Run(config, data)
+        run.train_step(data["train"][:config.batch_size])  # the optimizer's state, as the checkpoint holds it
         epochs = config.epochs
-        run.history.training_loss[:] = run.history.validation_loss[:] = [0.05] * (epochs - 1)
-        run.history.epoch_time[:] = [1.0] * (epochs - 1)
+        run.history.training_loss[:] = run.history.validation_loss[:] = [0.05] * (epochs - 2)
+        run.history.epoch_time[:] = [1.0] * (epochs - 2)  # the next epoch is the last but one
         batches = math.ceil(EPOCH_IMAGES / config.batch_size)
         loss_sum = torch.zeros((), device=device)
 
@@ -186,17 +187,21 @@ def between_epochs(spec: CodeSpec, recipe: str, data: dict, device: torch.device
             progress.model_ended()
 
         def record() -> None:
-            run.progress = LineProgress(io.StringIO())
+            run.progress, run.log_clock = LineProgress(io.StringIO()), math.inf  # the log apart, below
+            run.checkpoint_clock = time.monotonic()
             run.record_epoch(0.05, 0.05, 1.0)
             del run.history.training_loss[-1], run.history.validation_loss[-1], run.history.epoch_time[-1]
 
         checkpoint = median_seconds(run.save_checkpoint, device, max(1, repeats // 2))
+        log_write = median_seconds(run.write_log, device, repeats)
         checkpoint_bytes = Path(run.paths.checkpoint).stat().st_size
         fixed = {
             "start of an epoch: shuffle, indices to the device": median_seconds(
                 lambda: (setattr(run, "partial", None), run.begin_epoch()), device, repeats),
             "losses to the host (.item() of the loss sum)": median_seconds(loss_sum.item, device, repeats),
-            "history, log rewrite (not flushed) and the epoch's line": median_seconds(record, device, repeats),
+            "history and the epoch's line": median_seconds(record, device, repeats),
+            f"log rewrite ({epochs} epochs, {log_write * 1000:.1f} ms here) every {LOG_INTERVAL:g} s, per "
+            f"{GPU_EPOCH_SECONDS * 1000:.0f} ms epoch": log_write * min(1, GPU_EPOCH_SECONDS / LOG_INTERVAL),
             f"progress, {batches} steps: plain lines": median_seconds(
                 lambda: progress_epoch(LineProgress(io.StringIO())), device, repeats),
             f"checkpoint ({checkpoint_bytes / 1e6:.0f} MB, {checkpoint:.2f} s here) every "

@@ -25,6 +25,7 @@ from .recipes import RESUME_KEYS, TrainConfig, make_optimizer, scale_learning_ra
 
 TRACED_DIGITS = 2000            # test images whose codes are stored after every epoch
 TRACED_MAX_UNITS = 3            # store them only for codes small enough to plot
+LOG_INTERVAL = 1.0              # seconds between rewrites of the log: a fast device's epochs share one
 
 
 class Interrupted(Exception):
@@ -140,6 +141,7 @@ class Run:
         self.partial: PartialEpoch | None = None
         self.checkpointed = False                 # whether this run saved or resumed a checkpoint
         self.checkpoint_clock = time.monotonic()  # when the last checkpoint was saved
+        self.log_clock = -math.inf                 # when the log was last rewritten
         traced = TRACED_DIGITS if self.spec.units <= TRACED_MAX_UNITS and not self.spec.is_image else 0
         self.traced_x = data["test"][:traced]
         self.code_trace: list[torch.Tensor] = []
@@ -283,11 +285,16 @@ class Run:
         self.history.training_loss.append(train_loss)
         self.history.validation_loss.append(valid_loss)
         self.history.epoch_time.append(seconds)
-        # Not flushed to the disk: each epoch's log is whole after a crash, and the fsync
-        # would cost more than a fast device's epoch.
+        if time.monotonic() - self.log_clock >= LOG_INTERVAL or self.checkpoint_due():
+            self.write_log()
+        self.progress.epoch_ended(self.epochs_done, train_loss, valid_loss, seconds)
+
+    def write_log(self) -> None:
+        """Rewrite the log with the epochs so far. Not flushed to the disk: it is whole after a
+        crash of the process anyway, and the flush would cost more than a fast device's epoch."""
         write_text_atomic(self.paths.log, render_log(self.paths, self.config, count_parameters(self.model),
                                                      self.history, None), durable=False)
-        self.progress.epoch_ended(self.epochs_done, train_loss, valid_loss, seconds)
+        self.log_clock = time.monotonic()
 
     def trace_codes(self) -> None:
         if len(self.traced_x):
