@@ -68,6 +68,37 @@ def signal_at_step(monkeypatch: pytest.MonkeyPatch, step: int, signum: int = sig
     monkeypatch.setattr(Run, "train_step", train_step)
 
 
+def run_trainer(out: Path, *argv: str) -> int:
+    """The trainer in-process, tiny settings, into `out` (which holds an old log to keep)."""
+    return train(out, None, "--model", "3D", "--epochs", "1", *argv)
+
+
+@pytest.fixture
+def out(tmp_path: Path) -> Path:
+    """An output folder holding a previous run's log, which no failed run may touch."""
+    folder = tmp_path / "out"
+    folder.mkdir()
+    (folder / "auto_encoder_3D.txt").write_text("previous run\n")
+    return folder
+
+
+def assert_refused(err: str, out: Path, *fragments: str) -> str:
+    """Exactly one `error:` line holding every fragment; the output folder as it was."""
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert all(f in lines[0] for f in fragments), lines[0]
+    assert [p.name for p in out.iterdir()] == ["auto_encoder_3D.txt"]
+    assert (out / "auto_encoder_3D.txt").read_text() == "previous run\n"
+    return lines[0]
+
+
+def truncated(path: Path, data: bytes) -> Path:
+    """`path` holding the first half of `data`."""
+    path.write_bytes(data[:len(data) // 2])
+    return path
+
+
 @pytest.fixture(scope="session")
 def trained_output(tmp_path_factory: pytest.TempPathFactory, tiny_mnist: Path) -> Path:
     """An output folder holding both default models after 2 tiny epochs each."""
