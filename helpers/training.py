@@ -23,7 +23,7 @@ from .model import AutoEncoder, count_parameters, save_model
 from .progress import Progress
 from .recipes import RESUME_KEYS, TrainConfig, make_optimizer, scale_learning_rate
 
-TRACED_DIGITS = 2000            # test images whose codes are stored after every epoch
+TRACED_IMAGES = 2000            # test images whose codes are stored after every epoch
 TRACED_MAX_UNITS = 3            # store them only for codes small enough to plot
 LOG_INTERVAL = 1.0              # seconds between rewrites of the log: a fast device's epochs share one
 
@@ -142,7 +142,7 @@ class Run:
         self.checkpointed = False                 # whether this run saved or resumed a checkpoint
         self.checkpoint_clock = time.monotonic()  # when the last checkpoint was saved
         self.log_clock = -math.inf                 # when the log was last rewritten
-        traced = TRACED_DIGITS if self.spec.units <= TRACED_MAX_UNITS and not self.spec.is_image else 0
+        traced = TRACED_IMAGES if self.spec.units <= TRACED_MAX_UNITS and not self.spec.is_image else 0
         self.traced_x = data["test"][:traced]
         self.code_trace: list[torch.Tensor] = []
 
