@@ -40,13 +40,13 @@ def seed_value(text: str) -> int:
     return value
 
 
-def add_data_options(p: argparse.ArgumentParser, output_help: str) -> None:
+def add_data_options(p: argparse.ArgumentParser, output_help: str, data_default: str = "") -> None:
     """--dataset, --data, --device and --output-dir, as every script takes them."""
     p.add_argument("--dataset", choices=list(DATASETS), default=DEFAULT_DATASET,
                    help="mnist (default), fashion-mnist or kmnist")
     p.add_argument("--data", help="the dataset's files: a folder of the four IDX files (gzipped or not), "
                    "a Keras-style .npz, or for MNIST its mnist.pkl.gz; default: $MNIST_DATA "
-                   "($FASHION_MNIST_DATA, $KMNIST_DATA), the data/ cache, then a download")
+                   f"($FASHION_MNIST_DATA, $KMNIST_DATA), {data_default}the data/ cache, then a download")
     p.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: best available)")
     p.add_argument("--output-dir", type=Path,
                    help=f"{output_help} (default: output/ for mnist, output/DATASET/ for the others)")

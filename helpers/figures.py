@@ -49,7 +49,8 @@ def figure_parser(description: str) -> argparse.ArgumentParser:
     """The options every plot script takes."""
     p = argparse.ArgumentParser(description=description,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_data_options(p, "folder with the training outputs; figures are written there too")
+    add_data_options(p, "folder with the training outputs; figures are written there too",
+                     data_default="the files the training read, ")
     p.add_argument("--format", type=parse_formats, default=["jpg", "eps"],
                    help=f"figure formats, comma-separated, from {', '.join(FIGURE_FORMATS)} (default: jpg,eps)")
     return p
