@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import auto_encoder
 from helpers.training import Run
@@ -105,3 +106,37 @@ def trained_output(tmp_path_factory: pytest.TempPathFactory, tiny_mnist: Path) -
     out = tmp_path_factory.mktemp("output")
     assert train(out, tiny_mnist, "--model", "both", "--epochs", "2") == 0
     return out
+
+
+# -- Reading what a run wrote ---------------------------------------------------------
+
+def weights_of(path: Path) -> dict[str, torch.Tensor]:
+    """The state dict of a weights file, loaded as load_model does (without building the model)."""
+    return torch.load(path, weights_only=True, mmap=True)["state_dict"]
+
+
+def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[name], b[name]) for name in a), "weights differ"
+
+
+def one_error_line(err: str) -> str:
+    """The one `error: ...` line of a failed run (progress bars may precede it)."""
+    assert "Traceback" not in err, err
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert len(errors) == 1, err
+    return errors[0]
+
+
+def stamp(path: Path) -> tuple[int, int, int]:
+    """Changes when the file is replaced or rewritten."""
+    st = path.stat()
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def linked_copy(src: Path, dst: Path) -> Path:
+    """A folder of hard links: cheap, and an atomic replace in it leaves `src` alone."""
+    dst.mkdir(parents=True)
+    for path in src.iterdir():
+        os.link(path, dst / path.name)
+    return dst

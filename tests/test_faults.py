@@ -1,4 +1,4 @@
-"""Fault injection: kill -9, signals, settings that do not match, full disks, divergence.
+"""Fault injection: kill -9, signals, settings that do not match, full disks.
 
 Each test states a promise of the trainer and breaks it on purpose. Runs are tiny (40
 images of `tiny_mnist` in batches of 20, two epochs, fp32 on the CPU) and every
@@ -25,7 +25,8 @@ import pytest
 import torch
 
 import auto_encoder
-from conftest import ROOT, signal_at_step, train, trainer_argv
+from conftest import (ROOT, assert_same_weights, linked_copy, one_error_line, stamp, train, trainer_argv,
+                      weights_of)
 from helpers.files import OutputPaths, load_info
 
 if sys.platform == "win32":
@@ -102,14 +103,6 @@ def temporaries(folder: Path) -> list[Path]:
     return sorted(folder.glob(".*.tmp"))
 
 
-def weights_of(path: Path) -> dict[str, torch.Tensor]:
-    """The state dict of a weights file, loaded as load_model does (without building the model)."""
-    return torch.load(path, weights_only=True, mmap=True)["state_dict"]
-
-
-def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
-    assert a.keys() == b.keys()
-    assert all(torch.equal(a[name], b[name]) for name in a), "weights differ"
 
 
 def log_rows(text: str) -> list[list[str]]:
@@ -119,18 +112,6 @@ def log_rows(text: str) -> list[list[str]]:
     return [line.split()[:3] for line in lines[start:] if line[:1].isdigit()]
 
 
-def one_error_line(err: str) -> str:
-    """The one `error: ...` line of a failed run (progress bars may precede it)."""
-    assert "Traceback" not in err, err
-    errors = [line for line in err.splitlines() if "error:" in line]
-    assert len(errors) == 1, err
-    return errors[0]
-
-
-def stamp(path: Path) -> tuple[int, int, int]:
-    """Changes when the file is replaced or rewritten."""
-    st = path.stat()
-    return st.st_ino, st.st_size, st.st_mtime_ns
 
 
 @dataclass
@@ -249,13 +230,6 @@ def test_a_signal_saves_the_checkpoint_a_second_one_during_the_save_is_harmless_
     assert_finished_like_the_reference(trainer.out, reference)
 
 
-def linked_copy(src: Path, dst: Path) -> Path:
-    """A folder of hard links: cheap, and an atomic replace in it leaves `src` alone."""
-    dst.mkdir(parents=True)
-    for path in src.iterdir():
-        os.link(path, dst / path.name)
-    return dst
-
 
 @pytest.mark.parametrize("change, refused", [
     (["--model", "4x4"], "model 3D (now 4x4)"),
@@ -368,57 +342,3 @@ def test_a_really_full_tmpfs_keeps_the_previous_checkpoint_and_resume_finishes_o
     subprocess.run(["mount", "-o", "remount,size=1g", str(tmpfs)], check=True)
     assert train(out, tiny_mnist, *TINY, "--resume") == 0
     assert_finished_like_the_reference(out, reference)
-
-
-# -- Numerical faults ------------------------------------------------------------------
-
-# Plain SGD, where a huge rate overflows to NaN at once; three steps per epoch.
-ORIGINAL = (*TINY, "--recipe", "original", "--limit", "60")
-
-
-@pytest.fixture(scope="module")
-def good_checkpoint(tmp_path_factory, tiny_mnist) -> Path:
-    """An original-recipe run stopped by SIGTERM early in epoch 2: a good checkpoint."""
-    out = tmp_path_factory.mktemp("good") / "out"
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        signal_at_step(monkeypatch, 4)
-        assert train(out, tiny_mnist, *ORIGINAL) == 128 + signal.SIGTERM
-    return out
-
-
-def test_a_diverging_rate_stops_with_the_nan_message_and_a_lower_rate_resumes_from_the_last_good_checkpoint(
-        tmp_path, tiny_mnist, good_checkpoint, capsys):
-    out = linked_copy(good_checkpoint, tmp_path / "out")
-    paths = OutputPaths.of(out, "3D")
-    before = stamp(paths.checkpoint)
-    assert train(out, tiny_mnist, *ORIGINAL, "--resume", "--lr", "1e30") == 3
-    line = one_error_line(capsys.readouterr().err)
-    assert "nan" in line and "at epoch 2" in line
-    assert f"last good checkpoint is kept in {paths.checkpoint}: lower --lr and rerun with --resume" in line
-    assert stamp(paths.checkpoint) == before and not paths.weights.exists() and not paths.info.exists()
-
-    assert train(out, tiny_mnist, *ORIGINAL, "--resume", "--lr", "1.0") == 0
-    straight = tmp_path / "straight"
-    assert train(straight, tiny_mnist, *ORIGINAL) == 0
-    resumed, expected = load_info(paths.info), load_info(OutputPaths.of(straight, "3D").info)
-    assert resumed["training loss"] == expected["training loss"]
-    assert_same_weights(weights_of(paths.weights), weights_of(OutputPaths.of(straight, "3D").weights))
-
-
-def test_a_signal_after_the_weights_went_nan_does_not_overwrite_the_good_checkpoint(
-        tmp_path, tiny_mnist, good_checkpoint, monkeypatch, capsys):
-    out = linked_copy(good_checkpoint, tmp_path / "out")
-    checkpoint = OutputPaths.of(out, "3D").checkpoint
-    before = stamp(checkpoint)
-    signal_at_step(monkeypatch, 2)  # the first step at 1e30 has already ruined the weights
-    assert train(out, tiny_mnist, *ORIGINAL, "--resume", "--lr", "1e30") == 3
-    line = one_error_line(capsys.readouterr().err)
-    assert "weights became infinite or NaN" in line and "last good checkpoint is kept" in line
-    assert stamp(checkpoint) == before
-
-
-def test_divergence_before_any_checkpoint_does_not_claim_one(tmp_path, tiny_mnist, capsys):
-    assert train(tmp_path, tiny_mnist, *ORIGINAL, "--lr", "1e30") == 3
-    line = one_error_line(capsys.readouterr().err)
-    assert "at epoch 1" in line and "No checkpoint was saved yet" in line
-    assert not OutputPaths.of(tmp_path, "3D").checkpoint.exists()
