@@ -19,16 +19,12 @@ def ports(count):
 
 
 def subset(source, dest, *sizes):
-    """The first N images of each split, as a deeplearning.net pickle."""
-    if source.endswith((".pkl.gz", ".pkl")):
-        opener = gzip.open if source.endswith(".gz") else open
-        with opener(source, "rb") as f:
-            splits = pickle.load(f, encoding="latin1")
-    else:  # IDX files or .npz: the project's reader knows them
-        sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        from helpers import read_mnist
-        m = read_mnist(source)
-        splits = ((m.train_x, m.train_y), (m.valid_x, m.valid_y), (m.test_x, m.test_y))
+    """The first N images of each split of MNIST (any format the project reads), as a
+    deeplearning.net pickle."""
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from helpers import read_mnist
+    m = read_mnist(source)
+    splits = ((m.train_x, m.train_y), (m.valid_x, m.valid_y), (m.test_x, m.test_y))
     counts = dict(size.split("=") for size in sizes)
     small = tuple((x[:int(counts[name])], y[:int(counts[name])])
                   for name, (x, y) in zip(("train", "valid", "test"), splits))

@@ -103,15 +103,11 @@ def temporaries(folder: Path) -> list[Path]:
     return sorted(folder.glob(".*.tmp"))
 
 
-
-
 def log_rows(text: str) -> list[list[str]]:
     """The epoch table of a log as [epoch, TL, VL] rows (the times differ from run to run)."""
     lines = text.splitlines()
     start = next(i for i, line in enumerate(lines) if line.split()[:1] == ["Epoch"]) + 1
     return [line.split()[:3] for line in lines[start:] if line[:1].isdigit()]
-
-
 
 
 @dataclass
@@ -228,7 +224,6 @@ def test_a_signal_saves_the_checkpoint_a_second_one_during_the_save_is_harmless_
     resumed = Trainer.start_argv(tmp_path / "resumed", command[2:])
     assert resumed.wait() == 0, resumed.stderr()
     assert_finished_like_the_reference(trainer.out, reference)
-
 
 
 @pytest.mark.parametrize("change, refused", [
