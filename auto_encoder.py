@@ -17,16 +17,11 @@ import shlex
 import sys
 from pathlib import Path
 
-from helpers.cli import (add_data_options, fill_output_dir, non_negative_float, positive_float,
-                         positive_int, run_main, seed_value)
-from helpers.datasets import DATASETS
-from helpers.device import cuda_tf32, pick_device, resolve_precision
-from helpers.model import count_parameters, parse_models
-from helpers.progress import Progress, progress_for
-from helpers.recipes import (CHECKPOINT_INTERVAL, COMPILE_MODES, MODERN_IMAGE_CODE_LR, RECIPE_DEFAULTS,
-                             TrainConfig)
-from helpers.sources import load_dataset
-from helpers.training import Interrupted, Run, StopFlag, data_tensors
+from helpers import (CHECKPOINT_INTERVAL, COMPILE_MODES, DATASETS, MODERN_IMAGE_CODE_LR, RECIPE_DEFAULTS,
+                     Interrupted, Progress, Run, StopFlag, TrainConfig, add_data_options, count_parameters,
+                     cuda_tf32, data_tensors, fill_output_dir, load_dataset, non_negative_float,
+                     parse_models, pick_device, positive_float, positive_int, progress_for,
+                     resolve_precision, run_main, seed_value)
 
 
 def _recipe_values(key: str) -> str:

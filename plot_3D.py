@@ -22,15 +22,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from helpers.cli import fill_output_dir, run_main
-from helpers.datasets import DatasetSpec
-from helpers.device import decode_all
-from helpers.errors import UserError
-from helpers.figures import (DIGIT_CMAP, class_colors, class_legend, figure_parser, mosaic, pyplot,
-                             save_figure, save_input_output_rows)
-from helpers.files import atomic_path
-from helpers.model import parse_code
-from helpers.trained_run import Stage, TrainedRun, load_trained_run
+from helpers import (DIGIT_CMAP, DatasetSpec, Stage, TrainedRun, UserError, atomic_path, class_colors,
+                     class_legend, decode_all, figure_parser, fill_output_dir, load_trained_run, mosaic,
+                     parse_code, pyplot, run_main, save_figure, save_input_output_rows)
 
 PROJECTIONS = ((0, 1), (1, 2), (0, 2))   # the original's: 1st & 2nd, 2nd & 3rd, 1st & 3rd units
 MANIFOLD_GRID = 13                        # images along each side of a manifold slice

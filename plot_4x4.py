@@ -19,13 +19,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from helpers.cli import fill_output_dir, run_main
-from helpers.device import decode_all
-from helpers.errors import UserError
-from helpers.figures import (DIGIT_CMAP, SHOWN_DIGITS, figure_parser, image_row, mosaic, pyplot,
-                             save_figure, save_input_output_rows)
-from helpers.model import parse_code
-from helpers.trained_run import Stage, TrainedRun, load_trained_run
+from helpers import (DIGIT_CMAP, SHOWN_DIGITS, Stage, TrainedRun, UserError, decode_all, figure_parser,
+                     fill_output_dir, image_row, load_trained_run, mosaic, parse_code, pyplot, run_main,
+                     save_figure, save_input_output_rows)
 
 INTERPOLATION_STEPS = 10
 INTERPOLATION_ROWS = 5

@@ -23,17 +23,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from helpers.analysis import KNN_NEIGHBOURS, KNN_TRAIN, code_quality, fit_pca, write_table
-from helpers.cli import fill_output_dir, positive_int, run_main
-from helpers.datasets import dataset_spec
-from helpers.device import pick_device
-from helpers.errors import UserError
-from helpers.figures import figure_parser, pyplot, save_figure
-from helpers.files import OutputPaths
-from helpers.model import CodeSpec, load_model, parse_code, parse_models
-from helpers.reference import original_run
-from helpers.sources import load_dataset
-from helpers.trained_run import data_path, epochs_text, load_run_info, require_outputs, train_command
+from helpers import (KNN_NEIGHBOURS, KNN_TRAIN, CodeSpec, OutputPaths, UserError, code_quality, data_path,
+                     dataset_spec, epochs_text, figure_parser, fill_output_dir, fit_pca, load_dataset,
+                     load_model, load_run_info, original_run, parse_code, parse_models, pick_device,
+                     positive_int, pyplot, require_outputs, run_main, save_figure, train_command,
+                     write_table)
 
 SWEEP_MODELS = "2D,3D,8D,16D,2x2,4x4"   # suggested in the message when no model is found
 LOSS_TOP = 0.1                          # the original's y range: 0 to 0.1

@@ -29,14 +29,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: helpers/ is one folder up
 
 from curves import loss_curves, original_precision  # noqa: E402
-from helpers.cli import positive_float, positive_int, run_main  # noqa: E402
-from helpers.datasets import DATASETS  # noqa: E402
-from helpers.device import pick_device, resolve_precision  # noqa: E402
-from helpers.files import write_text_atomic  # noqa: E402
-from helpers.model import parse_models  # noqa: E402
-from helpers.recipes import RECIPE_DEFAULTS  # noqa: E402
-from helpers.sources import load_dataset  # noqa: E402
-from helpers.training import data_tensors  # noqa: E402
+from helpers import (DATASETS, RECIPE_DEFAULTS, data_tensors, load_dataset, parse_models, pick_device,
+                     positive_float, positive_int, resolve_precision, run_main, write_text_atomic)  # noqa: E402
 from report import print_report  # noqa: E402
 from studies import between_epochs, eval_levers, scaling, step_levers, throughput, time_to_quality  # noqa: E402
 from timing import BATCH, as_uint8, device_name, results_path, threads  # noqa: E402

@@ -17,11 +17,7 @@ import time
 
 import torch
 
-from helpers.device import cuda_tf32
-from helpers.model import CodeSpec
-from helpers.recipes import TrainConfig
-from helpers.reference import original_run
-from helpers.training import Run
+from helpers import CodeSpec, Run, TrainConfig, cuda_tf32, original_run
 from timing import bench_config
 
 CURVE_SEEDS = (0, 1, 2)

@@ -22,13 +22,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script: helpers/ is one folder up
 
-from helpers.cli import positive_int, run_main  # noqa: E402
-from helpers.device import cuda_tf32, pick_device, resolve_precision  # noqa: E402
-from helpers.files import OutputPaths, load_info, write_text_atomic  # noqa: E402
-from helpers.recipes import TrainConfig  # noqa: E402
-from helpers.reference import original_test_mse  # noqa: E402
-from helpers.sources import load_dataset  # noqa: E402
-from helpers.training import Run, data_tensors  # noqa: E402
+from helpers import (OutputPaths, Run, TrainConfig, cuda_tf32, data_tensors, load_dataset, load_info,
+                     original_test_mse, pick_device, positive_int, resolve_precision, run_main,
+                     write_text_atomic)  # noqa: E402
 from timing import device_name, seconds_of  # noqa: E402
 
 REFERENCE_RUN = ROOT / "docs" / "results"   # the default run on the 2-core CPU

@@ -15,12 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from helpers.datasets import Splits
-from helpers.device import cuda_tf32, reconstruction_mse
-from helpers.model import AutoEncoder, CodeSpec
-from helpers.progress import BarProgress, LineProgress
-from helpers.reference import original_test_mse
-from helpers.training import LOG_INTERVAL, Run, data_tensors
+from helpers import (LOG_INTERVAL, AutoEncoder, BarProgress, CodeSpec, LineProgress, Run, Splits,
+                     cuda_tf32, data_tensors, original_test_mse, reconstruction_mse)
 from timing import (BATCH, EPOCH_IMAGES, Timer, TypicalPort, bench_config, interleave, loader_timer,
                     peak_memory, port_timer, project_timer, reset_peak_memory, seconds_of, short_run)
 

@@ -17,10 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from helpers.device import cuda_tf32
-from helpers.model import AutoEncoder, CodeSpec
-from helpers.recipes import TrainConfig, make_optimizer
-from helpers.training import Run
+from helpers import AutoEncoder, CodeSpec, Run, TrainConfig, cuda_tf32, make_optimizer
 
 EPOCH_IMAGES = 50_000                       # a full training epoch, for extrapolation
 BATCH = 500

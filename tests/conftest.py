@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import auto_encoder
-from helpers.training import Run
+from helpers import Run
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_SIZES = {"train": 60, "valid": 20, "test": 20}

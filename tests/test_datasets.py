@@ -17,15 +17,13 @@ import numpy as np
 import pytest
 import torch
 
-import helpers.sources
+import autoencoder.sources
 import plot_3D
 import plot_4x4
 import plot_training
 from conftest import train
-from helpers.datasets import DATASETS, IDX_FILES, dataset_spec, read_dataset
-from helpers.errors import DataError
-from helpers.files import OutputPaths, default_output_dir, load_info
-from helpers.sources import load_dataset
+from helpers import (DATASETS, IDX_FILES, DataError, OutputPaths, dataset_spec, default_output_dir,
+                     load_dataset, load_info, read_dataset)
 
 N_TRAIN, N_TEST = 72, 24   # the last sixth of the training images (12) become validation
 
@@ -129,7 +127,7 @@ def test_a_folder_in_torchvisions_layout_of_another_dataset_is_refused(tmp_path)
 
 
 def test_the_mnist_pickle_given_for_another_dataset_is_refused(tiny_mnist, monkeypatch):
-    monkeypatch.setattr(helpers.sources, "MNIST_SHA256", hashlib.sha256(tiny_mnist.read_bytes()).hexdigest())
+    monkeypatch.setattr(autoencoder.sources, "MNIST_SHA256", hashlib.sha256(tiny_mnist.read_bytes()).hexdigest())
     with pytest.raises(DataError, match="is the MNIST pickle, not fashion-mnist"):
         load_dataset("fashion-mnist", tiny_mnist, log=lambda _: None)
 
@@ -154,7 +152,7 @@ def test_downloads_are_verified_and_cached_under_the_datasets_own_folder(tmp_pat
         asked.append(dataset)
         write_idx(dest / "KMNIST" / "raw")
 
-    monkeypatch.setattr(helpers.sources, "torchvision_download", torchvision)
+    monkeypatch.setattr(autoencoder.sources, "torchvision_download", torchvision)
     assert len(load_dataset("kmnist", log=lambda _: None).test_x) == N_TEST
     assert asked == ["kmnist"] and (tmp_path / "data" / "kmnist" / "KMNIST" / "raw").is_dir()
     assert load_dataset("kmnist", log=lambda _: None).source == "data/kmnist" and asked == ["kmnist"]  # cached
@@ -167,7 +165,7 @@ def test_when_every_source_fails_the_message_says_where_to_get_the_files(tmp_pat
     def offline(dest: Path, dataset: str) -> None:
         raise DataError("torchvision download failed: no network")
 
-    monkeypatch.setattr(helpers.sources, "torchvision_download", offline)
+    monkeypatch.setattr(autoencoder.sources, "torchvision_download", offline)
     with pytest.raises(DataError) as error:
         load_dataset("kmnist", log=lambda _: None)
     message = str(error.value)

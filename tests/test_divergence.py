@@ -13,7 +13,7 @@ import pytest
 
 from conftest import (assert_same_weights, linked_copy, one_error_line, signal_at_step, stamp, train,
                       weights_of)
-from helpers.files import OutputPaths, load_info
+from helpers import OutputPaths, load_info
 
 pytestmark = pytest.mark.slow
 

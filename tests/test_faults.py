@@ -27,7 +27,7 @@ import torch
 import auto_encoder
 from conftest import (ROOT, assert_same_weights, linked_copy, one_error_line, stamp, train, trainer_argv,
                       weights_of)
-from helpers.files import OutputPaths, load_info
+from helpers import OutputPaths, load_info
 
 if sys.platform == "win32":
     pytest.skip("kill -9, signals and hard links are POSIX", allow_module_level=True)

@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers.datasets import DATASETS
-from helpers.model import parse_code
+from helpers import DATASETS, parse_code
 
 ROOT = Path(__file__).resolve().parents[1]
 JOBS = ROOT / "jobs"

