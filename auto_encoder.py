@@ -7,50 +7,65 @@
 
 Writes, per model M, into --output-dir: auto_encoder_M.txt (log), auto_encoder_M_info.pkl.gz
 (losses, test MSE, configuration), auto_encoder_M_init.pt / _weights.pt (weights before and
-after training), auto_encoder_M_checkpoint.pt (for --resume) and, for codes of up to three
-units, auto_encoder_M_codes.pt (the codes of 2,000 test images after every epoch).
+after training), auto_encoder_M_codes.pt (for codes of up to three units: the codes of 2,000
+test images after every epoch) and, while it trains, auto_encoder_M_checkpoint.pt (for --resume;
+removed once the model has finished). An unfinished run's checkpoint is never overwritten:
+continue it with --resume, or discard it with --restart.
 """
 from __future__ import annotations
 
 import argparse
 import shlex
 import sys
+from dataclasses import replace
 from pathlib import Path
+from typing import Callable
 
-from helpers import (CHECKPOINT_INTERVAL, COMPILE_MODES, DATASETS, MODERN_IMAGE_CODE_LR, RECIPE_DEFAULTS,
-                     Interrupted, Progress, Run, StopFlag, TrainConfig, add_data_options, count_parameters,
-                     cuda_tf32, data_tensors, fill_output_dir, load_dataset, non_negative_float,
-                     parse_models, pick_device, positive_float, positive_int, progress_for,
-                     resolve_precision, run_main, seed_value)
+import torch
+
+from helpers import (CHECKPOINT_INTERVAL, COMPILE_MODES, DATASETS, RECIPES, Checkpoints, Interrupted,
+                     OneLineParser, Progress, RunFiles, StopFlag, TrainConfig, TrainingState, UserError,
+                     add_data_options, check_settings, console_progress, count_parameters, cuda_tf32,
+                     data_tensors, describe_saved_run, evaluate, fill_output_dir, fit, fraction,
+                     load_dataset, new_training_state, non_negative_float, parse_models, pick_device,
+                     positive_float, positive_int, resolve_precision, run_main, seed_value, store_in_cache,
+                     trace_codes)
 
 
 def _recipe_values(key: str) -> str:
-    return ", ".join(f"{defaults[key]:g} {recipe}" for recipe, defaults in RECIPE_DEFAULTS.items())
+    return ", ".join(f"{getattr(recipe, key):g} {name}" for name, recipe in RECIPES.items())
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="auto_encoder.py", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(prog="auto_encoder.py", description=__doc__,
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="both",
                    help="3D, 4x4, both (default), any ND or KxK code, or a comma-separated list")
-    p.add_argument("--recipe", choices=list(RECIPE_DEFAULTS), default="modern",
+    p.add_argument("--recipe", choices=list(RECIPES), default="modern",
                    help="modern (AdamW, one-cycle, batch norm; default) or original (the 2016 SGD recipe)")
     p.add_argument("--epochs", type=positive_int, help=f"default: {_recipe_values('epochs')}")
     p.add_argument("--batch-size", type=positive_int, help=f"default: {_recipe_values('batch_size')}")
     p.add_argument("--lr", type=positive_float, help="(peak) learning rate, may change on --resume; "
-                   f"default: {_recipe_values('lr')} ({MODERN_IMAGE_CODE_LR:g} for modern image codes)")
+                   f"default: {_recipe_values('lr')} ({RECIPES['modern'].image_code_lr:g} for modern image codes)")
     p.add_argument("--weight-decay", type=non_negative_float,
                    help=f"AdamW weight decay (modern recipe only); default: {_recipe_values('weight_decay')}")
+    p.add_argument("--dropout", type=fraction,
+                   help=f"dropout after the wide dense layers; default: {_recipe_values('dropout')}")
     p.add_argument("--seed", type=seed_value, default=0, help="seed for the init and shuffling (default 0)")
     p.add_argument("--limit", type=positive_int, help="train on the first N training images only")
     add_data_options(p, "where the outputs go")
-    p.add_argument("--resume", action="store_true",
-                   help="continue from each model's checkpoint (a finished model is only re-evaluated)")
+    start = p.add_mutually_exclusive_group()
+    start.add_argument("--resume", action="store_true",
+                       help="continue each model from its checkpoint (a finished model is only re-evaluated; "
+                            "a model with nothing to resume starts from scratch)")
+    start.add_argument("--restart", action="store_true",
+                       help="discard an unfinished run's checkpoint and train from scratch")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                    help="auto (default): bf16 autocast where the hardware is fast at it (CUDA, CPUs with "
                         "AVX-512 bf16 or AMX), else fp32; fp32: float32 throughout, as in 2016")
     p.add_argument("--prepare-data", action="store_true",
-                   help="fetch and verify the dataset into data/, then exit")
+                   help="fetch and verify the dataset into data/ (or with --data, check those files and "
+                        "copy them there), then exit")
     p.add_argument("--checkpoint-interval", type=non_negative_float, default=CHECKPOINT_INTERVAL,
                    metavar="SECONDS", help="write the checkpoint after the first epoch that ends this long "
                    f"after the last one, and after the last epoch (default {CHECKPOINT_INTERVAL:g}; 0: "
@@ -62,36 +77,97 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def configs_from_args(args: argparse.Namespace, device: str, precision: str) -> list[TrainConfig]:
-    """One complete configuration per model: each option left out takes its recipe's default."""
-    return [TrainConfig.for_model(spec.name, args.recipe, dataset=args.dataset, epochs=args.epochs,
-                                  batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
-                                  seed=args.seed, limit=args.limit, precision=precision, device=device,
-                                  compile=args.compile, checkpoint_interval=args.checkpoint_interval,
-                                  output_dir=str(args.output_dir))
+    """One complete configuration per model: each option left out takes its recipe's value."""
+    return [TrainConfig(spec.name, args.dataset, args.recipe, epochs=args.epochs, batch_size=args.batch_size,
+                        lr=args.lr, weight_decay=args.weight_decay, dropout=args.dropout, seed=args.seed,
+                        limit=args.limit, precision=precision, device=device, compile=args.compile,
+                        checkpoint_interval=args.checkpoint_interval, output_dir=str(args.output_dir))
             for spec in parse_models(args.model)]
 
 
-def describe(run: Run) -> str:
-    c = run.config
-    on = "" if c.dataset == "mnist" else f" on {DATASETS[c.dataset].title}"
-    return (f"{c.model} model{on}: {count_parameters(run.model):,} parameters, recipe {c.recipe}, "
-            f"{c.epochs} epoch{'' if c.epochs == 1 else 's'}, batch {c.batch_size}, {c.precision} on {c.device}")
+def describe(state: TrainingState) -> str:
+    c = state.config
+    limit = f", the first {c.limit} training images (--limit)" if c.limit else ""
+    return (f"{c.model} model{DATASETS[c.dataset].on_title}: {count_parameters(state.model):,} parameters, "
+            f"recipe {c.recipe}, {c.epochs} epoch{'' if c.epochs == 1 else 's'}, batch {c.batch_size}{limit}, "
+            f"{c.precision} on {c.device}")
+
+
+def refuse_unfinished(configs: list[TrainConfig], args: argparse.Namespace) -> None:
+    """Before anything trains: an unfinished run's checkpoint is the user's work, never overwritten
+    unless they say so."""
+    if args.resume or args.restart:
+        return
+    for config in configs:
+        checkpoints = Checkpoints(RunFiles(config).paths.checkpoint, config.checkpoint_interval)
+        if checkpoints.path.is_file():
+            saved = checkpoints.read("cpu")
+            if saved["epoch"] < saved["config"]["epochs"]:
+                raise UserError(f"{checkpoints.path} holds an unfinished run, {describe_saved_run(saved)}: "
+                                "continue it with --resume, discard it with --restart, or choose another "
+                                "--output-dir")
+
+
+def open_run(state: TrainingState, files: RunFiles, checkpoints: Checkpoints, test_x: torch.Tensor,
+             args: argparse.Namespace, say: Callable[[str], None]) -> None:
+    """Resume from the checkpoint or from the finished run's files, or start afresh."""
+    name, folder = state.config.model, state.config.output_dir
+    finished = files.finished_run()
+    if args.resume and checkpoints.path.is_file():
+        checkpoints.restore(state, checkpoints.read(state.device))
+    elif args.resume and finished is not None:
+        check_settings(state.config, finished["config"], files.paths.info)
+        files.restore_finished(state, finished)
+    if state.finished:
+        say(f"{name}: already trained for {state.config.epochs} epochs; --resume only re-evaluates it and "
+            "rewrites its results")
+        return
+    if state.epochs_done or state.partial:
+        step = f", step {state.partial.step}" if state.partial else ""
+        say(f"{name}: resuming from {checkpoints.path} at epoch {state.epochs_done + 1}{step}")
+        return
+    if args.resume:
+        say(f"{name}: --resume found no checkpoint and no finished run in {folder}/: starting from scratch "
+            f"(epoch 1 of {state.config.epochs})")
+    elif finished is not None or checkpoints.path.is_file():
+        say(f"{name}: overwriting the earlier run in {folder}/" + (" (--restart)" if args.restart else ""))
+    files.write_start(state)
+    trace_codes(state, test_x)
+
+
+def train_model(config: TrainConfig, data: dict[str, torch.Tensor], args: argparse.Namespace,
+                stop: StopFlag, progress: Progress) -> float:
+    """Train one model as its configuration says; returns its test MSE."""
+    torch.manual_seed(config.seed)  # the initial weights and the dropout masks
+    state = new_training_state(config, len(data["train"]))
+    files = RunFiles(config)
+    checkpoints = Checkpoints(files.paths.checkpoint, config.checkpoint_interval)
+    print(describe(state), flush=True)
+    open_run(state, files, checkpoints, data["test"], args, progress.message)
+    fit(state, data, checkpoints, files, stop, progress)
+    test_mse = evaluate(state.model, data["test"], "fp32")
+    files.write_results(state, test_mse)
+    checkpoints.remove()  # the results are all a finished run needs, --resume included
+    return test_mse
 
 
 def prepare_data(args: argparse.Namespace, progress: Progress) -> None:
+    """Fetch and verify the dataset into its cache; files given with --data are checked, then copied there."""
     splits = load_dataset(args.dataset, args.data, log=progress.message)
-    print(f"{DATASETS[args.dataset].title} ready ({splits.source}): {len(splits.train_x)} train, "
+    source = f"{store_in_cache(splits)}/, copied from {splits.source}" if args.data else splits.source
+    print(f"{DATASETS[args.dataset].title} ready ({source}): {len(splits.train_x)} train, "
           f"{len(splits.valid_x)} validation, {len(splits.test_x)} test images")
 
 
 def train_models(args: argparse.Namespace, argv: list[str] | None) -> int:
-    progress = progress_for()
+    progress = console_progress()
     if args.prepare_data:
         prepare_data(args, progress)
         return 0
     device = pick_device(args.device)
     precision = resolve_precision(args.precision, device)
     configs = configs_from_args(args, str(device), precision)
+    refuse_unfinished(configs, args)
     splits = load_dataset(args.dataset, args.data, log=progress.message)
     args.output_dir.mkdir(parents=True, exist_ok=True)  # after the data: bad data leaves no folder
     data = data_tensors(splits, args.limit, device)
@@ -99,9 +175,7 @@ def train_models(args: argparse.Namespace, argv: list[str] | None) -> int:
     try:
         with StopFlag() as stop, cuda_tf32(device, enabled=precision != "fp32"):  # fp32: as in 2016
             for config in configs:
-                run = Run(config.but(data_source=source), data, stop, progress)
-                print(describe(run), flush=True)
-                test_mse = run.train(resume=args.resume)
+                test_mse = train_model(replace(config, data_source=source), data, args, stop, progress)
                 print(f"{config.model}: MSE on test data: {test_mse:.6g} (outputs in {args.output_dir}/)")
     except Interrupted as e:
         print(f"\nStopped by {e}: checkpoint saved. Continue with the same command plus --resume:\n"
@@ -111,7 +185,7 @@ def train_models(args: argparse.Namespace, argv: list[str] | None) -> int:
 
 
 def _resume_argv(argv: list[str] | None) -> list[str]:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = [a for a in (sys.argv[1:] if argv is None else argv) if a != "--restart"]
     return argv if "--resume" in argv else argv + ["--resume"]
 
 

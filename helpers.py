@@ -7,61 +7,70 @@ is the one place to look. Nothing here imports matplotlib: figures import it on 
 from __future__ import annotations
 
 from autoencoder.errors import DataError, TrainingDiverged, UserError
-from autoencoder.files import (DEFAULT_DATASET, OutputPaths, SafeUnpickler, atomic_path, dataset_of_info,
-                               default_output_dir, load_info, read_safe_pickle, save_info, sha256_of,
-                               torch_save_atomic, write_text_atomic)
-from autoencoder.datasets import (DATASETS, IDX_FILES, DatasetSpec, Splits, dataset_spec, find_idx_files,
-                                  read_dataset, read_idx, read_idx_folder, read_mnist, read_npz,
-                                  read_pickle_splits)
+from autoencoder.files import (INFO_SUFFIX, PREFIX, OutputPaths, SafeUnpickler, atomic_path, load_info,
+                               read_safe_pickle, save_info, sha256_of, torch_load, torch_save_atomic,
+                               write_text_atomic)
+from autoencoder.datasets import (DATASETS, DEFAULT_DATASET, IDX_FILES, DatasetSpec, Splits, dataset_spec,
+                                  find_idx_files, read_dataset, read_idx, read_idx_folder, read_mnist,
+                                  read_npz, read_pickle_splits)
 from autoencoder.sources import (MNIST_SHA256, MNIST_WHEEL, MNIST_WHEEL_MEMBER, PICKLE_NAME, hand_placement,
-                                 load_dataset, load_mnist, pip_download, torchvision_download)
-from autoencoder.model import (CONV_FEATURES, DECODER_WIDTHS, DEFAULT_MODELS, DROPOUT, DROPOUT_MIN_WIDTH,
-                               ENCODER_WIDTHS, RECIPES, AutoEncoder, CodeSpec, count_parameters,
+                                 load_dataset, load_mnist, pip_download, store_in_cache,
+                                 torchvision_download)
+from autoencoder.model import (ARCHITECTURES, CONV_FEATURES, DECODER_WIDTHS, DEFAULT_MODELS,
+                               DROPOUT_MIN_WIDTH, ENCODER_WIDTHS, AutoEncoder, CodeSpec, count_parameters,
                                load_lasagne_weights, load_model, parse_code, parse_models, save_model)
-from autoencoder.device import (EVAL_BATCH, autocast, cpu_has_fast_bf16, cuda_tf32, decode_all, encode_all,
-                                map_batches, pick_device, reconstruction_mse, resolve_precision)
-from autoencoder.recipes import (ADAMW_IMPLEMENTATIONS, CHECKPOINT_INTERVAL, COMPILE_MODES,
-                                 MODERN_IMAGE_CODE_LR, ONE_CYCLE_WARMUP, RECIPE_DEFAULTS, RESUME_KEYS,
-                                 TrainConfig, make_optimizer, scale_learning_rate)
-from autoencoder.training import (LOG_INTERVAL, TRACED_IMAGES, TRACED_MAX_UNITS, History, Interrupted,
-                                  PartialEpoch, Run, StopFlag, data_tensors, dropout_rng_state, render_log,
-                                  set_dropout_rng_state)
+from autoencoder.device import (CPU_BF16_PROBES, EVAL_BATCH, autocast, cpu_has_fast_bf16, cuda_tf32,
+                                decode_all, encode_all, map_batches, pick_device, reconstruction_mse,
+                                resolve_precision, tf32_switches)
+from autoencoder.recipes import (ADAMW_IMPLEMENTATIONS, CHECKPOINT_INTERVAL, COMPILE_MODES, RECIPES,
+                                 RESUME_KEYS, Recipe, TrainConfig, change_learning_rate, make_optimizer,
+                                 one_cycle, recipe_values)
+from autoencoder.training import (TRACED_IMAGES, TRACED_MAX_UNITS, History, Interrupted, PartialEpoch,
+                                  StopFlag, TrainingState, data_tensors, diverged, evaluate, fit,
+                                  new_training_state, record_epoch, start_epoch, trace_codes, train_epoch,
+                                  train_step)
+from autoencoder.checkpoint import (Checkpoints, check_settings, checkpoint_of, describe_saved_run,
+                                    global_rng_state, set_global_rng_state)
+from autoencoder.run_files import LOG_INTERVAL, RunFiles, render_log
 from autoencoder.progress import (BAR_LOSS_INTERVAL, LINE_INTERVAL, BarProgress, LineProgress, Progress,
-                                  progress_for)
-from autoencoder.cli import (add_data_options, fill_output_dir, non_negative_float, positive_float,
-                             positive_int, run_main, seed_value)
+                                  console_progress)
+from autoencoder.cli import (OneLineParser, add_data_options, fill_output_dir, fraction, non_negative_float,
+                             positive_float, positive_int, run_main, seed_value)
 from autoencoder.figures import (DIGIT_CMAP, FIGURE_DPI, FIGURE_FORMATS, FIXED_DATE, SHOWN_DIGITS,
                                  class_colors, class_legend, figure_parser, image_row, mosaic,
                                  parse_formats, pyplot, reproducible_metadata, save_figure,
-                                 save_input_output_rows)
-from autoencoder.trained_run import (Stage, TrainedRun, data_path, epochs_text, load_run_info,
-                                     load_trained_run, require_outputs, train_command)
+                                 save_input_output_rows, use_file_backend)
+from autoencoder.trained_run import (Stage, TrainedRun, data_path, dataset_of_info, epochs_text,
+                                     load_run_info, load_trained_run, require_outputs, train_command)
 from autoencoder.analysis import (KNN_NEIGHBOURS, KNN_TRAIN, PCA, code_quality, fit_pca, knn_accuracy,
                                   write_table)
 from autoencoder.reference import ORIGINAL_LOGS, original_run, original_test_mse
 
 __all__ = [
-    "DataError", "TrainingDiverged", "UserError", "DEFAULT_DATASET", "OutputPaths", "SafeUnpickler",
-    "atomic_path", "dataset_of_info", "default_output_dir", "load_info", "read_safe_pickle", "save_info",
-    "sha256_of", "torch_save_atomic", "write_text_atomic", "DATASETS", "IDX_FILES", "DatasetSpec", "Splits",
-    "dataset_spec", "find_idx_files", "read_dataset", "read_idx", "read_idx_folder", "read_mnist",
+    "DataError", "TrainingDiverged", "UserError", "INFO_SUFFIX", "PREFIX", "OutputPaths", "SafeUnpickler",
+    "atomic_path", "load_info", "read_safe_pickle", "save_info", "sha256_of", "torch_load",
+    "torch_save_atomic", "write_text_atomic", "DATASETS", "DEFAULT_DATASET", "IDX_FILES", "DatasetSpec",
+    "Splits", "dataset_spec", "find_idx_files", "read_dataset", "read_idx", "read_idx_folder", "read_mnist",
     "read_npz", "read_pickle_splits", "MNIST_SHA256", "MNIST_WHEEL", "MNIST_WHEEL_MEMBER", "PICKLE_NAME",
-    "hand_placement", "load_dataset", "load_mnist", "pip_download", "torchvision_download", "CONV_FEATURES",
-    "DECODER_WIDTHS", "DEFAULT_MODELS", "DROPOUT", "DROPOUT_MIN_WIDTH", "ENCODER_WIDTHS", "RECIPES",
-    "AutoEncoder", "CodeSpec", "count_parameters", "load_lasagne_weights", "load_model", "parse_code",
-    "parse_models", "save_model", "EVAL_BATCH", "autocast", "cpu_has_fast_bf16", "cuda_tf32", "decode_all",
-    "encode_all", "map_batches", "pick_device", "reconstruction_mse", "resolve_precision",
-    "ADAMW_IMPLEMENTATIONS", "CHECKPOINT_INTERVAL", "COMPILE_MODES", "MODERN_IMAGE_CODE_LR",
-    "ONE_CYCLE_WARMUP", "RECIPE_DEFAULTS", "RESUME_KEYS", "TrainConfig", "make_optimizer",
-    "scale_learning_rate", "LOG_INTERVAL", "TRACED_IMAGES", "TRACED_MAX_UNITS", "History", "Interrupted",
-    "PartialEpoch", "Run", "StopFlag", "data_tensors", "dropout_rng_state", "render_log",
-    "set_dropout_rng_state", "BAR_LOSS_INTERVAL", "LINE_INTERVAL", "BarProgress", "LineProgress",
-    "Progress", "progress_for", "add_data_options", "fill_output_dir", "non_negative_float",
-    "positive_float", "positive_int", "run_main", "seed_value", "DIGIT_CMAP", "FIGURE_DPI",
-    "FIGURE_FORMATS", "FIXED_DATE", "SHOWN_DIGITS", "class_colors", "class_legend", "figure_parser",
-    "image_row", "mosaic", "parse_formats", "pyplot", "reproducible_metadata", "save_figure",
-    "save_input_output_rows", "Stage", "TrainedRun", "data_path", "epochs_text", "load_run_info",
-    "load_trained_run", "require_outputs", "train_command", "KNN_NEIGHBOURS", "KNN_TRAIN", "PCA",
-    "code_quality", "fit_pca", "knn_accuracy", "write_table", "ORIGINAL_LOGS", "original_run",
-    "original_test_mse"
+    "hand_placement", "load_dataset", "load_mnist", "pip_download", "store_in_cache",
+    "torchvision_download", "ARCHITECTURES", "CONV_FEATURES", "DECODER_WIDTHS", "DEFAULT_MODELS",
+    "DROPOUT_MIN_WIDTH", "ENCODER_WIDTHS", "AutoEncoder", "CodeSpec", "count_parameters",
+    "load_lasagne_weights", "load_model", "parse_code", "parse_models", "save_model", "CPU_BF16_PROBES",
+    "EVAL_BATCH", "autocast", "cpu_has_fast_bf16", "cuda_tf32", "decode_all", "encode_all", "map_batches",
+    "pick_device", "reconstruction_mse", "resolve_precision", "tf32_switches", "ADAMW_IMPLEMENTATIONS",
+    "CHECKPOINT_INTERVAL", "COMPILE_MODES", "RECIPES", "RESUME_KEYS", "Recipe", "TrainConfig",
+    "change_learning_rate", "make_optimizer", "one_cycle", "recipe_values", "TRACED_IMAGES",
+    "TRACED_MAX_UNITS", "History", "Interrupted", "PartialEpoch", "StopFlag", "TrainingState",
+    "data_tensors", "diverged", "evaluate", "fit", "new_training_state", "record_epoch", "start_epoch",
+    "trace_codes", "train_epoch", "train_step", "Checkpoints", "check_settings", "checkpoint_of",
+    "describe_saved_run", "global_rng_state", "set_global_rng_state", "LOG_INTERVAL", "RunFiles",
+    "render_log", "BAR_LOSS_INTERVAL", "LINE_INTERVAL", "BarProgress", "LineProgress", "Progress",
+    "console_progress", "OneLineParser", "add_data_options", "fill_output_dir", "fraction",
+    "non_negative_float", "positive_float", "positive_int", "run_main", "seed_value", "DIGIT_CMAP",
+    "FIGURE_DPI", "FIGURE_FORMATS", "FIXED_DATE", "SHOWN_DIGITS", "class_colors", "class_legend",
+    "figure_parser", "image_row", "mosaic", "parse_formats", "pyplot", "reproducible_metadata",
+    "save_figure", "save_input_output_rows", "use_file_backend", "Stage", "TrainedRun", "data_path",
+    "dataset_of_info", "epochs_text", "load_run_info", "load_trained_run", "require_outputs",
+    "train_command", "KNN_NEIGHBOURS", "KNN_TRAIN", "PCA", "code_quality", "fit_pca", "knn_accuracy",
+    "write_table", "ORIGINAL_LOGS", "original_run", "original_test_mse"
 ]

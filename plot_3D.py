@@ -24,7 +24,8 @@ import torch
 
 from helpers import (DIGIT_CMAP, DatasetSpec, Stage, TrainedRun, UserError, atomic_path, class_colors,
                      class_legend, decode_all, figure_parser, fill_output_dir, load_trained_run, mosaic,
-                     parse_code, pyplot, run_main, save_figure, save_input_output_rows)
+                     parse_code, pyplot, run_main, save_figure, save_input_output_rows, torch_load,
+                     use_file_backend)
 
 PROJECTIONS = ((0, 1), (1, 2), (0, 2))   # the original's: 1st & 2nd, 2nd & 3rd, 1st & 3rd units
 MANIFOLD_GRID = 13                        # images along each side of a manifold slice
@@ -110,9 +111,9 @@ def save_code_figures(run: TrainedRun, stage: Stage, output_dir: Path, formats: 
     title = (f"{name} code of the {len(codes):,} {run.dataset.test_set}, {stage.when} "
              f"(test MSE {stage.test_mse:.4f})\naxes span the central 99% of each unit")
     save_figure(plot_code_3d(codes, run.test_y, title, run.dataset), output_dir,
-                f"{name}_code_{stage.number}", formats)
+                f"{name}_code_{stage.figure_suffix}", formats)
     save_figure(plot_code_projections(codes, run.test_y, title, run.dataset), output_dir,
-                f"{name}_code_xy_{stage.number}", formats)
+                f"{name}_code_xy_{stage.figure_suffix}", formats)
 
 
 def plot_manifold(stage: Stage) -> Any:
@@ -149,11 +150,8 @@ def save_gif(animation: Any, path: Path, fps: int) -> None:
 
 def load_code_trace(run: TrainedRun) -> np.ndarray:
     """The stored codes (epochs+1, images, 3), checked before any figure is drawn."""
-    try:
-        trace = torch.load(run.paths.codes, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated zip, foreign pickle
-        raise UserError(f"{run.paths.codes} cannot be read ({str(e).splitlines()[0]}); "
-                        "rerun the training with --resume to rewrite it") from None
+    saved = torch_load(run.paths.codes, "cpu", "rerun the training with --resume to rewrite it")
+    trace = saved.get("codes") if isinstance(saved, dict) else None
     if not (isinstance(trace, torch.Tensor) and trace.ndim == 3 and trace.shape[2] == 3):
         raise UserError(f"{run.paths.codes} is not a trace of 3-unit codes (epochs+1, images, 3)")
     return trace.float().numpy()
@@ -197,6 +195,7 @@ def plot(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    use_file_backend()
     return run_main(lambda: plot(args))
 
 

@@ -21,7 +21,7 @@ import torch
 
 from helpers import (DIGIT_CMAP, SHOWN_DIGITS, Stage, TrainedRun, UserError, decode_all, figure_parser,
                      fill_output_dir, image_row, load_trained_run, mosaic, parse_code, pyplot, run_main,
-                     save_figure, save_input_output_rows)
+                     save_figure, save_input_output_rows, use_file_backend)
 
 INTERPOLATION_STEPS = 10
 INTERPOLATION_ROWS = 5
@@ -40,7 +40,7 @@ def save_code_rows(run: TrainedRun, output_dir: Path, formats: list[str]) -> Non
     for stage in run.stages:
         codes = stage.codes[:SHOWN_DIGITS].reshape(-1, side, side).cpu().numpy()
         title = f"{run.spec.name} code of each {run.dataset.noun}, {stage.when} (black = 1, white = 0)"
-        save_figure(image_row(codes, title), output_dir, f"{run.spec.name}_code_{stage.number}", formats)
+        save_figure(image_row(codes, title), output_dir, f"{run.spec.name}_code_{stage.figure_suffix}", formats)
 
 
 def class_pairs(labels: np.ndarray) -> list[tuple[int, int]]:
@@ -99,6 +99,7 @@ def plot(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    use_file_backend()
     return run_main(lambda: plot(args))
 
 

@@ -7,7 +7,8 @@
 
 M_training: validation (red) and training (green) loss per epoch; for the 3D and 4x4 models on
 MNIST, the 2016 run's curves (from its published logs, as true means) dashed underneath and its
-final test MSE as a dotted line. code_quality (.txt, .json): for each model with weights, its test
+final test MSE as a dashed grey line. The y axis spans 0 to 0.1 as the original's did, unless
+most of this run's losses lie above that: then it spans them. The legend sits below the axes. code_quality (.txt, .json): for each model with weights, its test
 MSE and k-NN class accuracy (k=5) next to PCA with as many components. sweep (figure, .txt, .json):
 the test MSE of every trained model against its number of code units, vector and image codes as
 two series, PCA on the same split as a third.
@@ -15,7 +16,6 @@ two series, PCA on the same split as a third.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from helpers import (KNN_NEIGHBOURS, KNN_TRAIN, CodeSpec, OutputPaths, UserError
                      dataset_spec, epochs_text, figure_parser, fill_output_dir, fit_pca, load_dataset,
                      load_model, load_run_info, original_run, parse_code, parse_models, pick_device,
                      positive_int, pyplot, require_outputs, run_main, save_figure, train_command,
-                     write_table)
+                     use_file_backend, write_table)
 
 SWEEP_MODELS = "2D,3D,8D,16D,2x2,4x4"   # suggested in the message when no model is found
 LOSS_TOP = 0.1                          # the original's y range: 0 to 0.1
@@ -53,8 +53,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def trained_models(output_dir: Path) -> list[CodeSpec]:
     """Every model with an info pickle in `output_dir`: vector codes, then image codes, by size."""
     specs = []
-    for path in output_dir.glob("auto_encoder_*_info.pkl.gz"):
-        name = path.name[len("auto_encoder_"):-len("_info.pkl.gz")]
+    for path in output_dir.glob(OutputPaths.of("", "*").info.name):
+        name = OutputPaths.model_of(path)
         try:
             spec = parse_code(name)
         except UserError:
@@ -65,9 +65,9 @@ def trained_models(output_dir: Path) -> list[CodeSpec]:
 
 
 def model_of_info(path: Path) -> str:
-    """The model an info pickle belongs to, from its name (auto_encoder_M_info.pkl.gz)."""
-    match = re.fullmatch(r"auto_encoder_(.+)_info\.pkl(\.gz)?", path.name)
-    return match.group(1) if match else path.name.split(".")[0]
+    """The model an --info pickle is drawn beside: by its name if it is a training run's, else
+    the name without its extensions."""
+    return OutputPaths.model_of(path) or path.name.split(".")[0]
 
 
 def draw_losses(ax: Any, info: dict, suffix: str = "", **style: Any) -> None:
@@ -112,31 +112,32 @@ def plot_training(title: str, ours: dict | None, others: list[dict]) -> Any:
         ax.set_xlim(0, len(ours["training loss"]) + 1)
     else:
         ax.set_xlim(left=0)
-    ax.set(xlabel="epoch", ylabel="loss (mean squared error per pixel)", ylim=(0, LOSS_TOP))
-    shown = [ours] if ours is not None else others
-    off_scale = sum(v > LOSS_TOP for info in shown for key in ("training loss", "validation loss")
-                    for v in info[key])
+    shown = [v for info in ([ours] if ours is not None else others)
+             for key in ("training loss", "validation loss") for v in info[key]]
+    top = LOSS_TOP if np.median(shown) <= LOSS_TOP else 1.05 * max(shown)
+    ax.set(xlabel="epoch", ylabel="loss (mean squared error per pixel)", ylim=(0, top))
+    off_scale = sum(v > top for v in shown)
     if off_scale:
-        note = f"off the scale (above {LOSS_TOP}): {off_scale} value{'s' * (off_scale != 1)}"
+        note = f"off the scale (above {top:g}): {off_scale} value{'s' * (off_scale != 1)}"
         ax.text(0.99, 0.01, note, ha="right", va="bottom", transform=ax.transAxes, fontsize=9, color="0.4")
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.grid(True, color="0.9")
-    ax.legend(framealpha=1)
+    fig.legend(loc="outside lower center", ncols=3, framealpha=1, fontsize=9)  # never over a curve
     ax.set_title(f"{title}: loss per epoch\n" + "\n".join(lines), fontsize=10)
     return fig
 
 
 def save_training_figures(args: argparse.Namespace, specs: list[CodeSpec]) -> None:
     given = {model_of_info(path): path for path in args.info}
-    title = dataset_spec(args.dataset).title
+    dataset = dataset_spec(args.dataset)
     for name in dict.fromkeys([s.name for s in specs] + list(given)):
         ours_path = OutputPaths.of(args.output_dir, name).info
         ours = load_run_info(ours_path, args.dataset) if ours_path.is_file() else None
-        others = [original_run(name)] if args.original and args.dataset == "mnist" else []
+        others = [original_run(name)] if args.original and dataset.has_2016_run else []
         others = [o for o in others if o is not None]
         if name in given:
             others.insert(0, load_run_info(given[name], args.dataset))
-        heading = f"{name} model" + ("" if args.dataset == "mnist" else f" on {title}")
+        heading = f"{name} model{dataset.on_title}"
         save_figure(plot_training(heading, ours, others[:len(OTHER_STYLES)]), args.output_dir,
                     f"{name}_training", args.format)
 
@@ -195,7 +196,7 @@ def plot_sweep(rows: list[dict], pca_mse: np.ndarray, n_pca: int, dataset: str) 
     ax.yaxis.set_major_formatter(FormatStrFormatter("%.3g"))
     ax.yaxis.set_minor_formatter(NullFormatter())
     ax.set(xlabel="number of code units (PCA components)", ylabel="test MSE per pixel")
-    on = "" if dataset == "mnist" else f" on {dataset_spec(dataset).title}"
+    on = dataset_spec(dataset).on_title
     ax.set_title(f"Test reconstruction error against code size{on}\n(PCA fitted on {n_pca:,} training images)",
                  fontsize=11)
     ax.grid(True, which="both", color="0.9")
@@ -244,6 +245,7 @@ def plot(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    use_file_backend()
     return run_main(lambda: plot(args))
 
 

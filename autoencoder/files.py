@@ -19,8 +19,6 @@ import torch
 
 from .errors import UserError
 
-DEFAULT_DATASET = "mnist"
-
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, durable: bool = True) -> Iterator[Path]:
@@ -85,6 +83,18 @@ def _process_exists(pid: int) -> bool:
 def write_text_atomic(path: str | os.PathLike, text: str, durable: bool = True) -> None:
     with atomic_path(path, durable) as tmp:
         tmp.write_text(text)
+
+
+def torch_load(path: str | os.PathLike, map_location: Any, what_to_do: str) -> Any:
+    """`torch.load(weights_only=True)` of a file this suite wrote. Raises UserError for a missing
+    or unreadable file, ending with `what_to_do`."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path} does not exist")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # truncated zip, foreign pickle, unreadable file
+        raise UserError(f"{path} cannot be read ({str(e).splitlines()[0]}); {what_to_do}") from None
 
 
 def torch_save_atomic(obj: Any, path: str | os.PathLike) -> None:
@@ -157,22 +167,12 @@ def load_info(path: str | os.PathLike) -> dict:
     return info
 
 
-def dataset_of_info(info: dict) -> str:
-    """The dataset a training-info dict records (runs from before datasets were options: MNIST)."""
-    return info.get("config", {}).get("dataset", DEFAULT_DATASET)
-
-
 def sha256_of(path: str | os.PathLike) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def default_output_dir(dataset: str = DEFAULT_DATASET) -> Path:
-    """output/ for MNIST, output/<dataset>/ for the others, so that runs never mix."""
-    return Path("output") if dataset == DEFAULT_DATASET else Path("output") / dataset
 
 
 @dataclass(frozen=True)
@@ -188,7 +188,19 @@ class OutputPaths:
 
     @classmethod
     def of(cls, output_dir: str | os.PathLike, model: str) -> "OutputPaths":
-        stem = Path(output_dir) / f"auto_encoder_{model}"
-        return cls(log=Path(f"{stem}.txt"), info=Path(f"{stem}_info.pkl.gz"),
+        stem = Path(output_dir) / f"{PREFIX}{model}"
+        return cls(log=Path(f"{stem}.txt"), info=Path(f"{stem}{INFO_SUFFIX}"),
                    init=Path(f"{stem}_init.pt"), weights=Path(f"{stem}_weights.pt"),
                    checkpoint=Path(f"{stem}_checkpoint.pt"), codes=Path(f"{stem}_codes.pt"))
+
+    @staticmethod
+    def model_of(info_path: str | os.PathLike) -> str | None:
+        """The model an info pickle belongs to by its name (auto_encoder_M_info.pkl.gz), else None."""
+        name = Path(info_path).name
+        if name.startswith(PREFIX) and name.endswith(INFO_SUFFIX) and len(name) > len(PREFIX + INFO_SUFFIX):
+            return name[len(PREFIX):-len(INFO_SUFFIX)]
+        return None
+
+
+PREFIX = "auto_encoder_"        # every file a run writes for model M starts auto_encoder_M
+INFO_SUFFIX = "_info.pkl.gz"

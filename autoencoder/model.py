@@ -11,14 +11,14 @@ import torch
 from torch import nn
 
 from .errors import UserError
-from .files import DEFAULT_DATASET, read_safe_pickle, torch_save_atomic
+from .datasets import DEFAULT_DATASET
+from .files import read_safe_pickle, torch_load, torch_save_atomic
 
-RECIPES = ("modern", "original")
+ARCHITECTURES = ("modern", "original")   # named for the recipe that trains them
 DEFAULT_MODELS = ("3D", "4x4")
 ENCODER_WIDTHS = (1000, 500, 250, 125)
 DECODER_WIDTHS = (125, 250, 500, 1000, 2000)
 CONV_FEATURES = 32 * 24 * 24
-DROPOUT = {"original": 0.0, "modern": 0.1}   # the modern model overfits without it (docs/recipes.md)
 DROPOUT_MIN_WIDTH = 500
 
 
@@ -56,16 +56,17 @@ def parse_models(text: str) -> list[CodeSpec]:
     return list({s.name: s for s in specs}.values())
 
 
-def _dense_stack(widths: list[int], batch_norm: bool, dropout: float) -> nn.Sequential:
-    """Dense ReLU layers without biases (batch norm's shift takes their place); dropout follows
-    the wide ones (500 units or more)."""
+def _dense_stack(widths: list[int], modern: bool, dropout: float) -> nn.Sequential:
+    """Dense ReLU layers without biases. The modern ones have batch norm (whose shift takes the
+    biases' place) and a dropout module after the wide ones (500 units or more), whatever its
+    rate, so that the weights' names do not depend on it."""
     layers: list[nn.Module] = []
     for n_in, n_out in zip(widths[:-1], widths[1:]):
         layers.append(nn.Linear(n_in, n_out, bias=False))
-        if batch_norm:
+        if modern:
             layers.append(nn.BatchNorm1d(n_out))
         layers.append(nn.ReLU())
-        if dropout and n_out >= DROPOUT_MIN_WIDTH:
+        if modern and n_out >= DROPOUT_MIN_WIDTH:
             layers.append(nn.Dropout(dropout))
     return nn.Sequential(*layers)
 
@@ -75,24 +76,26 @@ class AutoEncoder(nn.Module):
 
     Encoder: conv 32@5x5 (valid), ReLU, dense 1000-500-250-125 ReLU, then the code
     (linear for `ND`, sigmoid for `KxK`). Decoder: dense 125-250-500-1000-2000 ReLU,
-    dense 784 sigmoid. The `original` recipe has no biases and Glorot-uniform weights
+    dense 784 sigmoid. The modern model's `dropout` follows its dense layers of 500 units or
+    more (the recipe table sets the rate). The `original` recipe has no biases and Glorot-uniform weights
     (Lasagne's defaults). `modern` adds batch norm before each dense ReLU, zero-initialised
-    biases on the convolution, the code and the output, dropout after the wide layers, and
-    He-uniform weights for the layers that feed a ReLU: PyTorch's default init would shrink
+    biases on the convolution, the code and the output, and He-uniform weights for the layers that feed a ReLU: PyTorch's default init would shrink
     the signal about sixfold per ReLU layer, so the code would carry nothing at first.
     """
 
-    def __init__(self, code: str | CodeSpec = "3D", recipe: str = "modern"):
+    def __init__(self, code: str | CodeSpec = "3D", recipe: str = "modern", dropout: float = 0.0):
         super().__init__()
-        if recipe not in RECIPES:
-            raise UserError(f"unknown recipe {recipe!r}: use {' or '.join(RECIPES)}")
+        if recipe not in ARCHITECTURES:
+            raise UserError(f"unknown recipe {recipe!r}: use {' or '.join(ARCHITECTURES)}")
+        if recipe == "original" and dropout:
+            raise UserError("--dropout applies to the modern recipe; the original recipe has no dropout")
         self.spec = parse_code(code) if isinstance(code, str) else code
         self.recipe = recipe
         modern = recipe == "modern"
         self.conv = nn.Conv2d(1, 32, kernel_size=5, bias=modern)
-        self.encoder = _dense_stack([CONV_FEATURES, *ENCODER_WIDTHS], modern, DROPOUT[recipe])
+        self.encoder = _dense_stack([CONV_FEATURES, *ENCODER_WIDTHS], modern, dropout)
         self.code = nn.Linear(ENCODER_WIDTHS[-1], self.spec.units, bias=modern)
-        self.decoder = _dense_stack([self.spec.units, *DECODER_WIDTHS], modern, DROPOUT[recipe])
+        self.decoder = _dense_stack([self.spec.units, *DECODER_WIDTHS], modern, dropout)
         self.output = nn.Linear(DECODER_WIDTHS[-1], 784, bias=modern)
         for layer in self.lasagne_layers():
             feeds_relu = layer not in (self.code, self.output)
@@ -139,21 +142,18 @@ def load_model(path: str | os.PathLike, device: torch.device | str = "cpu",
                expect_code: str | None = None, expect_dataset: str | None = None) -> AutoEncoder:
     """Rebuild a model saved by `save_model`. Raises UserError for a missing or bad file, or one
     that holds another model or another dataset's model than expected."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path} does not exist")
+    saved = torch_load(path, device, "it is not a weights file of this suite")
     try:
-        saved = torch.load(path, map_location=device, weights_only=True)
         with torch.device("meta"):  # no time spent initialising weights that are replaced
             model = AutoEncoder(saved["code"], saved["recipe"])
         model.load_state_dict(saved["state_dict"], assign=True)
+        dataset = saved["dataset"]
     except UserError:
         raise
-    except Exception as e:  # truncated zip, foreign pickle, wrong keys or shapes
+    except Exception as e:  # wrong keys or shapes
         raise UserError(f"{path} is not a weights file of this suite ({str(e).splitlines()[0]})") from None
     if expect_code is not None and model.spec.name != expect_code:
         raise UserError(f"{path} holds the {model.spec.name} model, not {expect_code}")
-    dataset = saved.get("dataset", DEFAULT_DATASET)
     if expect_dataset is not None and dataset != expect_dataset:
         raise UserError(f"{path} holds a model trained on {dataset}, not {expect_dataset}: "
                         f"pass --dataset {dataset}")

@@ -107,7 +107,8 @@ class LineProgress(Progress):
                     f"validation loss {valid_loss:.5f}, {seconds:.1f} s")
 
 
-def progress_for(stream: TextIO = sys.stderr) -> Progress:
-    """Bars where `stream` is a terminal, plain lines where it is a file or a pipe."""
+def console_progress(stream: TextIO = sys.stderr) -> Progress:
+    """How the trainer reports to the console: tqdm's bars when `stream` (stderr) is a terminal,
+    plain lines when it is a file or a pipe, such as a batch job's log."""
     isatty = getattr(stream, "isatty", None)
     return BarProgress() if isatty is not None and isatty() else LineProgress()

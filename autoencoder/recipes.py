@@ -1,44 +1,84 @@
-"""The two recipes: their hyperparameters, one run's configuration, and its optimizer and schedule.
+"""The recipes: one table of every hyperparameter, one run's configuration filled from it, and
+the optimizer and learning-rate schedule it asks for.
 
-Why each default is what it is, with the trials behind it: docs/recipes.md.
+Why each value is what it is, with the trials behind it: docs/recipes.md.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+import math
+import warnings
+from dataclasses import asdict, dataclass
 
 import torch
 
+from .datasets import DEFAULT_DATASET, dataset_spec
 from .errors import UserError
-from .files import DEFAULT_DATASET
 from .model import CodeSpec, parse_code
 
-RECIPE_DEFAULTS = {
-    "original": dict(epochs=500, lr=1.0, batch_size=500, weight_decay=0.0),
-    "modern": dict(epochs=46, lr=5e-3, batch_size=500, weight_decay=0.1),
+
+@dataclass(frozen=True)
+class Recipe:
+    """Every value of one recipe. `lr` is the (peak) learning rate of vector codes (ND),
+    `image_code_lr` that of image codes (KxK). The one-cycle schedule rises from lr/div_factor
+    to lr over the first `warmup` of the steps, then falls to lr/div_factor/final_div_factor,
+    while Adam's beta1 cycles the other way between `momentum` (high, low)."""
+
+    optimizer: str                          # "SGD" or "AdamW"
+    epochs: int
+    batch_size: int
+    lr: float
+    image_code_lr: float
+    weight_decay: float
+    dropout: float                          # after each dense layer of 500 units or more
+    schedule: str                           # "constant" or "one-cycle"
+    warmup: float | None = None
+    div_factor: float | None = None
+    final_div_factor: float | None = None
+    momentum: tuple[float, float] | None = None
+
+
+RECIPES = {
+    "original": Recipe(optimizer="SGD", epochs=500, batch_size=500, lr=1.0, image_code_lr=1.0,
+                       weight_decay=0.0, dropout=0.0, schedule="constant"),
+    "modern": Recipe(optimizer="AdamW", epochs=46, batch_size=500, lr=5e-3, image_code_lr=2e-3,
+                     weight_decay=0.1, dropout=0.1, schedule="one-cycle", warmup=0.15, div_factor=25.0,
+                     final_div_factor=1e4, momentum=(0.95, 0.85)),
 }
-MODERN_IMAGE_CODE_LR = 2e-3     # sigmoid image codes (KxK) learn better at a lower peak
-ONE_CYCLE_WARMUP = 0.15         # fraction of the modern run spent raising the learning rate
 CHECKPOINT_INTERVAL = 60.0      # seconds of training a kill -9 may cost at most
 ADAMW_IMPLEMENTATIONS = ("fused", "foreach", "default")
 COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune")  # reduce-overhead: CUDA graphs
 # Settings a resumed run must share with its checkpoint (the learning rate may change).
-RESUME_KEYS = ("model", "dataset", "recipe", "epochs", "batch_size", "weight_decay", "seed", "limit")
+RESUME_KEYS = ("model", "dataset", "recipe", "epochs", "batch_size", "weight_decay", "dropout", "seed", "limit")
+
+
+def recipe_values(recipe: str, spec: CodeSpec) -> dict:
+    """The table's values for one code: the recipe's, with the learning rate of its kind of code."""
+    if recipe not in RECIPES:
+        raise UserError(f"unknown recipe {recipe!r}: use {' or '.join(RECIPES)}")
+    values = asdict(RECIPES[recipe])
+    image_code_lr = values.pop("image_code_lr")
+    if spec.is_image:
+        values["lr"] = image_code_lr
+    return values
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything that defines one model's training run, filled once from the command line.
 
-    The checkpoint and the info pickle store it (as a dict), so a result says how it was made.
+    A hyperparameter left at None takes its recipe's value for this code (`recipe_values`), so
+    `TrainConfig(model="4x4")` trains as `python auto_encoder.py --model 4x4` does. The
+    checkpoint and the info pickle store it (as a dict), so a result says how it was made.
     """
 
     model: str = "3D"
     dataset: str = DEFAULT_DATASET
     recipe: str = "modern"
-    epochs: int = RECIPE_DEFAULTS["modern"]["epochs"]
-    batch_size: int = RECIPE_DEFAULTS["modern"]["batch_size"]
-    lr: float = RECIPE_DEFAULTS["modern"]["lr"]
-    weight_decay: float = RECIPE_DEFAULTS["modern"]["weight_decay"]
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None                # the (peak) learning rate
+    weight_decay: float | None = None
+    dropout: float | None = None
     seed: int = 0
     limit: int | None = None               # train on the first N training images only
     precision: str = "fp32"                # bf16 (autocast) or fp32, as resolved for the device
@@ -48,28 +88,42 @@ class TrainConfig:
     checkpoint_interval: float = CHECKPOINT_INTERVAL
     output_dir: str = "output"
     data_source: str = ""                  # the dataset's files as read (the plots read them again)
+    # The rest of the recipe's values: from the table, never from the command line.
+    optimizer: str | None = None
+    schedule: str | None = None
+    warmup: float | None = None
+    div_factor: float | None = None
+    final_div_factor: float | None = None
+    momentum: tuple[float, float] | None = None
 
-    @classmethod
-    def for_model(cls, model: str, recipe: str = "modern", **given: object) -> "TrainConfig":
-        """The recipe's defaults for this code, with each given value that is not None in their place."""
-        if recipe not in RECIPE_DEFAULTS:
-            raise UserError(f"unknown recipe {recipe!r}: use {' or '.join(RECIPE_DEFAULTS)}")
-        spec = parse_code(model)
-        given = {key: value for key, value in given.items() if value is not None}
-        if recipe == "original" and given.get("weight_decay", 0) != 0:
+    def __post_init__(self) -> None:
+        spec = parse_code(self.model)
+        if self.recipe == "original" and self.weight_decay:
             raise UserError("--weight-decay applies to the modern recipe's AdamW; the original recipe "
                             "is plain SGD without weight decay")
-        defaults = dict(RECIPE_DEFAULTS[recipe])
-        if recipe == "modern" and spec.is_image:
-            defaults["lr"] = MODERN_IMAGE_CODE_LR
-        unknown = set(given) - {f.name for f in fields(cls)}
-        if unknown:
-            raise TypeError(f"unknown settings {sorted(unknown)}")
-        return cls(model=spec.name, recipe=recipe, **{**defaults, **given})
+        if self.recipe == "original" and self.dropout:
+            raise UserError("--dropout applies to the modern recipe; the original recipe has no dropout")
+        object.__setattr__(self, "model", spec.name)
+        for name, value in recipe_values(self.recipe, spec).items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, value)
+        if self.momentum is not None:
+            object.__setattr__(self, "momentum", tuple(self.momentum))  # stored as a list in JSON
+        self.check()
 
-    def but(self, **changes: object) -> "TrainConfig":
-        """A copy with some settings changed."""
-        return replace(self, **changes)
+    def check(self) -> None:
+        """Refuse values no run can train with, in the words of the command line."""
+        dataset_spec(self.dataset)
+        if self.epochs < 1 or self.batch_size < 1:
+            raise UserError("--epochs and --batch-size must be positive integers")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise UserError(f"--lr must be a positive number, not {self.lr}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise UserError(f"--weight-decay must be a number >= 0, not {self.weight_decay}")
+        if not 0 <= self.dropout < 1:
+            raise UserError(f"--dropout must be at least 0 and below 1, not {self.dropout}")
+        if self.adamw not in ADAMW_IMPLEMENTATIONS:
+            raise UserError(f"unknown AdamW implementation {self.adamw!r}: use {', '.join(ADAMW_IMPLEMENTATIONS)}")
 
     @property
     def spec(self) -> CodeSpec:
@@ -77,7 +131,8 @@ class TrainConfig:
 
     @property
     def optimizer_name(self) -> str:
-        return "SGD" if self.recipe == "original" else "AdamW, one-cycle"
+        """'SGD', 'AdamW, one-cycle': how logs name the optimizer and its schedule."""
+        return self.optimizer + (", one-cycle" if self.schedule == "one-cycle" else "")
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -85,24 +140,39 @@ class TrainConfig:
 
 def make_optimizer(params: object, config: TrainConfig, steps_per_epoch: int
                    ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler | None]:
-    """The recipe's optimizer and learning-rate schedule (None for the original's constant rate)."""
-    if config.recipe == "original":
+    """The recipe's optimizer and learning-rate schedule (None for a constant rate)."""
+    if config.optimizer == "SGD":
         return torch.optim.SGD(params, lr=config.lr), None
-    if config.adamw not in ADAMW_IMPLEMENTATIONS:
-        raise UserError(f"unknown AdamW implementation {config.adamw!r}: use {', '.join(ADAMW_IMPLEMENTATIONS)}")
     device_type = torch.device(config.device).type
     implementation = {"fused": {"fused": device_type in ("cuda", "cpu")}, "foreach": {"foreach": True},
                       "default": {}}[config.adamw]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, **implementation)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch,
-        pct_start=ONE_CYCLE_WARMUP)
-    return optimizer, scheduler
+    return optimizer, one_cycle(optimizer, config, config.epochs * steps_per_epoch)
 
 
-def scale_learning_rate(optimizer: torch.optim.Optimizer, factor: float) -> None:
-    """Scale every learning rate the optimizer and a one-cycle schedule keep."""
-    for group in optimizer.param_groups:
-        for key in ("lr", "initial_lr", "max_lr", "min_lr"):
-            if key in group:
-                group[key] *= factor
+def one_cycle(optimizer: torch.optim.Optimizer, config: TrainConfig, total_steps: int
+              ) -> torch.optim.lr_scheduler.OneCycleLR:
+    high, low = config.momentum
+    return torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=config.lr, total_steps=total_steps, pct_start=config.warmup, anneal_strategy="cos",
+        div_factor=config.div_factor, final_div_factor=config.final_div_factor, cycle_momentum=True,
+        base_momentum=low, max_momentum=high)
+
+
+def change_learning_rate(optimizer: torch.optim.Optimizer, config: TrainConfig, steps_done: int,
+                         total_steps: int) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """The schedule of `config.lr`, advanced to `steps_done`, for a run resumed at a new rate.
+
+    The one-cycle schedule is built anew for the new peak and stepped to where the run is (its
+    rate at a step depends on nothing else); a constant rate is simply set.
+    """
+    if config.schedule == "constant":
+        for group in optimizer.param_groups:
+            group["lr"] = config.lr
+        return None
+    scheduler = one_cycle(optimizer, config, total_steps)
+    with warnings.catch_warnings():  # stepping before the optimizer has stepped is the point here
+        warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step()`", UserWarning)
+        for _ in range(steps_done):
+            scheduler.step()
+    return scheduler

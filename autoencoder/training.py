@@ -1,8 +1,12 @@
-"""The training loop: one model's run, its checkpoints, and what it writes.
+"""The training loop: a step, an epoch of steps, an evaluation, and the loop over epochs.
 
-`Run(config, data).train()` trains a model from scratch (or, with resume=True, from its
-checkpoint) and returns its test MSE. The benchmark drives the same class one epoch at a
-time with `train_epoch` and `evaluate`.
+    torch.manual_seed(config.seed)                  # the caller seeds: initial weights, dropout
+    state = new_training_state(config, len(data["train"]))
+    fit(state, data, checkpoints, files)            # to the last epoch, from wherever state is
+    test_mse = evaluate(state.model, data["test"], "fp32")
+
+The checkpoint (checkpoint.py) and the files a run writes (run_files.py) are their own pieces;
+`fit` calls them between epochs.
 """
 from __future__ import annotations
 
@@ -11,21 +15,24 @@ import math
 import signal
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 import torch
 
-from .datasets import DATASETS, Splits
+from .datasets import Splits
 from .device import autocast, map_batches, reconstruction_mse
-from .errors import TrainingDiverged, UserError
-from .files import OutputPaths, save_info, torch_save_atomic, write_text_atomic
-from .model import AutoEncoder, count_parameters, save_model
+from .errors import TrainingDiverged
+from .model import AutoEncoder
 from .progress import Progress
-from .recipes import RESUME_KEYS, TrainConfig, make_optimizer, scale_learning_rate
+from .recipes import TrainConfig, make_optimizer
+
+if TYPE_CHECKING:
+    from .checkpoint import Checkpoints
+    from .run_files import RunFiles
 
 TRACED_IMAGES = 2000            # test images whose codes are stored after every epoch
 TRACED_MAX_UNITS = 3            # store them only for codes small enough to plot
-LOG_INTERVAL = 1.0              # seconds between rewrites of the log: a fast device's epochs share one
 
 
 class Interrupted(Exception):
@@ -79,273 +86,156 @@ class PartialEpoch:
     elapsed: float = 0.0
 
 
-def dropout_rng_state() -> dict:
-    """The global RNG states that dropout draws from (shuffling has its own generator)."""
-    return {"cpu": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+@dataclass
+class TrainingState:
+    """One model's training as it stands: everything a checkpoint holds, and the forward pass
+    the steps call (the model, or its torch.compile'd form)."""
+
+    config: TrainConfig
+    model: AutoEncoder
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None
+    shuffle: torch.Generator      # the batches' order; dropout draws from torch's global generator
+    forward: Callable[[torch.Tensor], torch.Tensor]
+    steps_per_epoch: int
+    history: History = field(default_factory=History)
+    partial: PartialEpoch | None = None
+    code_trace: list[torch.Tensor] = field(default_factory=list)
+
+    @property
+    def epochs_done(self) -> int:
+        return len(self.history.training_loss)
+
+    @property
+    def finished(self) -> bool:
+        return self.epochs_done == self.config.epochs
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device(self.config.device)
 
 
-def set_dropout_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["cpu"].cpu())
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+def new_training_state(config: TrainConfig, n_train: int) -> TrainingState:
+    """A new model, its optimizer and schedule, and the shuffling generator (seeded with the run's
+    seed). The weights are drawn from torch's global generator: the caller seeds it."""
+    model = AutoEncoder(config.spec, config.recipe, config.dropout).to(config.device)
+    forward = model if config.compile == "none" else torch.compile(model, mode=config.compile)
+    steps_per_epoch = math.ceil(n_train / config.batch_size)
+    optimizer, scheduler = make_optimizer(model.parameters(), config, steps_per_epoch)
+    return TrainingState(config, model, optimizer, scheduler, torch.Generator().manual_seed(config.seed),
+                         forward, steps_per_epoch)
 
 
-def render_log(paths: OutputPaths, config: TrainConfig, parameters: int, history: History,
-               test_mse: float | None) -> str:
-    """The original's log layout, with the recipe, device and (other than MNIST) dataset added."""
-    row = "{:<10}{:<20}{:<20}{:<20}\n"
-    data = "Data OK." if config.dataset == "mnist" else f"Data OK: {DATASETS[config.dataset].title}."
-    text = (f"Started: {history.started}.\n>>> {paths.log}\n"
-            f"Recipe: {config.recipe} ({config.optimizer_name}, lr {config.lr:g}, "
-            f"batch {config.batch_size}, {config.precision}) on {config.device}\n"
-            f"Autoencoder OK.\n{parameters} parameters\n{data}\n"
-            f"Training over {config.epochs} Epochs...\n" + row.format("Epoch", "TL", "VL", "Time"))
-    for epoch, losses in enumerate(zip(history.training_loss, history.validation_loss,
-                                       history.epoch_time), start=1):
-        text += row.format(epoch, *(f"{v:.6g}" for v in losses))
-    if test_mse is not None:
-        text += (f"Finished training.\nMSE on test data: {test_mse:.6g}.\n"
-                 f"Completed: {datetime.datetime.now()}.\n")
-    return text
-
-
-def data_tensors(splits: Splits, limit: int | None, device: torch.device) -> dict[str, torch.Tensor]:
+def data_tensors(splits: Splits, limit: int | None, device: torch.device | str) -> dict[str, torch.Tensor]:
     """The whole dataset on the device; batches are then index permutations."""
     train = splits.train_x[:limit] if limit else splits.train_x
     return {name: torch.from_numpy(x).to(device)
             for name, x in (("train", train), ("valid", splits.valid_x), ("test", splits.test_x))}
 
 
-def _setting(value: object) -> str:
-    return "not set" if value is None else f"{value}"
+def train_step(state: TrainingState, x: torch.Tensor) -> torch.Tensor:
+    """One optimizer step on the batch `x`; returns its loss (on the device: no host sync)."""
+    with autocast(state.device, state.config.precision):
+        recon = state.forward(x)
+    loss = torch.nn.functional.mse_loss(recon.flatten(1), x)
+    state.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    state.optimizer.step()
+    if state.scheduler:
+        state.scheduler.step()
+    return loss.detach()
 
 
-class Run:
-    """One model's training run: state, checkpointing and the epoch loop."""
+def start_epoch(state: TrainingState, n_train: int) -> tuple[PartialEpoch, tuple[torch.Tensor, ...]]:
+    """The epoch under way (a new one: a fresh shuffle) and its index batches on the device."""
+    if state.partial is None:
+        state.partial = PartialEpoch(torch.randperm(n_train, generator=state.shuffle),
+                                     loss_sum=torch.zeros((), device=state.device))
+    return state.partial, state.partial.perm.to(state.device).split(state.config.batch_size)
 
-    def __init__(self, config: TrainConfig, data: dict[str, torch.Tensor], stop: StopFlag | None = None,
-                 progress: Progress | None = None):
-        self.config, self.spec, self.data = config, config.spec, data
-        self.device = torch.device(config.device)
-        self.stop = stop or StopFlag()
-        self.progress = progress or Progress()
-        self.paths = OutputPaths.of(config.output_dir, self.spec.name)
-        self.steps_per_epoch = math.ceil(len(data["train"]) / config.batch_size)
-        torch.manual_seed(config.seed)
-        self.model = AutoEncoder(self.spec, config.recipe).to(self.device)
-        self.forward = self.model if config.compile == "none" else torch.compile(self.model, mode=config.compile)
-        self.optimizer, self.scheduler = make_optimizer(self.model.parameters(), config, self.steps_per_epoch)
-        self.generator = torch.Generator().manual_seed(config.seed)
-        self.history = History()
-        self.partial: PartialEpoch | None = None
-        self.checkpointed = False                 # whether this run saved or resumed a checkpoint
-        self.checkpoint_clock = time.monotonic()  # when the last checkpoint was saved
-        self.log_clock = -math.inf                 # when the log was last rewritten
-        traced = TRACED_IMAGES if self.spec.units <= TRACED_MAX_UNITS and not self.spec.is_image else 0
-        self.traced_x = data["test"][:traced]
-        self.code_trace: list[torch.Tensor] = []
 
-    @property
-    def epochs_done(self) -> int:
-        return len(self.history.training_loss)
+def train_epoch(state: TrainingState, train: torch.Tensor, stop: StopFlag | None = None,
+                progress: Progress | None = None) -> tuple[float, float]:
+    """One pass over the shuffled training set (or the rest of the part-epoch `state` holds).
 
-    # -- checkpoints ------------------------------------------------------
-    def state(self) -> dict:
-        return {"config": self.config.as_dict(), "epoch": self.epochs_done,
-                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict() if self.scheduler else None,
-                "generator": self.generator.get_state(), "dropout_rng": dropout_rng_state(),
-                "history": vars(self.history), "partial": vars(self.partial) if self.partial else None,
-                "code_trace": self.code_trace}
+    Returns its true mean loss and the seconds it took. On SIGINT/SIGTERM (`stop`) it raises
+    Interrupted after the current step, the part-epoch kept in `state` for the checkpoint.
+    """
+    progress = progress or Progress()
+    part, batches = start_epoch(state, len(train))
+    start = time.perf_counter() - part.elapsed
+    progress.epoch_started(state.epochs_done + 1, len(batches), part.step)
+    for step in range(part.step, len(batches)):
+        x = train[batches[step]]
+        part.loss_sum += train_step(state, x) * len(x)
+        part.step, part.elapsed = step + 1, time.perf_counter() - start
+        seen = min(part.step * state.config.batch_size, len(train))
+        progress.step(part.step, lambda: part.loss_sum.item() / seen)
+        if stop is not None and stop.signum is not None:
+            raise Interrupted(stop.signum)
+    state.partial = None
+    return part.loss_sum.item() / len(train), part.elapsed
 
-    def save_checkpoint(self) -> None:
-        """Write the checkpoint, unless the weights diverged: then the last good one stays."""
-        if not all(torch.isfinite(p).all() for p in self.model.parameters()):
-            raise self.diverged("the weights became infinite or NaN")
-        torch_save_atomic(self.state(), self.paths.checkpoint)
-        self.checkpointed = True
-        self.checkpoint_clock = time.monotonic()
 
-    def checkpoint_due(self) -> bool:
-        """At the last epoch, and whenever the set interval has passed since the last checkpoint."""
-        elapsed = time.monotonic() - self.checkpoint_clock
-        return self.epochs_done == self.config.epochs or elapsed >= self.config.checkpoint_interval
+@torch.no_grad()
+def evaluate(model: AutoEncoder, x: torch.Tensor, precision: str) -> float:
+    """Reconstruction MSE of `x` in eval mode (no dropout); the model is left in training mode."""
+    model.eval()
+    try:
+        return reconstruction_mse(model, x, precision)
+    finally:
+        model.train()
 
-    def check_settings(self, saved: dict) -> None:
-        now = self.config.as_dict()
-        saved = {"dataset": "mnist", **saved}  # checkpoints from before datasets were options
-        mismatched = [f"{k} {_setting(saved.get(k))} (now {_setting(now[k])})"
-                      for k in RESUME_KEYS if saved.get(k) != now[k]]
-        if mismatched:
-            raise UserError(f"{self.paths.checkpoint} was made with other settings: "
-                            f"{', '.join(mismatched)}; rerun with those settings or without --resume")
 
-    def restore(self, state: dict) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        if self.scheduler:
-            self.scheduler.load_state_dict(state["scheduler"])
-        if self.config.lr != state["config"]["lr"]:
-            scale_learning_rate(self.optimizer, self.config.lr / state["config"]["lr"])
-        self.generator.set_state(state["generator"].cpu())
-        set_dropout_rng_state(state["dropout_rng"])
-        self.history = History(**state["history"])
-        self.partial = PartialEpoch(**state["partial"]) if state["partial"] else None
-        self.code_trace = list(state["code_trace"])
+def trace_codes(state: TrainingState, test_x: torch.Tensor) -> None:
+    """Add the codes of the first TRACED_IMAGES test images to the trace, for vector codes of up
+    to TRACED_MAX_UNITS units (the codes plot_3D.py animates); other codes are not traced."""
+    spec = state.config.spec
+    if spec.is_image or spec.units > TRACED_MAX_UNITS:
+        return
+    state.model.eval()
+    with autocast(state.device, state.config.precision):
+        codes = map_batches(state.model.encode, test_x[:TRACED_IMAGES])
+    state.model.train()
+    state.code_trace.append(codes.float().cpu().half())
 
-    def load_checkpoint(self) -> bool:
-        """Restore from the checkpoint if there is one; False if there is none."""
-        if not self.paths.checkpoint.is_file():
-            return False
-        try:
-            state = torch.load(self.paths.checkpoint, map_location=self.device, weights_only=True)
-            saved = dict(state["config"])
-        except Exception as e:
-            raise UserError(f"{self.paths.checkpoint} cannot be read ({str(e).splitlines()[0]}); "
-                            "delete it to start over") from None
-        self.check_settings(saved)
-        try:
-            self.restore(state)
-        except Exception as e:  # loads, but is not a whole checkpoint of this model
-            raise UserError(f"{self.paths.checkpoint} is damaged or from another tool "
-                            f"({str(e).splitlines()[0]}); delete it to start over") from None
-        self.checkpointed = True
-        self.checkpoint_clock = time.monotonic()
-        return True
 
-    def diverged(self, what: str) -> TrainingDiverged:
-        kept = (f"The last good checkpoint is kept in {self.paths.checkpoint}" if self.checkpointed
-                else "No checkpoint was saved yet")
-        return TrainingDiverged(f"{self.spec.name}: {what} at epoch {self.epochs_done + 1}; training "
-                                f"stopped. {kept}: lower --lr and rerun with --resume.")
+def diverged(state: TrainingState, what: str, kept_in: Path | None) -> TrainingDiverged:
+    """The error that stops a run whose loss or weights became infinite or NaN; `kept_in` is the
+    last good checkpoint, if the run saved or resumed one."""
+    kept = f"The last good checkpoint is kept in {kept_in}" if kept_in else "No checkpoint was saved yet"
+    return TrainingDiverged(f"{state.config.model}: {what} at epoch {state.epochs_done + 1}; training "
+                            f"stopped. {kept}: lower --lr and rerun with --resume.")
 
-    # -- training ----------------------------------------------------------
-    def train_step(self, x: torch.Tensor) -> torch.Tensor:
-        with autocast(self.device, self.config.precision):
-            recon = self.forward(x)
-        loss = torch.nn.functional.mse_loss(recon.flatten(1), x)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        if self.scheduler:
-            self.scheduler.step()
-        return loss.detach()
 
-    def begin_epoch(self) -> tuple[PartialEpoch, tuple[torch.Tensor, ...]]:
-        """The epoch under way (a new one: a fresh shuffle) and its index batches on the device."""
-        if self.partial is None:
-            self.partial = PartialEpoch(torch.randperm(len(self.data["train"]), generator=self.generator),
-                                        loss_sum=torch.zeros((), device=self.device))
-        return self.partial, self.partial.perm.to(self.device).split(self.config.batch_size)
+def record_epoch(state: TrainingState, train_loss: float, valid_loss: float, seconds: float) -> None:
+    state.history.training_loss.append(train_loss)
+    state.history.validation_loss.append(valid_loss)
+    state.history.epoch_time.append(seconds)
 
-    def train_epoch(self) -> tuple[float, float]:
-        """One pass over the shuffled training set (or the rest of a saved one).
 
-        Returns its true mean loss and the seconds it took. On SIGINT/SIGTERM it stores the
-        part-epoch in the checkpoint and raises Interrupted.
-        """
-        train, batch_size = self.data["train"], self.config.batch_size
-        part, batches = self.begin_epoch()
-        start = time.perf_counter() - part.elapsed
-        self.progress.epoch_started(self.epochs_done + 1, len(batches), part.step)
-        for step in range(part.step, len(batches)):
-            x = train[batches[step]]
-            part.loss_sum += self.train_step(x) * len(x)
-            part.step, part.elapsed = step + 1, time.perf_counter() - start
-            seen = min(part.step * batch_size, len(train))
-            self.progress.step(part.step, lambda: part.loss_sum.item() / seen)
-            if self.stop.signum is not None:
-                self.save_checkpoint()
-                raise Interrupted(self.stop.signum)
-        self.partial = None
-        return part.loss_sum.item() / len(train), part.elapsed
-
-    @torch.no_grad()
-    def evaluate(self, x: torch.Tensor, precision: str | None = None) -> float:
-        """Reconstruction MSE of `x` without dropout (the run's precision unless given)."""
-        self.model.eval()
-        try:
-            return reconstruction_mse(self.model, x, precision or self.config.precision)
-        finally:
-            self.model.train()
-
-    def end_epoch(self, train_loss: float, seconds: float) -> None:
-        """Validate, trace the codes, record the epoch and, when due, save the checkpoint."""
-        valid_loss = self.evaluate(self.data["valid"])
-        self.trace_codes()
-        self.record_epoch(train_loss, valid_loss, seconds)
-        if self.checkpoint_due():
-            self.save_checkpoint()
-
-    def record_epoch(self, train_loss: float, valid_loss: float, seconds: float) -> None:
-        """Check the losses, add them to the history, rewrite the log and report the epoch."""
-        if not (math.isfinite(train_loss) and math.isfinite(valid_loss)):
-            raise self.diverged(f"the loss became {train_loss:g} (validation {valid_loss:g})")
-        self.history.training_loss.append(train_loss)
-        self.history.validation_loss.append(valid_loss)
-        self.history.epoch_time.append(seconds)
-        if time.monotonic() - self.log_clock >= LOG_INTERVAL or self.checkpoint_due():
-            self.write_log()
-        self.progress.epoch_ended(self.epochs_done, train_loss, valid_loss, seconds)
-
-    def write_log(self) -> None:
-        """Rewrite the log with the epochs so far. Not flushed to the disk: it is whole after a
-        crash of the process anyway, and the flush would cost more than a fast device's epoch."""
-        write_text_atomic(self.paths.log, render_log(self.paths, self.config, count_parameters(self.model),
-                                                     self.history, None), durable=False)
-        self.log_clock = time.monotonic()
-
-    def trace_codes(self) -> None:
-        if len(self.traced_x):
-            self.model.eval()
-            with autocast(self.device, self.config.precision):
-                codes = map_batches(self.model.encode, self.traced_x)
-            self.model.train()
-            self.code_trace.append(codes.float().cpu().half())
-
-    def start(self, resume: bool, say: Callable[[str], None]) -> None:
-        """Resume from the checkpoint, or write the initial weights and codes."""
-        if resume and self.load_checkpoint():
-            if self.epochs_done == self.config.epochs:
-                say(f"{self.spec.name}: already trained for {self.config.epochs} epochs; --resume only "
-                    "re-evaluates it and rewrites its results")
-            else:
-                step = f", step {self.partial.step}" if self.partial else ""
-                say(f"{self.spec.name}: resuming from {self.paths.checkpoint} at epoch "
-                    f"{self.epochs_done + 1}{step}")
-            return
-        if resume:
-            say(f"{self.spec.name}: no checkpoint in {self.config.output_dir}/, starting from scratch")
-        save_model(self.paths.init, self.model, self.config.dataset)
-        self.trace_codes()
-
-    def train(self, resume: bool = False) -> float:
-        """Train to the last epoch (from the checkpoint if resuming); returns the test MSE."""
-        self.start(resume, self.progress.message)
-        self.model.train()
-        self.progress.model_started(self.spec.name, self.config.epochs, self.epochs_done)
-        try:
-            for _ in range(self.epochs_done, self.config.epochs):
-                self.end_epoch(*self.train_epoch())
-        finally:
-            self.progress.model_ended()
-        return self.finish()
-
-    def finish(self) -> float:
-        """Test MSE (fp32), the final weights, the code trace, the info pickle and the full log."""
-        self.model.eval()
-        test_mse = reconstruction_mse(self.model, self.data["test"], "fp32")
-        parameters = count_parameters(self.model)
-        save_model(self.paths.weights, self.model, self.config.dataset)
-        if self.code_trace:
-            torch_save_atomic(torch.stack(self.code_trace), self.paths.codes)
-        info = {"training loss": self.history.training_loss,
-                "validation loss": self.history.validation_loss,
-                "epoch time": self.history.epoch_time, "test mse": test_mse,
-                "parameters": parameters, "config": self.config.as_dict(),
-                "started": self.history.started, "finished": str(datetime.datetime.now())}
-        save_info(self.paths.info, info)
-        write_text_atomic(self.paths.log, render_log(self.paths, self.config, parameters,
-                                                     self.history, test_mse))
-        return test_mse
+def fit(state: TrainingState, data: dict[str, torch.Tensor], checkpoints: "Checkpoints", files: "RunFiles",
+        stop: StopFlag | None = None, progress: Progress | None = None) -> None:
+    """Train from where `state` is to its last epoch, validating, tracing the codes, rewriting the
+    log and saving the checkpoint (when due) after each epoch. On a stop signal the checkpoint is
+    saved and Interrupted raised; a loss that is not finite raises TrainingDiverged."""
+    progress = progress or Progress()
+    state.model.train()
+    progress.model_started(state.config.model, state.config.epochs, state.epochs_done)
+    try:
+        for _ in range(state.epochs_done, state.config.epochs):
+            train_loss, seconds = train_epoch(state, data["train"], stop, progress)
+            valid_loss = evaluate(state.model, data["valid"], state.config.precision)
+            trace_codes(state, data["test"])
+            if not (math.isfinite(train_loss) and math.isfinite(valid_loss)):
+                raise diverged(state, f"the loss became {train_loss:g} (validation {valid_loss:g})",
+                               checkpoints.kept_in)
+            record_epoch(state, train_loss, valid_loss, seconds)
+            files.write_log_when_due(state, force=checkpoints.due(state))
+            progress.epoch_ended(state.epochs_done, train_loss, valid_loss, seconds)
+            checkpoints.save_when_due(state)
+    except Interrupted:
+        checkpoints.save(state)
+        raise
+    finally:
+        progress.model_ended()

@@ -13,7 +13,9 @@ against fp32's, three seeds), between (what happens between two epochs, each par
 into what a faster device speeds up and what it does not), precision (original recipe: bf16
 against fp32, two seeds, beside the 2016 curve; long: not in the default set).
 
-Prints tables and writes the same figures to benchmarks/results/<device>.json.
+Prints tables and writes the same figures to output/benchmarks/<device>.json, where git ignores
+them (--results-dir to change it); the measured results the docs quote are in benchmarks/results/,
+where no run writes unless told to.
 """
 from __future__ import annotations
 
@@ -26,22 +28,23 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: helpers/ is one folder up
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: helpers.py is one folder up
 
 from curves import loss_curves, original_precision  # noqa: E402
-from helpers import (DATASETS, RECIPE_DEFAULTS, data_tensors, load_dataset, parse_models, pick_device,
-                     positive_float, positive_int, resolve_precision, run_main, write_text_atomic)  # noqa: E402
+from helpers import (DATASETS, DEFAULT_DATASET, RECIPES, OneLineParser, data_tensors, load_dataset,
+                     parse_models, pick_device, positive_float, positive_int, resolve_precision, run_main,
+                     write_text_atomic)  # noqa: E402
 from report import print_report  # noqa: E402
 from studies import between_epochs, eval_levers, scaling, step_levers, throughput, time_to_quality  # noqa: E402
 from timing import BATCH, as_uint8, device_name, results_path, threads  # noqa: E402
 
 PARTS = ("throughput", "quality", "scaling", "curves", "between", "precision")
 DEFAULT_PARTS = ("throughput", "quality", "scaling", "curves", "between")
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
+RESULTS_DIR = Path("output") / "benchmarks"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="3D throughput and between epochs, few steps (~1 min on CPU)")
     p.add_argument("--levers", action="store_true", help="measure the speed levers instead")
     p.add_argument("--compile", action="store_true", help="with --levers: also time torch.compile")
@@ -67,9 +70,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: best available)")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                    help="the project's precision (default auto, as the trainer)")
-    p.add_argument("--dataset", choices=list(DATASETS), default="mnist", help="default: mnist")
+    p.add_argument("--dataset", choices=list(DATASETS), default=DEFAULT_DATASET, help=f"default: {DEFAULT_DATASET}")
     p.add_argument("--data", help="the dataset's files (default: $MNIST_DATA, the data/ cache, a download)")
-    p.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="default: benchmarks/results/")
+    p.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="default: output/benchmarks/")
     args = p.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     args.steps = args.steps or (2 if args.quick else 10)
@@ -87,7 +90,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--batch-sizes and --train-sizes take comma-separated integers")
     if min(args.batch_sizes + args.train_sizes) <= 0:
         p.error("--batch-sizes and --train-sizes must be positive")
-    epochs = RECIPE_DEFAULTS["modern"]["epochs"]
+    epochs = RECIPES["modern"].epochs
     if args.repeats >= epochs:
         p.error(f"--repeats must be below {epochs}: each repeat is one (short) epoch of the "
                 f"trainer's {epochs}-epoch schedule")
@@ -128,7 +131,7 @@ def run_benchmark(args: argparse.Namespace) -> tuple[dict, Path]:
     device = pick_device(args.device)
     precision = resolve_precision(args.precision, device)
     suffix = "-levers" if args.levers else "-quick" if args.quick else ""
-    suffix += "" if args.dataset == "mnist" else f"-{args.dataset}"
+    suffix += "" if DATASETS[args.dataset].is_default else f"-{args.dataset}"
     results = {"device": str(device), "device_name": device_name(device), "torch": torch.__version__,
                "threads": torch.get_num_threads(), "precision": precision, "steps": args.steps,
                "repeats": args.repeats, "batch_size": BATCH, "load_average": list(os.getloadavg()),

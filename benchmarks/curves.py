@@ -14,11 +14,12 @@ import argparse
 import math
 import statistics
 import time
+from dataclasses import replace
 
 import torch
 
-from helpers import CodeSpec, Run, TrainConfig, cuda_tf32, original_run
-from timing import bench_config
+from helpers import CodeSpec, TrainConfig, cuda_tf32, evaluate, original_run, train_epoch
+from timing import bench_config, new_state
 
 CURVE_SEEDS = (0, 1, 2)
 PRECISION_SEEDS = (0, 1)
@@ -26,14 +27,14 @@ PRECISION_SEEDS = (0, 1)
 
 def loss_curve(config: TrainConfig, data: dict, epochs: int, tf32: bool) -> dict[str, list[float]]:
     """Training loss, fp32 validation MSE and seconds of each of the first `epochs` epochs."""
-    run = Run(config, data)
+    state = new_state(config, len(data["train"]))
     curve: dict[str, list[float]] = {"training_loss": [], "validation_loss": [], "epoch_seconds": []}
-    with cuda_tf32(run.device, tf32):
+    with cuda_tf32(state.device, tf32):
         for _ in range(epochs):
             start = time.perf_counter()
-            curve["training_loss"].append(run.train_epoch()[0])
+            curve["training_loss"].append(train_epoch(state, data["train"])[0])
             curve["epoch_seconds"].append(time.perf_counter() - start)
-            curve["validation_loss"].append(run.evaluate(data["valid"], "fp32"))
+            curve["validation_loss"].append(evaluate(state.model, data["valid"], "fp32"))
     return curve
 
 
@@ -48,7 +49,7 @@ def curve_gap(project: list[float], reference: list[float]) -> dict[str, float]:
 
 def compare(sides: dict[str, tuple[TrainConfig, bool]], seeds: tuple[int, ...], data: dict, epochs: int) -> dict:
     """Each side's curve from each seed; the first side is set against the second, epoch by epoch."""
-    curves = {f"{name} seed {seed}": loss_curve(config.but(seed=seed), data, epochs, tf32)
+    curves = {f"{name} seed {seed}": loss_curve(replace(config, seed=seed), data, epochs, tf32)
               for name, (config, tf32) in sides.items() for seed in seeds}
     first, second = sides
     by_epoch = {name: list(zip(*(curves[f"{name} seed {s}"]["validation_loss"] for s in seeds)))

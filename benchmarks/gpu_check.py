@@ -20,12 +20,12 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # run as a script: helpers/ is one folder up
+sys.path.insert(0, str(ROOT))  # run as a script: helpers.py is one folder up
 
-from helpers import (OutputPaths, Run, TrainConfig, cuda_tf32, data_tensors, load_dataset, load_info,
-                     original_test_mse, pick_device, positive_int, resolve_precision, run_main,
-                     write_text_atomic)  # noqa: E402
-from timing import device_name, seconds_of  # noqa: E402
+from helpers import (DEFAULT_DATASET, OneLineParser, OutputPaths, TrainConfig, cuda_tf32, data_tensors,  # noqa: E402
+                     load_dataset, load_info, original_test_mse, pick_device, positive_int, resolve_precision,
+                     run_main, train_epoch, write_text_atomic)
+from timing import device_name, new_state, seconds_of  # noqa: E402
 
 REFERENCE_RUN = ROOT / "docs" / "results"   # the default run on the 2-core CPU
 DEFAULT_TOLERANCE = 0.05
@@ -34,7 +34,7 @@ EPOCH_TARGET_MS = 25.0
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--default-dir", type=Path, required=True, help="outputs of `python auto_encoder.py`")
     p.add_argument("--original-dir", type=Path, required=True,
                    help="outputs of `python auto_encoder.py --recipe original --model 3D --precision fp32`")
@@ -52,13 +52,13 @@ def step_timings(data: dict, device: torch.device, epochs: int, modes: list[str]
     """ms per epoch of the 3D modern step, eager and compiled; the first epoch (compiling) apart."""
     rows = []
     for mode in modes:
-        config = TrainConfig.for_model("3D", device=str(device), precision=resolve_precision("auto", device),
-                                       compile=mode, output_dir=tempfile.gettempdir())
+        config = TrainConfig("3D", device=str(device), precision=resolve_precision("auto", device),
+                             compile=mode, output_dir=tempfile.gettempdir())
         torch.compiler.reset()
-        run = Run(config, data)
+        state = new_state(config, len(data["train"]))
         with cuda_tf32(device):
-            first = seconds_of(run.train_epoch, device)
-            seconds = [seconds_of(run.train_epoch, device) for _ in range(epochs)]
+            first = seconds_of(lambda: train_epoch(state, data["train"]), device)
+            seconds = [seconds_of(lambda: train_epoch(state, data["train"]), device) for _ in range(epochs)]
         ms = 1000 * statistics.median(seconds)
         rows.append({"compile": mode, "ms_per_epoch": ms, "first_epoch_seconds": first,
                      "epoch_seconds": seconds, "target_ms": EPOCH_TARGET_MS, "met": ms <= EPOCH_TARGET_MS})
@@ -76,7 +76,7 @@ def mse_check(folder: Path, model: str, reference: float, tolerance: float) -> d
 
 def check(args: argparse.Namespace) -> int:
     device = pick_device(args.device)
-    data = data_tensors(load_dataset("mnist", args.data), args.train_images, device)
+    data = data_tensors(load_dataset(DEFAULT_DATASET, args.data), args.train_images, device)
     results = {"device": device_name(device), "torch": torch.__version__,
                "steps": step_timings(data, device, args.timed_epochs, args.compile_modes.split(",")),
                "default_run": [mse_check(args.default_dir, m, load_info(OutputPaths.of(REFERENCE_RUN, m).info)

@@ -8,7 +8,8 @@
 #   DRY_RUN=1 bash benchmarks/gpu_check.sh      # print the commands only (needs no GPU)
 #
 # MNIST comes from MNIST_DATA or the data/ cache (python auto_encoder.py --prepare-data). The log
-# defaults to benchmarks/results/gpu_check-<GPU>.log, the JSON to gpu_check-<GPU>.json beside it.
+# defaults to output/benchmarks/gpu_check-<GPU>.log (git ignores output/), the JSON to
+# gpu_check-<GPU>.json beside it; copy them to benchmarks/results/ to keep them with the project.
 # Exits non-zero if any step fails, runs out of time or misses its target.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
@@ -29,9 +30,9 @@ if [ -n "${DRY_RUN:-}" ]; then
 else
     GPU=$("$PYTHON" -c 'import torch; print(torch.cuda.get_device_name())')
     NAME=$(echo "$GPU" | tr -cs 'A-Za-z0-9' '-' | sed 's/-$//')
-    LOG=${1:-benchmarks/results/gpu_check-$NAME.log}
+    LOG=${1:-output/benchmarks/gpu_check-$NAME.log}
 fi
-JSON=benchmarks/results/gpu_check-$NAME.json
+JSON=output/benchmarks/gpu_check-$NAME.json
 OUT=$(mktemp -d "${TMPDIR:-/tmp}/gpu_check.XXXXXX")
 trap 'rm -rf "$OUT"' EXIT
 mkdir -p "$(dirname "$LOG")"

@@ -10,15 +10,16 @@ import math
 import statistics
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from helpers import (LOG_INTERVAL, AutoEncoder, BarProgress, CodeSpec, LineProgress, Run, Splits,
-                     cuda_tf32, data_tensors, original_test_mse, reconstruction_mse)
-from timing import (BATCH, EPOCH_IMAGES, Timer, TypicalPort, bench_config, interleave, loader_timer,
-                    peak_memory, port_timer, project_timer, reset_peak_memory, seconds_of, short_run)
+from helpers import (LOG_INTERVAL, TRACED_IMAGES, TRACED_MAX_UNITS, AutoEncoder, BarProgress, Checkpoints,
+                     CodeSpec, History, LineProgress, RunFiles, Splits, cuda_tf32, data_tensors, evaluate,
+                     original_test_mse, reconstruction_mse, record_epoch, start_epoch, trace_codes, train_epoch,
+                     train_step)
+from timing import (BATCH, EPOCH_IMAGES, ShortRun, Timer, TypicalPort, bench_config, interleave, loader_timer,
+                    new_state, peak_memory, port_timer, project_timer, reset_peak_memory, seconds_of, short_run)
 
 GPU_EPOCH_SECONDS = 0.050       # a fast GPU's epoch: the between-epoch budget is 10 % of it
 BETWEEN_EPOCH_BUDGET = 0.005
@@ -43,12 +44,12 @@ def time_to_quality(spec: CodeSpec, recipe: str, data: dict, device: torch.devic
     target = original_test_mse(spec.name)
     start = time.perf_counter()
     with cuda_tf32(device, True):
-        run = Run(bench_config(spec, device, precision, recipe=recipe), data)
+        state = new_state(bench_config(spec, device, precision, recipe=recipe), len(data["train"]))
         clock, eval_clock, mses = time.perf_counter() - start, 0.0, []
-        for _ in range(run.config.epochs):
-            clock += seconds_of(run.train_epoch, device)
+        for _ in range(state.config.epochs):
+            clock += seconds_of(lambda: train_epoch(state, data["train"]), device)
             start = time.perf_counter()
-            mses.append(run.evaluate(data["test"], "fp32"))
+            mses.append(evaluate(state.model, data["test"], "fp32"))
             eval_clock += time.perf_counter() - start
             if (target is not None and mses[-1] <= target) or clock >= time_limit:
                 break
@@ -56,7 +57,7 @@ def time_to_quality(spec: CodeSpec, recipe: str, data: dict, device: torch.devic
     return {"target_mse": target, "reached": reached, "seconds": clock if reached else None,
             "epochs": len(mses), "train_seconds": clock, "eval_seconds": eval_clock,
             "best_mse": min(mses), "test_mse": mses, "time_limit": time_limit,
-            "epochs_in_recipe": run.config.epochs}
+            "epochs_in_recipe": state.config.epochs}
 
 
 def scaling(spec: CodeSpec, splits: Splits, device: torch.device, precision: str, args: argparse.Namespace) -> dict:
@@ -84,8 +85,10 @@ def step_levers(spec: CodeSpec, data: dict, images: np.ndarray, device: torch.de
     DataLoader ones starts from the same weights and sees the same batches, so losses compare."""
     other = "fp32" if precision != "fp32" else "bf16"
 
-    def run(prec: str = precision, **settings: object) -> Run:
+    def run(prec: str = precision, **settings: object) -> ShortRun:
         return short_run(bench_config(spec, device, prec, **settings), data, args.steps)
+
+    loader_run = run()
 
     timers: dict[str, Timer] = {
         f"project step ({precision}, fused AdamW, index batches)": project_timer(run()),
@@ -95,7 +98,8 @@ def step_levers(spec: CodeSpec, data: dict, images: np.ndarray, device: torch.de
         ".item() after every step": project_timer(run(), sync_every_step=True),
         f"1 thread instead of {torch.get_num_threads()}": project_timer(run(), n_threads=1),
         "DataLoader per-sample batches instead of index batches":
-            loader_timer(run().train_step, TypicalPort(spec, images, device).loader, args.steps, device),
+            loader_timer(lambda x: train_step(loader_run.state, x), TypicalPort(spec, images, device).loader,
+                         args.steps, device),
         "typical port (all of the above at once)": port_timer(spec, images, device, args.steps),
     }
     if device.type == "cuda":
@@ -162,17 +166,20 @@ def median_seconds(fn, device: torch.device, repeats: int) -> float:
 
 def between_epochs(spec: CodeSpec, recipe: str, data: dict, device: torch.device, precision: str,
                    repeats: int) -> dict:
-    """What Run does between two epochs, each part timed alone on this machine (median of
+    """What the trainer does between two epochs, each part timed alone on this machine (median of
     `repeats`), and split into what a faster device speeds up and what it does not."""
     with tempfile.TemporaryDirectory() as out:
         config = bench_config(spec, device, precision, recipe=recipe, output_dir=out)
-        run = Run(config, data)
-        run.train_step(data["train"][:config.batch_size])  # the optimizer's state, as the checkpoint holds it
+        state = new_state(config, EPOCH_IMAGES)
+        train_step(state, data["train"][:config.batch_size])  # the optimizer's state, as the checkpoint holds it
         epochs = config.epochs
-        run.history.training_loss[:] = run.history.validation_loss[:] = [0.05] * (epochs - 2)
-        run.history.epoch_time[:] = [1.0] * (epochs - 2)  # the next epoch is the last but one
-        batches = math.ceil(EPOCH_IMAGES / config.batch_size)
+        state.history = History([0.05] * (epochs - 2), [0.05] * (epochs - 2), [1.0] * (epochs - 2))
+        batches = math.ceil(EPOCH_IMAGES / config.batch_size)  # the next epoch is the last but one
         loss_sum = torch.zeros((), device=device)
+        files = RunFiles(config)
+        checkpoints = Checkpoints(files.paths.checkpoint, config.checkpoint_interval)
+        quiet_files = RunFiles(config, log_interval=math.inf)        # the log and checkpoint are timed
+        quiet_checkpoints = Checkpoints(files.paths.checkpoint, math.inf)  # apart, below
 
         def progress_epoch(progress) -> None:
             progress.model_started(spec.name, epochs, 0)
@@ -183,17 +190,21 @@ def between_epochs(spec: CodeSpec, recipe: str, data: dict, device: torch.device
             progress.model_ended()
 
         def record() -> None:
-            run.progress, run.log_clock = LineProgress(io.StringIO()), math.inf  # the log apart, below
-            run.checkpoint_clock = time.monotonic()
-            run.record_epoch(0.05, 0.05, 1.0)
-            del run.history.training_loss[-1], run.history.validation_loss[-1], run.history.epoch_time[-1]
+            record_epoch(state, 0.05, 0.05, 1.0)
+            quiet_files.write_log_when_due(state, force=quiet_checkpoints.due(state))
+            LineProgress(io.StringIO()).epoch_ended(epochs - 1, 0.05, 0.05, 1.0)
+            quiet_checkpoints.save_when_due(state)
+            del state.history.training_loss[-1], state.history.validation_loss[-1], state.history.epoch_time[-1]
 
-        checkpoint = median_seconds(run.save_checkpoint, device, max(1, repeats // 2))
-        log_write = median_seconds(run.write_log, device, repeats)
-        checkpoint_bytes = Path(run.paths.checkpoint).stat().st_size
+        def new_epoch() -> None:
+            state.partial = None
+            start_epoch(state, EPOCH_IMAGES)
+
+        checkpoint = median_seconds(lambda: checkpoints.save(state), device, max(1, repeats // 2))
+        log_write = median_seconds(lambda: files.write_log(state, durable=False), device, repeats)
+        checkpoint_bytes = checkpoints.path.stat().st_size
         fixed = {
-            "start of an epoch: shuffle, indices to the device": median_seconds(
-                lambda: (setattr(run, "partial", None), run.begin_epoch()), device, repeats),
+            "start of an epoch: shuffle, indices to the device": median_seconds(new_epoch, device, repeats),
             "losses to the host (.item() of the loss sum)": median_seconds(loss_sum.item, device, repeats),
             "history and the epoch's line": median_seconds(record, device, repeats),
             f"log rewrite ({epochs} epochs, {log_write * 1000:.1f} ms here) every {LOG_INTERVAL:g} s, per "
@@ -205,12 +216,13 @@ def between_epochs(spec: CodeSpec, recipe: str, data: dict, device: torch.device
                 checkpoint * GPU_EPOCH_SECONDS / config.checkpoint_interval,
         }
         bars = median_seconds(lambda: progress_epoch(BarProgress(io.StringIO())), device, repeats)
-        model = run.model
+        model = state.model
         train_flops = 3 * forward_flops(model) * EPOCH_IMAGES
-        scaled = {"validation": (median_seconds(lambda: run.evaluate(data["valid"]), device, repeats),
+        traced = 0 if spec.is_image or spec.units > TRACED_MAX_UNITS else min(TRACED_IMAGES, len(data["test"]))
+        scaled = {"validation": (median_seconds(lambda: evaluate(model, data["valid"], precision), device, repeats),
                                  forward_flops(model) * len(data["valid"])),
-                  "code trace": (median_seconds(run.trace_codes, device, repeats),
-                                 forward_flops(model, encoder_only=True) * len(run.traced_x))}
+                  "code trace": (median_seconds(lambda: trace_codes(state, data["test"]), device, repeats),
+                                 forward_flops(model, encoder_only=True) * traced)}
     gpu_rate = train_flops / GPU_EPOCH_SECONDS
     return {"model": spec.name, "recipe": recipe, "epochs": epochs, "batches_per_epoch": batches,
             "fixed_seconds": fixed, "fixed_total_seconds": sum(fixed.values()),
@@ -218,4 +230,3 @@ def between_epochs(spec: CodeSpec, recipe: str, data: dict, device: torch.device
             "training_epoch_flops": train_flops, "gpu_epoch_seconds": GPU_EPOCH_SECONDS,
             "scaled": {name: {"seconds_here": s, "flops": f, "seconds_at_gpu_rate": f / gpu_rate}
                        for name, (s, f) in scaled.items()}}
-

@@ -10,6 +10,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -17,7 +18,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from helpers import AutoEncoder, CodeSpec, Run, TrainConfig, cuda_tf32, make_optimizer
+from helpers import (AutoEncoder, CodeSpec, TrainConfig, TrainingState, cuda_tf32, make_optimizer, new_training_state,
+                     train_epoch, train_step)
 
 EPOCH_IMAGES = 50_000                       # a full training epoch, for extrapolation
 BATCH = 500
@@ -121,31 +123,45 @@ def interleave(timers: dict[str, Timer], repeats: int, device: torch.device) -> 
 def bench_config(spec: CodeSpec, device: torch.device, precision: str, **settings: object) -> TrainConfig:
     """The trainer's configuration for `spec` on this device (its outputs go nowhere: the
     benchmark calls only train_epoch and evaluate, which write nothing)."""
-    return TrainConfig.for_model(spec.name, **{"device": str(device), "precision": precision,
-                                               "output_dir": tempfile.gettempdir(), **settings})
+    return TrainConfig(spec.name, **{"device": str(device), "precision": precision,
+                                     "output_dir": tempfile.gettempdir(), **settings})
 
 
-def short_run(config: TrainConfig, data: dict[str, torch.Tensor], steps: int) -> Run:
-    """A Run whose epoch is `steps` batches: its training set is the first steps*batch images."""
-    return Run(config, {**data, "train": data["train"][:steps * config.batch_size]})
+def new_state(config: TrainConfig, n_train: int) -> TrainingState:
+    """The trainer's state for `config`, seeded as the trainer seeds it."""
+    torch.manual_seed(config.seed)
+    return new_training_state(config, n_train)
 
 
-def project_timer(run: Run, sync_every_step: bool = False, n_threads: int | None = None,
+@dataclass
+class ShortRun:
+    """A training state whose epoch is a few batches: `train`, the first steps*batch images."""
+
+    state: TrainingState
+    train: torch.Tensor
+
+
+def short_run(config: TrainConfig, data: dict[str, torch.Tensor], steps: int) -> ShortRun:
+    train = data["train"][:steps * config.batch_size]
+    return ShortRun(new_state(config, len(train)), train)
+
+
+def project_timer(run: ShortRun, sync_every_step: bool = False, n_threads: int | None = None,
                   allow_tf32: bool = True) -> Timer:
-    """One short epoch of Run.train_epoch, as the trainer runs it (TF32 on, as its main sets)."""
+    """One short epoch of train_epoch, as the trainer runs it (TF32 on, as its main sets)."""
     def once() -> tuple[int, float]:
-        with threads(n_threads), cuda_tf32(run.device, allow_tf32):
-            loss = sync_steps(run) if sync_every_step else run.train_epoch()[0]
-        return len(run.data["train"]), loss
+        with threads(n_threads), cuda_tf32(run.state.device, allow_tf32):
+            loss = sync_steps(run) if sync_every_step else train_epoch(run.state, run.train)[0]
+        return len(run.train), loss
     return once
 
 
-def sync_steps(run: Run) -> float:
-    """Run.train_step over one epoch of batches, with an .item() after each step."""
-    train = run.data["train"]
-    perm = torch.randperm(len(train), generator=run.generator).to(run.device)
-    total = sum(run.train_step(train[idx]).item() * len(idx) for idx in perm.split(run.config.batch_size))
-    return total / len(train)
+def sync_steps(run: ShortRun) -> float:
+    """train_step over one epoch of batches, with an .item() after each step."""
+    state = run.state
+    perm = torch.randperm(len(run.train), generator=state.shuffle).to(state.device)
+    total = sum(train_step(state, run.train[idx]).item() * len(idx) for idx in perm.split(state.config.batch_size))
+    return total / len(run.train)
 
 
 # -- The typical port ------------------------------------------------------------------
@@ -177,7 +193,7 @@ class TypicalPort:
         config = bench_config(spec, device, "fp32", batch_size=batch, adamw="default")
         torch.manual_seed(seed)
         self.device = device
-        self.model = AutoEncoder(spec, "modern").to(device)
+        self.model = AutoEncoder(spec, "modern", config.dropout).to(device)
         self.optimizer, self.scheduler = make_optimizer(self.model.parameters(), config,
                                                         -(-len(images) // batch))
         self.loader = DataLoader(UInt8Images(images), batch_size=batch, shuffle=True)

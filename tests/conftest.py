@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import auto_encoder
-from helpers import Run
+from autoencoder import training
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_SIZES = {"train": 60, "valid": 20, "test": 20}
@@ -58,15 +58,15 @@ def train(output_dir: Path, data: Path | None, *extra: str) -> int:
 
 def signal_at_step(monkeypatch: pytest.MonkeyPatch, step: int, signum: int = signal.SIGTERM) -> None:
     """Deliver a real signal to this process during training step `step` (counted from 1)."""
-    real_step, steps = Run.train_step, []
+    real_step, steps = training.train_step, []
 
-    def train_step(run, x):
+    def train_step(state, x):
         steps.append(x)
         if len(steps) == step:
             os.kill(os.getpid(), signum)
-        return real_step(run, x)
+        return real_step(state, x)
 
-    monkeypatch.setattr(Run, "train_step", train_step)
+    monkeypatch.setattr(training, "train_step", train_step)
 
 
 def run_trainer(out: Path, *argv: str) -> int:
@@ -113,6 +113,11 @@ def trained_output(tmp_path_factory: pytest.TempPathFactory, tiny_mnist: Path) -
 def weights_of(path: Path) -> dict[str, torch.Tensor]:
     """The state dict of a weights file, loaded as load_model does (without building the model)."""
     return torch.load(path, weights_only=True, mmap=True)["state_dict"]
+
+
+def codes_of(path: Path) -> torch.Tensor:
+    """The code trace a run stored (epochs+1, images, units)."""
+    return torch.load(path, weights_only=True)["codes"]
 
 
 def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:

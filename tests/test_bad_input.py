@@ -182,8 +182,10 @@ def outputs(tmp_path: Path, untrained: dict[str, Path]) -> Path:
         os.link(weights, paths.init)
         os.link(weights, paths.weights)
         save_info(paths.info, {"training loss": [0.2, 0.1], "validation loss": [0.2, 0.1],
-                               "epoch time": [1.0, 1.0], "test mse": 0.1, "config": {"model": model}})
-    torch.save(torch.zeros(3, 20, 3, dtype=torch.float16), OutputPaths.of(out, "3D").codes)
+                               "epoch time": [1.0, 1.0], "test mse": 0.1,
+                               "config": {"model": model, "dataset": "mnist"}})
+    torch.save({"codes": torch.zeros(3, 20, 3, dtype=torch.float16), "config": {"model": "3D", "dataset": "mnist"}},
+               OutputPaths.of(out, "3D").codes)
     return out
 
 

@@ -15,7 +15,8 @@ import curves
 import gpu_check
 import timing
 from conftest import ROOT, tiny_splits, train
-from helpers import OutputPaths, Run, load_info, load_model, parse_code
+from autoencoder import training
+from helpers import OutputPaths, TrainingState, load_info, load_model, parse_code, tf32_switches, train_step
 
 pytestmark = pytest.mark.slow
 
@@ -24,17 +25,17 @@ def tiny_batch() -> torch.Tensor:
     return torch.from_numpy(tiny_splits()[0][0][:8])
 
 
-def one_step_each(device: torch.device) -> tuple[float, float, timing.TypicalPort, Run]:
-    """One step of the typical port and one of the project's Run, same weights, same batch, fp32."""
+def one_step_each(device: torch.device) -> tuple[float, float, timing.TypicalPort, TrainingState]:
+    """One step of the typical port and one of the project's trainer, same weights, same batch, fp32."""
     x = tiny_batch().to(device)
     spec = parse_code("3D")
-    run = Run(timing.bench_config(spec, device, "fp32"), {"train": x, "valid": x, "test": x})
+    state = timing.new_state(timing.bench_config(spec, device, "fp32"), len(x))
     port = timing.TypicalPort(spec, timing.as_uint8(x.cpu().numpy()), device)
-    port.model.load_state_dict(run.model.state_dict())
+    port.model.load_state_dict(state.model.state_dict())
     torch.manual_seed(0)
     port_loss = port.step(x)
     torch.manual_seed(0)  # the same dropout masks for both steps
-    return port_loss, run.train_step(x).item(), port, run
+    return port_loss, train_step(state, x).item(), port, state
 
 
 def test_typical_port_dataset_yields_the_projects_pixels():
@@ -44,18 +45,18 @@ def test_typical_port_dataset_yields_the_projects_pixels():
 
 
 def test_typical_port_and_project_step_compute_the_same_loss_and_update():
-    port_loss, project_loss, port, run = one_step_each(torch.device("cpu"))
+    port_loss, project_loss, port, state = one_step_each(torch.device("cpu"))
     assert project_loss == pytest.approx(port_loss, rel=1e-6)
-    for a, b in zip(port.model.parameters(), run.model.parameters()):
+    for a, b in zip(port.model.parameters(), state.model.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)  # default vs fused AdamW
 
 
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_typical_port_and_project_step_agree_on_cuda():
-    port_loss, project_loss, port, run = one_step_each(torch.device("cuda"))
+    port_loss, project_loss, port, state = one_step_each(torch.device("cuda"))
     assert project_loss == pytest.approx(port_loss, rel=1e-4)
-    for a, b in zip(port.model.parameters(), run.model.parameters()):
+    for a, b in zip(port.model.parameters(), state.model.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
@@ -198,13 +199,20 @@ def test_a_tiny_run_trains_on_cuda_and_its_weights_load_on_the_cpu(tiny_mnist, t
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_fp32_runs_without_tf32_on_cuda_as_in_2016(tiny_mnist, tmp_path, monkeypatch):
     seen = []
-    real_step = Run.train_step
+    real_step = training.train_step
+    owner, name, tf32, _ = tf32_switches()[0]
 
-    def train_step(run, x):
-        seen.append(torch.backends.cuda.matmul.allow_tf32)
-        return real_step(run, x)
+    def counting_step(state, x):
+        seen.append(getattr(owner, name) == tf32)
+        return real_step(state, x)
 
-    monkeypatch.setattr(Run, "train_step", train_step)
+    monkeypatch.setattr(training, "train_step", counting_step)
     assert train(tmp_path, tiny_mnist, "--model", "3D", "--epochs", "1", "--device", "cuda",
                  "--recipe", "original") == 0
     assert seen and not any(seen)
+
+
+def test_the_benchmark_writes_its_results_where_git_ignores_them_by_default():
+    written = bench_train.parse_args([]).results_dir / "cpu-some-cpu.json"
+    assert subprocess.run(["git", "check-ignore", "-q", str(written)], cwd=ROOT).returncode == 0
+    assert not written.resolve().is_relative_to(ROOT / "benchmarks" / "results")

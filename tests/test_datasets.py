@@ -22,8 +22,8 @@ import plot_3D
 import plot_4x4
 import plot_training
 from conftest import train
-from helpers import (DATASETS, IDX_FILES, DataError, OutputPaths, dataset_spec, default_output_dir,
-                     load_dataset, load_info, read_dataset)
+from helpers import (DATASETS, IDX_FILES, DataError, OutputPaths, dataset_spec, load_dataset, load_info,
+                     read_dataset)
 
 N_TRAIN, N_TEST = 72, 24   # the last sixth of the training images (12) become validation
 
@@ -70,7 +70,7 @@ def test_each_dataset_has_ten_named_classes_its_own_cache_and_its_own_output_fol
     assert dataset_spec("fashion-mnist").classes[9] == "Ankle boot"
     assert dataset_spec("kmnist").classes == ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo")
     assert [d.cache for d in DATASETS.values()] == [Path("data"), Path("data/fashion-mnist"), Path("data/kmnist")]
-    assert [str(default_output_dir(d)) for d in DATASETS] == ["output", "output/fashion-mnist", "output/kmnist"]
+    assert [str(DATASETS[d].output_dir) for d in DATASETS] == ["output", "output/fashion-mnist", "output/kmnist"]
     assert [d.env_var for d in DATASETS.values()] == ["MNIST_DATA", "FASHION_MNIST_DATA", "KMNIST_DATA"]
     assert dataset_spec("mnist").caption(7) == "digit 7" and dataset_spec("kmnist").caption(2) == "su"
 

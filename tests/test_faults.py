@@ -25,7 +25,7 @@ import pytest
 import torch
 
 import auto_encoder
-from conftest import (ROOT, assert_same_weights, linked_copy, one_error_line, stamp, train, trainer_argv,
+from conftest import (ROOT, assert_same_weights, codes_of, linked_copy, one_error_line, stamp, train, trainer_argv,
                       weights_of)
 from helpers import OutputPaths, load_info
 
@@ -138,7 +138,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory, tiny_mnist: Path) -> Ref
     paths = OutputPaths.of(out, "3D")
     return Reference(out, time.monotonic() - started, load_info(paths.info),
                      weights_of(paths.init), weights_of(paths.weights),
-                     torch.load(paths.codes, weights_only=True), paths.log.read_text())
+                     codes_of(paths.codes), paths.log.read_text())
 
 
 def assert_each_file_is_a_whole_version(out: Path, ref: Reference) -> None:
@@ -160,7 +160,7 @@ def assert_each_file_is_a_whole_version(out: Path, ref: Reference) -> None:
         assert text.endswith("\n") and log_rows(text) == rows[:len(log_rows(text))]
         assert "MSE on test data" not in text or text.splitlines()[-2] == ref.log.splitlines()[-2]
     if paths.codes.exists():
-        assert torch.equal(torch.load(paths.codes, weights_only=True), ref.codes)
+        assert torch.equal(codes_of(paths.codes), ref.codes)
     if paths.weights.exists():
         assert_same_weights(weights_of(paths.weights), ref.weights)
     if paths.info.exists():
@@ -172,7 +172,8 @@ def assert_each_file_is_a_whole_version(out: Path, ref: Reference) -> None:
 def assert_finished_like_the_reference(out: Path, ref: Reference) -> None:
     assert_each_file_is_a_whole_version(out, ref)
     paths = OutputPaths.of(out, "3D")
-    assert all(p.exists() for p in vars(paths).values())
+    assert all(p.exists() for p in vars(paths).values() if p != paths.checkpoint)
+    assert not paths.checkpoint.exists()  # a finished run keeps its results, not its checkpoint
     assert log_rows(paths.log.read_text()) == log_rows(ref.log)
     assert not temporaries(out)
 
@@ -239,8 +240,10 @@ def test_a_resume_with_other_settings_is_refused_and_changes_nothing(
         tmp_path, tiny_mnist, reference, capsys, change, refused):
     out = linked_copy(reference.out, tmp_path / "out")
     paths = OutputPaths.of(out, "3D")
-    if change[:2] == ["--model", "4x4"]:  # another model's checkpoint in its place
-        os.link(paths.checkpoint, OutputPaths.of(out, "4x4").checkpoint)
+    if change[:2] == ["--model", "4x4"]:  # another model's finished run in its place
+        other = OutputPaths.of(out, "4x4")
+        os.link(paths.info, other.info)
+        os.link(paths.weights, other.weights)
     before = {p.name: stamp(p) for p in out.iterdir()}
     assert train(out, tiny_mnist, *TINY, *change, "--resume") == 2  # the last value counts
     line = one_error_line(capsys.readouterr().err)
@@ -254,8 +257,8 @@ def test_a_damaged_or_foreign_checkpoint_is_refused_on_resume(
     out = tmp_path / "out"
     checkpoint = OutputPaths.of(out, "3D").checkpoint
     out.mkdir()
-    if damage == "truncated":
-        with open(OutputPaths.of(reference.out, "3D").checkpoint, "rb") as f:
+    if damage == "truncated":  # the first MB of a file torch wrote
+        with open(OutputPaths.of(reference.out, "3D").weights, "rb") as f:
             checkpoint.write_bytes(f.read(1 << 20))
     elif damage == "weights file":
         os.link(OutputPaths.of(reference.out, "3D").weights, checkpoint)

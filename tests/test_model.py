@@ -166,3 +166,14 @@ def test_lasagne_weights_of_the_wrong_shape_are_refused(tmp_path):
         pickle.dump([np.zeros((32, 1, 3, 3), np.float32)] + [np.zeros((2, 2))] * 11, f, protocol=2)
     with pytest.raises(UserError, match="array 0 has shape"):
         load_lasagne_weights(AutoEncoder("3D", "original"), path)
+
+
+def test_the_weights_names_do_not_depend_on_the_dropout_rate(tmp_path):
+    path = tmp_path / "w.pt"
+    save_model(path, AutoEncoder("30D", "modern", dropout=0.3))
+    assert load_model(path).state_dict().keys() == AutoEncoder("30D", "modern").state_dict().keys()
+
+
+def test_the_original_model_refuses_dropout():
+    with pytest.raises(UserError, match="--dropout applies to the modern recipe"):
+        AutoEncoder("3D", "original", dropout=0.1)

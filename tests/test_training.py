@@ -7,23 +7,25 @@ import shutil
 import signal
 import subprocess
 import sys
+import warnings
 
 import pytest
 import torch
 
 import auto_encoder
-from conftest import ROOT, TINY_SIZES, signal_at_step, train
-from autoencoder import progress, training
-from helpers import (MODERN_IMAGE_CODE_LR, RECIPE_DEFAULTS, OutputPaths, Run, TrainConfig, load_info,
-                     load_model, resolve_precision)
+from conftest import ROOT, TINY_SIZES, codes_of, signal_at_step, train
+from autoencoder import checkpoint, progress, training
+from helpers import (CPU_BF16_PROBES, RECIPES, Checkpoints, OutputPaths, TrainConfig, cpu_has_fast_bf16,
+                     load_info, load_model, resolve_precision)
 
 
 @pytest.mark.slow
 def test_every_contract_file_is_written_for_both_models(trained_output):
     for model in ("3D", "4x4"):
         paths = OutputPaths.of(trained_output, model)
-        for path in (paths.log, paths.info, paths.init, paths.weights, paths.checkpoint):
+        for path in (paths.log, paths.info, paths.init, paths.weights):
             assert path.stat().st_size > 0, path
+        assert not paths.checkpoint.exists()  # a finished model keeps its results, not its checkpoint
     assert not list(trained_output.glob(".*.tmp"))
 
 
@@ -38,14 +40,14 @@ def test_the_info_pickle_keeps_the_original_keys_and_adds_the_test_mse(trained_o
 @pytest.mark.slow
 def test_vector_codes_train_at_the_higher_default_peak_lr_and_image_codes_at_the_lower(trained_output):
     lrs = {m: load_info(OutputPaths.of(trained_output, m).info)["config"]["lr"] for m in ("3D", "4x4")}
-    assert lrs == {"3D": RECIPE_DEFAULTS["modern"]["lr"], "4x4": MODERN_IMAGE_CODE_LR}
+    assert lrs == {"3D": RECIPES["modern"].lr, "4x4": RECIPES["modern"].image_code_lr}
 
 
 @pytest.mark.parametrize("model", ["3D", "4x4"])
 def test_an_explicit_lr_applies_to_every_code(model):
     args = auto_encoder.parse_args(["--lr", "0.03"])
     assert [c.lr for c in auto_encoder.configs_from_args(args, "cpu", "fp32")] == [0.03, 0.03]
-    assert TrainConfig.for_model(model, lr=0.03).lr == 0.03
+    assert TrainConfig(model, lr=0.03).lr == 0.03
 
 
 @pytest.mark.slow
@@ -67,7 +69,7 @@ def test_weights_before_and_after_load_safely_and_differ(trained_output):
 
 @pytest.mark.slow
 def test_codes_of_small_vector_codes_are_traced_every_epoch(trained_output):
-    codes = torch.load(OutputPaths.of(trained_output, "3D").codes, weights_only=True)
+    codes = codes_of(OutputPaths.of(trained_output, "3D").codes)
     assert codes.shape == (3, TINY_SIZES["test"], 3)  # init + 2 epochs
     assert not OutputPaths.of(trained_output, "4x4").codes.exists()
 
@@ -119,7 +121,9 @@ def test_invalid_option_values_are_one_line_errors(option, capsys):
     with pytest.raises(SystemExit) as exit_info:
         auto_encoder.parse_args(option)
     assert exit_info.value.code == 2
-    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("auto_encoder.py: error:")
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err  # no usage block above it
+    assert err.startswith("error: ") and "python auto_encoder.py --help" in err
 
 
 def test_an_unknown_model_is_a_one_line_error(tmp_path, tiny_mnist, capsys):
@@ -127,14 +131,9 @@ def test_an_unknown_model_is_a_one_line_error(tmp_path, tiny_mnist, capsys):
     assert capsys.readouterr().err.startswith("error: unknown model '4x5'")
 
 
-def test_prepare_data_checks_the_data_and_exits(tiny_mnist, capsys, tmp_path):
-    assert auto_encoder.main(["--prepare-data", "--data", str(tiny_mnist), "--output-dir", str(tmp_path)]) == 0
-    assert "MNIST ready" in capsys.readouterr().out
-    assert list(tmp_path.iterdir()) == []
-
-
 class FakeClock:
-    """Stands in for the time module in helpers.training: each training step takes `step` seconds."""
+    """Stands in for the time module of the training loop and the checkpoint: each training step
+    takes `step` seconds."""
 
     def __init__(self, step: float):
         self.now, self.step = 0.0, step
@@ -149,19 +148,20 @@ class FakeClock:
 def test_a_checkpoint_is_saved_once_the_interval_has_passed_and_after_the_last_epoch(
         tmp_path, tiny_mnist, monkeypatch):
     clock, saved_after = FakeClock(step=10.0), []  # 3 steps an epoch: 30 s
-    real_step, real_save = Run.train_step, Run.save_checkpoint
+    real_step, real_save = training.train_step, Checkpoints.save
 
-    def train_step(run, x):
+    def train_step(state, x):
         clock.now += clock.step
-        return real_step(run, x)
+        return real_step(state, x)
 
-    def save_checkpoint(run):
-        saved_after.append(run.epochs_done)
-        real_save(run)
+    def save_checkpoint(checkpoints, state):
+        saved_after.append(state.epochs_done)
+        real_save(checkpoints, state)
 
     monkeypatch.setattr(training, "time", clock)
-    monkeypatch.setattr(Run, "train_step", train_step)
-    monkeypatch.setattr(Run, "save_checkpoint", save_checkpoint)
+    monkeypatch.setattr(checkpoint, "time", clock)
+    monkeypatch.setattr(training, "train_step", train_step)
+    monkeypatch.setattr(Checkpoints, "save", save_checkpoint)
     assert train(tmp_path, tiny_mnist, "--model", "3D", "--epochs", "5") == 0
     assert saved_after == [2, 4, 5]  # 60 s after the start, 60 s later, and at the end
     saved_after.clear()
@@ -194,13 +194,17 @@ def test_the_original_recipe_refuses_a_weight_decay_it_would_ignore(tmp_path, ti
 
 
 @pytest.mark.slow
-def test_the_config_is_stored_whole_in_the_info_pickle_and_the_checkpoint(trained_output):
+def test_the_config_is_stored_whole_in_the_info_pickle_and_the_checkpoint(trained_output, tmp_path, tiny_mnist,
+                                                                          monkeypatch):
     paths = OutputPaths.of(trained_output, "4x4")
     stored = load_info(paths.info)["config"]
-    assert TrainConfig(**stored) == TrainConfig.for_model(
+    assert TrainConfig(**stored) == TrainConfig(
         "4x4", batch_size=20, epochs=2, precision="fp32", device="cpu", output_dir=str(trained_output),
         data_source=stored["data_source"])
-    assert torch.load(paths.checkpoint, weights_only=True)["config"] == stored
+    signal_at_step(monkeypatch, 4)  # a checkpoint stays only while a run is unfinished
+    assert train(tmp_path, tiny_mnist, "--model", "4x4", "--epochs", "2") == 128 + signal.SIGTERM
+    saved = torch.load(OutputPaths.of(tmp_path, "4x4").checkpoint, weights_only=True)["config"]
+    assert saved == {**stored, "output_dir": str(tmp_path)}
 
 
 @pytest.mark.slow
@@ -237,7 +241,40 @@ def test_the_batch_bar_shows_the_loss_of_the_last_step_without_a_sync_per_step()
     bar.model_ended()
 
 
-def test_a_torch_without_the_private_cpu_probes_falls_back_to_fp32(monkeypatch):
-    for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+def test_a_torch_without_the_private_cpu_probes_falls_back_to_fp32_and_says_so_once(monkeypatch, capsys):
+    for probe in CPU_BF16_PROBES:
         monkeypatch.delattr(torch.cpu, probe, raising=False)
-    assert resolve_precision("auto", torch.device("cpu")) == "fp32"
+    cpu_has_fast_bf16.cache_clear()  # the answer is kept for the process: ask afresh
+    try:
+        assert [resolve_precision("auto", torch.device("cpu")) for _ in range(3)] == ["fp32"] * 3
+    finally:
+        cpu_has_fast_bf16.cache_clear()
+    said = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note:")]
+    assert len(said) == 1 and "_is_avx512_bf16_supported" in said[0] and "--precision bf16" in said[0]
+
+
+def test_a_deprecation_or_future_warning_from_the_project_fails_the_suite():
+    for category in (DeprecationWarning, FutureWarning):
+        with pytest.raises(category):
+            warnings.warn_explicit("going away", category, "autoencoder/device.py", 1, module="autoencoder.device")
+
+
+def recipe_table_rows() -> list[tuple[str, list[str]]]:
+    """docs/recipes.md's rows of every value, as the table in autoencoder/recipes.py gives them."""
+    def shown(value: object) -> str:
+        if value is None:
+            return "–"
+        if isinstance(value, tuple):
+            return ", ".join(f"{v:g}" for v in value)
+        return f"{value:g}" if isinstance(value, float) else str(value)
+
+    return [(name, [shown(getattr(RECIPES[r], name)) for r in ("original", "modern")])
+            for name in RECIPES["modern"].__dataclass_fields__]
+
+
+def test_the_recipes_page_lists_every_value_of_the_recipe_table():
+    page = (ROOT / "docs" / "recipes.md").read_text().splitlines()
+    for name, values in recipe_table_rows():
+        rows = [line for line in page if line.startswith(f"| `{name}`")]
+        assert len(rows) == 1, f"docs/recipes.md has no row for {name}"
+        assert [cell.strip() for cell in rows[0].strip("|").split("|")[1:]] == values, rows[0]
