@@ -37,7 +37,7 @@ from autoencoder.figures import (DIGIT_CMAP, FIGURE_DPI, FIGURE_FORMATS, FIXED_D
 from autoencoder.trained_run import (Stage, TrainedRun, data_path, epochs_text, load_run_info,
                                      load_trained_run, require_outputs, train_command)
 from autoencoder.analysis import (KNN_NEIGHBOURS, KNN_TRAIN, PCA, code_quality, fit_pca, knn_accuracy,
-                                  write_table)
+                                  trained_quality, write_table)
 from autoencoder.reference import ORIGINAL_LOGS, original_run, original_test_mse
 
 __all__ = [
@@ -62,6 +62,6 @@ __all__ = [
     "image_row", "mosaic", "parse_formats", "pyplot", "reproducible_metadata", "save_figure",
     "save_input_output_rows", "Stage", "TrainedRun", "data_path", "epochs_text", "load_run_info",
     "load_trained_run", "require_outputs", "train_command", "KNN_NEIGHBOURS", "KNN_TRAIN", "PCA",
-    "code_quality", "fit_pca", "knn_accuracy", "write_table", "ORIGINAL_LOGS", "original_run",
+    "code_quality", "fit_pca", "knn_accuracy", "trained_quality", "write_table", "ORIGINAL_LOGS", "original_run",
     "original_test_mse"
 ]
