@@ -39,6 +39,8 @@ from autoencoder.trained_run import (Stage, TrainedRun, data_path, epochs_text, 
 from autoencoder.analysis import (KNN_NEIGHBOURS, KNN_TRAIN, PCA, code_quality, fit_pca, knn_accuracy,
                                   trained_quality, write_table)
 from autoencoder.reference import ORIGINAL_LOGS, original_run, original_test_mse
+from autoencoder.explorer import (EXPLORER_BITS, SPRITE_COLUMNS, add_explorer_option, explorer_path, fold_decoder,
+                                  quantize_rows, save_explorer, write_explorer)
 
 __all__ = [
     "DataError", "TrainingDiverged", "UserError", "DEFAULT_DATASET", "OutputPaths", "SafeUnpickler",
@@ -63,5 +65,6 @@ __all__ = [
     "save_input_output_rows", "Stage", "TrainedRun", "data_path", "epochs_text", "load_run_info",
     "load_trained_run", "require_outputs", "train_command", "KNN_NEIGHBOURS", "KNN_TRAIN", "PCA",
     "code_quality", "fit_pca", "knn_accuracy", "trained_quality", "write_table", "ORIGINAL_LOGS", "original_run",
-    "original_test_mse"
+    "original_test_mse", "EXPLORER_BITS", "SPRITE_COLUMNS", "add_explorer_option", "explorer_path",
+    "fold_decoder", "quantize_rows", "save_explorer", "write_explorer"
 ]
