@@ -383,7 +383,7 @@ function interact() {
   return record;
 }
 
-function selfTest(result) {   // decodings of 100 random codes in the test codes' range, and timings
+function selfTest(result) {   // decodings of 100 random codes in the test codes' range, timings, images
   let seed = 20;
   const random = () => (seed = (seed * 1664525 + 1013904223) % 4294967296) / 4294967296;
   const tests = Array.from({ length: 100 }, () => Float32Array.from(ranges, ([lo, hi]) => lo + random() * (hi - lo)));
@@ -395,6 +395,7 @@ function selfTest(result) {   // decodings of 100 random codes in the test codes
     return performance.now() - start;
   });
   result.decodeMs = quantile(times, 0.5);
+  result.imageChecksum = images.reduce((sum, byte, k) => sum + byte * (k % 251 + 1), 0);   // read back exactly?
   result.scatter = el('scatter').getBoundingClientRect().toJSON();
 }
 
