@@ -371,6 +371,15 @@ function interact() {
       slider.dispatchEvent(new Event('input', { bubbles: true }));
     }));
   }
+  const last = data.count - 1, [x, y] = [box.left + screen[last][0], box.top + screen[last][1]];
+  change('hover', ['input', 'output'], () => pointer(canvas, 'pointermove', x, y));
+  pointer(canvas, 'pointerleave', x, y);
+  const wheel = deltaY => canvas.dispatchEvent(new WheelEvent('wheel', { deltaY, cancelable: true }));
+  change('zoom', ['scatter'], () => wheel(-200));
+  wheel(200);
+  const legend = el('legend').children[labels[0]];   // the first image's class: hidden, then shown again
+  change('legend', ['scatter'], () => legend.click());
+  legend.click();
   const other = Math.max(0, labels.findIndex(label => label !== labels[0]));
   change('pick', ['input', 'output', 'decoded'], () => click(0));
   change('secondPick', ['strip', 'decoded'], () => click(other));

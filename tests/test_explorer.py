@@ -212,9 +212,10 @@ def test_the_page_decodes_a_code_in_under_30_ms_and_reads_the_images_back_exactl
 
 
 @needs_chromium
-@pytest.mark.parametrize("name, actions", [("3D", ["sliders", "pick", "secondPick", "rotate"]),
-                                           ("4x4", ["pick", "secondPick", "cell"])])
-def test_sliders_picks_and_dragging_a_cell_change_what_the_page_draws(name, actions, self_tests):
+@pytest.mark.parametrize("name, actions", [
+    ("3D", ["sliders", "hover", "zoom", "legend", "pick", "secondPick", "rotate"]),
+    ("4x4", ["hover", "zoom", "legend", "pick", "secondPick", "cell"])])
+def test_sliders_hovering_zooming_picking_and_dragging_change_what_the_page_draws(name, actions, self_tests):
     interaction = self_tests[name]["interaction"]
     for action in actions:
         before, after = interaction[action]["before"], interaction[action]["after"]
