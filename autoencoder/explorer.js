@@ -89,9 +89,9 @@ function drawImage(canvas, values, width = 28) {   // dark ink on white, as in t
 
 // -- The scatter: codes (or their first two principal components) turned, zoomed and projected -----
 
-function view(code) {   // a code's place in the view, before scaling
+function view(code) {   // a code's place in the view, before scaling (a 1-unit code has one component)
   if (is3D) return Array.from(code);
-  const [one, two] = data.pca.axes.map(axis => axis.reduce((s, a, u) => s + a * (code[u] - data.pca.mean[u]), 0));
+  const [one, two = 0] = data.pca.axes.map(axis => axis.reduce((s, a, u) => s + a * (code[u] - data.pca.mean[u]), 0));
   return [one, two, 0];
 }
 

@@ -5,7 +5,7 @@ The browser tests read the page's own self-test (`M_explorer.html#selftest`), wh
 the DOM for `chromium --headless --dump-dom`. Run as a script, this file makes the README's
 screenshots and measures a trained run's pages (docs/explorer.md):
 
-    python tests/test_explorer.py output [docs/results]
+    PYTHONPATH=. python tests/test_explorer.py output [docs/results]
 """
 from __future__ import annotations
 
@@ -237,6 +237,19 @@ def test_a_screenshot_shows_the_coloured_points_of_the_scatter(name, pages, self
     present = set(run.test_y.tolist())
     assert all(painted[k] >= 9 for k in present), painted   # a point is 6x6 pixels
     assert sum(painted.values()) >= 9 * len(run.test_y)
+
+
+@needs_chromium
+@pytest.mark.parametrize("name", ["1D", "8x8"])
+def test_any_code_size_gets_a_page_that_works(name, tmp_path):
+    run = untrained_run(name)
+    result = self_test(write_explorer(run, tmp_path, QUALITY))
+    assert result["errors"] == []
+    decoded = decode_all(run.stages[-1].model, torch.tensor(result["codes"], dtype=torch.float32)).double()
+    assert (torch.tensor(result["decoded"], dtype=torch.float64) - decoded).abs().max() < TOLERANCE
+    changes = {action: done["before"] != done["after"] for action, done in result["interaction"].items()
+               if action != "picks"}
+    assert all(changes.values()) and ("cell" in changes) == run.spec.is_image, changes
 
 
 # -- The plot scripts --------------------------------------------------------------------------------
