@@ -127,6 +127,26 @@ function drawBox(ctx) {   // the edges of the central 99 % box, and the axes dar
   AXES.forEach((_, a) => line(ctx, ORIGIN, along(a, 1.15), '#888'));
 }
 
+function cross(ctx, [x, y]) {
+  ctx.strokeStyle = '#000';
+  ctx.beginPath();
+  ctx.moveTo(x - 10, y);
+  ctx.lineTo(x + 10, y);
+  ctx.moveTo(x, y - 10);
+  ctx.lineTo(x, y + 10);
+  ctx.stroke();
+}
+
+function labelAxes(ctx) {   // on a white halo, readable over the points
+  Object.assign(ctx, { font: '12px sans-serif', fillStyle: '#333', strokeStyle: '#fff', lineWidth: 3 });
+  AXES.forEach((name, a) => {
+    const [x, y] = project(along(a, 1.2));
+    ctx.strokeText(name, x, y);
+    ctx.fillText(name, x, y);
+  });
+  ctx.lineWidth = 1;
+}
+
 function ring(ctx, [x, y], radius, color) {
   ctx.strokeStyle = color;
   ctx.lineWidth = 2;
@@ -151,21 +171,8 @@ function draw() {
   }
   state.picks.forEach(i => ring(ctx, screen[i], 7, '#000'));
   if (state.hover >= 0) ring(ctx, screen[state.hover], 9, '#555');
-  const [x, y] = project(normalize(view(state.cursor)));
-  ctx.strokeStyle = '#000';
-  ctx.beginPath();
-  ctx.moveTo(x - 10, y);
-  ctx.lineTo(x + 10, y);
-  ctx.moveTo(x, y - 10);
-  ctx.lineTo(x, y + 10);
-  ctx.stroke();
-  Object.assign(ctx, { font: '12px sans-serif', fillStyle: '#333', strokeStyle: '#fff', lineWidth: 3 });
-  AXES.forEach((name, a) => {   // on a white halo, readable over the points
-    const [x, y] = project(along(a, 1.2));
-    ctx.strokeText(name, x, y);
-    ctx.fillText(name, x, y);
-  });
-  ctx.lineWidth = 1;
+  cross(ctx, project(normalize(view(state.cursor))));
+  labelAxes(ctx);
 }
 
 function nearest(event) {   // the shown point within 8 px of the pointer, else -1
@@ -249,8 +256,8 @@ function showPoint() {
   drawImage(el('input'), image);
   drawImage(el('output'), output);
   const error = image.reduce((sum, v, p) => sum + (v - output[p]) ** 2, 0) / PIXELS;
-  el('point').textContent = `${caption(i)}, test image ${thousands(i + 1)} of ${thousands(data.count)}; code (${format(codeOf(i))}); ` +
-    `squared error ${error.toFixed(4)} a pixel`;
+  el('point').textContent = `${caption(i)}, test image ${thousands(i + 1)} of ${thousands(data.count)}; ` +
+    `code (${format(codeOf(i))}); squared error ${error.toFixed(4)} a pixel`;
 }
 
 function pick(i) {
@@ -278,7 +285,8 @@ function setupControls() {
   } else {   // vector codes: a slider over each unit's central 99 %
     ranges.forEach(([lo, hi], u) => {
       const label = document.createElement('label');
-      label.innerHTML = `unit ${u + 1} <input type="range" min="${lo}" max="${hi}" step="${(hi - lo) / 1000}"><output></output>`;
+      label.innerHTML = `unit ${u + 1} <input type="range" min="${lo}" max="${hi}" step="${(hi - lo) / 1000}">` +
+        '<output></output>';
       label.querySelector('input').addEventListener('input', e => setUnit(u, Number(e.target.value)));
       box.append(label);
     });
@@ -326,16 +334,16 @@ function drawStrip() {
   }
   drawImage(el('strip'), strip, 28 * STRIP_STEPS);
   const [i, j] = state.picks;
-  el('strip-text').textContent = `From ${caption(i)} (test image ${thousands(i + 1)}) to ${caption(j)} (test image ${thousands(j + 1)}): ` +
-    `${STRIP_STEPS} codes evenly spaced on the line between theirs.`;
+  el('strip-text').textContent = `From ${caption(i)} (test image ${thousands(i + 1)}) to ${caption(j)} ` +
+    `(test image ${thousands(j + 1)}): ${STRIP_STEPS} codes evenly spaced on the line between theirs.`;
 }
 
 function showNumbers() {
   const q = data.quality, trained = data.limit ? `, on ${thousands(data.limit)} training images` : '';
   el('numbers').textContent = `Test MSE ${q.test_mse.toFixed(4)} (PCA with ${data.units} components: ` +
-    `${q.pca_test_mse.toFixed(4)}). ${data.knn}-NN ${data.legend} accuracy of the code ${q.knn_accuracy.toFixed(3)} ` +
-    `(PCA's ${q.pca_knn_accuracy.toFixed(3)}). ${data.dataset}, ${data.epochs} of the ${data.recipe} recipe${trained}; ` +
-    `${thousands(data.count)} ${data.testSet}.`;
+    `${q.pca_test_mse.toFixed(4)}). ${data.knn}-NN ${data.legend} accuracy of the code ` +
+    `${q.knn_accuracy.toFixed(3)} (PCA's ${q.pca_knn_accuracy.toFixed(3)}). ${data.dataset}, ${data.epochs} ` +
+    `of the ${data.recipe} recipe${trained}; ${thousands(data.count)} ${data.testSet}.`;
 }
 
 // -- #demo and #selftest: a scripted interaction through real DOM events, and the checks ---------
@@ -411,8 +419,8 @@ function selfTest(result) {   // decodings of 100 random codes in the test codes
 function report(result) {
   result.errors = pageErrors;
   el('selftest').textContent = JSON.stringify(result);
-  el('selftest-summary').textContent = `Self-test: ${pageErrors.length} errors; ready after ${Math.round(result.readyMs)} ms;` +
-    ` decoding takes ${result.decodeMs?.toFixed(1)} ms a code (median).`;
+  el('selftest-summary').textContent = `Self-test: ${pageErrors.length} errors; ready after ` +
+    `${Math.round(result.readyMs)} ms; decoding takes ${result.decodeMs?.toFixed(1)} ms a code (median).`;
 }
 
 function main() {
