@@ -43,8 +43,10 @@ from autoencoder.figures import (DIGIT_CMAP, FIGURE_DPI, FIGURE_FORMATS, FIXED_D
 from autoencoder.trained_run import (Stage, TrainedRun, data_path, dataset_of_info, epochs_text,
                                      load_run_info, load_trained_run, require_outputs, train_command)
 from autoencoder.analysis import (KNN_NEIGHBOURS, KNN_TRAIN, PCA, code_quality, fit_pca, knn_accuracy,
-                                  write_table)
+                                  trained_quality, write_table)
 from autoencoder.reference import ORIGINAL_LOGS, original_run, original_test_mse
+from autoencoder.explorer import (EXPLORER_BITS, SPRITE_COLUMNS, add_explorer_option, explorer_path,
+                                  fold_decoder, quantize_rows, save_explorer, write_explorer)
 
 __all__ = [
     "DataError", "TrainingDiverged", "UserError", "INFO_SUFFIX", "PREFIX", "OutputPaths", "SafeUnpickler",
@@ -72,5 +74,7 @@ __all__ = [
     "save_figure", "save_input_output_rows", "use_file_backend", "Stage", "TrainedRun", "data_path",
     "dataset_of_info", "epochs_text", "load_run_info", "load_trained_run", "require_outputs",
     "train_command", "KNN_NEIGHBOURS", "KNN_TRAIN", "PCA", "code_quality", "fit_pca", "knn_accuracy",
-    "write_table", "ORIGINAL_LOGS", "original_run", "original_test_mse"
+    "trained_quality", "write_table", "ORIGINAL_LOGS", "original_run", "original_test_mse", "EXPLORER_BITS",
+    "SPRITE_COLUMNS", "add_explorer_option", "explorer_path", "fold_decoder", "quantize_rows",
+    "save_explorer", "write_explorer"
 ]

@@ -7,8 +7,9 @@
 Writes into --output-dir: 3D_in (the first ten test images), 3D_out_1 / 3D_out_2 (their
 reconstructions before / after training), 3D_code_1 / 3D_code_2 (the codes of the test set
 in 3-D, coloured by class), 3D_code_xy_1 / 3D_code_xy_2 (their three 2-D projections),
-3D_manifold (images decoded from a grid through the code space) and 3D_code_evolution.gif (the
-codes of 2,000 test images at every epoch). Any 3-unit vector code works, given with --model.
+3D_manifold (images decoded from a grid through the code space), 3D_code_evolution.gif (the
+codes of 2,000 test images at every epoch) and 3D_explorer.html (a page to turn and probe the
+code in a browser, docs/explorer.md). Any 3-unit vector code works, given with --model.
 """
 from __future__ import annotations
 
@@ -22,10 +23,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from helpers import (DIGIT_CMAP, DatasetSpec, Stage, TrainedRun, UserError, atomic_path, class_colors,
-                     class_legend, decode_all, figure_parser, fill_output_dir, load_trained_run, mosaic,
-                     parse_code, pyplot, run_main, save_figure, save_input_output_rows, torch_load,
-                     use_file_backend)
+from helpers import (DIGIT_CMAP, DatasetSpec, Stage, TrainedRun, UserError, add_explorer_option,
+                     atomic_path, class_colors, class_legend, decode_all, figure_parser, fill_output_dir,
+                     load_trained_run, mosaic, parse_code, pyplot, run_main, save_explorer, save_figure,
+                     save_input_output_rows, torch_load, use_file_backend)
 
 PROJECTIONS = ((0, 1), (1, 2), (0, 2))   # the original's: 1st & 2nd, 2nd & 3rd, 1st & 3rd units
 MANIFOLD_GRID = 13                        # images along each side of a manifold slice
@@ -39,6 +40,7 @@ POINT_SIZE = 5
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = figure_parser(__doc__)
     p.add_argument("--model", default="3D", help="a vector code of 3 units (default: 3D)")
+    add_explorer_option(p)
     return fill_output_dir(p.parse_args(argv))
 
 
@@ -191,6 +193,8 @@ def plot(args: argparse.Namespace) -> None:
     save_figure(plot_manifold(run.stages[-1]), args.output_dir, f"{spec.name}_manifold", args.format)
     save_code_evolution(run, trace, args.output_dir)
     print(f"{spec.name}: figures written to {args.output_dir}/ ({', '.join(args.format)} and gif)")
+    if args.explorer:
+        save_explorer(run, args.output_dir)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,8 +6,9 @@
 
 Writes into --output-dir, for the model M: M_in (the first ten test images), M_code_1 /
 M_code_2 (their KxK code images before / after training), M_out_1 / M_out_2 (their
-reconstructions before / after) and M_interpolation (images decoded along straight lines in
-code space between test images of different classes, and between class-mean codes).
+reconstructions before / after), M_interpolation (images decoded along straight lines in
+code space between test images of different classes, and between class-mean codes) and
+M_explorer.html (a page to probe the code in a browser, docs/explorer.md).
 """
 from __future__ import annotations
 
@@ -19,9 +20,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from helpers import (DIGIT_CMAP, SHOWN_DIGITS, Stage, TrainedRun, UserError, decode_all, figure_parser,
-                     fill_output_dir, image_row, load_trained_run, mosaic, parse_code, pyplot, run_main,
-                     save_figure, save_input_output_rows, use_file_backend)
+from helpers import (DIGIT_CMAP, SHOWN_DIGITS, Stage, TrainedRun, UserError, add_explorer_option,
+                     decode_all, figure_parser, fill_output_dir, image_row, load_trained_run, mosaic,
+                     parse_code, pyplot, run_main, save_explorer, save_figure, save_input_output_rows,
+                     use_file_backend)
 
 INTERPOLATION_STEPS = 10
 INTERPOLATION_ROWS = 5
@@ -31,6 +33,7 @@ MOSAIC_PAD = 2
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = figure_parser(__doc__)
     p.add_argument("--model", default="4x4", help="an image code KxK (default: 4x4)")
+    add_explorer_option(p)
     return fill_output_dir(p.parse_args(argv))
 
 
@@ -95,6 +98,8 @@ def plot(args: argparse.Namespace) -> None:
     save_figure(plot_interpolation(run, run.stages[-1]), args.output_dir, f"{spec.name}_interpolation",
                 args.format)
     print(f"{spec.name}: figures written to {args.output_dir}/ ({', '.join(args.format)})")
+    if args.explorer:
+        save_explorer(run, args.output_dir)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -146,11 +146,6 @@ def info_of(args: argparse.Namespace, spec: CodeSpec) -> dict:
     return load_run_info(OutputPaths.of(args.output_dir, spec.name).info, args.dataset)
 
 
-def training_limits(infos: list[dict]) -> set:
-    """The --limit each run was trained with (None: the whole training split)."""
-    return {info.get("config", {}).get("limit") for info in infos}
-
-
 def save_code_quality(args: argparse.Namespace, specs: list[CodeSpec]) -> None:
     with_weights = [s for s in specs if OutputPaths.of(args.output_dir, s.name).weights.is_file()]
     if not with_weights:
@@ -161,7 +156,7 @@ def save_code_quality(args: argparse.Namespace, specs: list[CodeSpec]) -> None:
               for s in with_weights]
     infos = [info_of(args, s) for s in with_weights]
     splits = load_dataset(args.dataset, data_path(args, infos[0]))
-    pca, n_pca = fit_pca(splits, training_limits(infos))
+    pca, n_pca = fit_pca(splits, infos)
     rows = [code_quality(model, splits, pca, device, args.knn_train) for model in models]
     n_knn, spec = min(args.knn_train, len(splits.train_x)), dataset_spec(args.dataset)
     note = (f"Code quality on the {len(splits.test_x):,} {spec.test_set}. Test MSE: mean squared error per "
@@ -211,7 +206,7 @@ def sweep(args: argparse.Namespace) -> None:
         raise UserError(f"no trained model in {args.output_dir}/: run "
                         f"`{train_command(SWEEP_MODELS, args.output_dir, args.dataset)}` first")
     splits = load_dataset(args.dataset, data_path(args, next(iter(infos.values()))))
-    pca, n_pca = fit_pca(splits, training_limits(list(infos.values())))
+    pca, n_pca = fit_pca(splits, list(infos.values()))
     pca_mse = pca.mse_by_components(torch.from_numpy(splits.test_x))
     rows = [{"model": spec.name, "code": "image" if spec.is_image else "vector", "units": spec.units,
              "epochs": len(info["training loss"]), "test_mse": float(info["test mse"]),

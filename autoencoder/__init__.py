@@ -15,4 +15,5 @@ top-level `helpers.py`, which names every public function, class and constant.
     trained_run  a trained run's outputs, loaded for the plot scripts
     analysis     PCA, k-NN accuracy, the code-quality and sweep tables
     reference    the 2016 run's losses, from its published logs
+    explorer     the code explorer: one HTML page (explorer.html, explorer.js) from a trained run
 """

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -11,6 +12,9 @@ from .datasets import Splits
 from .device import encode_all, reconstruction_mse
 from .files import write_text_atomic
 from .model import AutoEncoder
+
+if TYPE_CHECKING:
+    from .trained_run import TrainedRun
 
 KNN_NEIGHBOURS = 5
 KNN_TRAIN = 10000       # training codes the k-NN classifier is fitted on, by default
@@ -47,8 +51,9 @@ class PCA:
         return torch.cat([left_out, torch.zeros(1, dtype=torch.float64)]).numpy() / x.numel()
 
 
-def fit_pca(splits: Splits, limits: set) -> tuple[PCA, int]:
-    """PCA fitted on the training images the models saw (all of them when the models differ)."""
+def fit_pca(splits: Splits, infos: list[dict]) -> tuple[PCA, int]:
+    """PCA fitted on the training images the runs in `infos` saw (all of them when their --limit differs)."""
+    limits = {info.get("config", {}).get("limit") for info in infos}
     limit = next(iter(limits)) if len(limits) == 1 else None
     train_x = splits.train_x[:limit]
     return PCA(torch.from_numpy(train_x)), len(train_x)
@@ -75,21 +80,35 @@ def knn_accuracy(train_codes: torch.Tensor, train_labels: torch.Tensor, test_cod
 
 
 def code_quality(model: AutoEncoder, splits: Splits, pca: PCA, device: torch.device,
-                 knn_train: int = KNN_TRAIN) -> dict:
-    """Test MSE and k-NN class accuracy of a model's code, each next to PCA with as many components."""
+                 knn_train: int = KNN_TRAIN, evaluated: tuple[torch.Tensor, float] | None = None) -> dict:
+    """Test MSE and k-NN class accuracy of a model's code, each next to PCA with as many components.
+
+    `evaluated`: the model's test codes and test MSE, where they are already computed.
+    """
     units = model.spec.units
     train_x = torch.from_numpy(splits.train_x[:knn_train]).to(device)
     test_x = torch.from_numpy(splits.test_x).to(device)
     train_y, test_y = torch.from_numpy(splits.train_y[:knn_train]), torch.from_numpy(splits.test_y)
-    test_codes = encode_all(model, test_x)
+    if evaluated is None:
+        codes = encode_all(model, test_x)
+        evaluated = codes, reconstruction_mse(model, test_x, codes=codes)
+    test_codes, test_mse = evaluated
     pca_test = pca.encode(test_x, units)
     pca_error = pca.decode(pca_test) - test_x.cpu()
     return {"model": model.spec.name, "units": units,
-            "test_mse": reconstruction_mse(model, test_x, codes=test_codes),
+            "test_mse": test_mse,
             "pca_test_mse": (pca_error.double() ** 2).mean().item(),
             "knn_accuracy": knn_accuracy(encode_all(model, train_x).cpu(), train_y,
                                          test_codes.cpu(), test_y),
             "pca_knn_accuracy": knn_accuracy(pca.encode(train_x, units), train_y, pca_test, test_y)}
+
+
+def trained_quality(run: "TrainedRun", knn_train: int = KNN_TRAIN) -> dict:
+    """`code_quality` of a run's trained model, as plot_training.py's table has it, from the test
+    codes and test MSE the run already holds."""
+    stage = run.stages[-1]
+    pca, _ = fit_pca(run.splits, [run.info])
+    return code_quality(stage.model, run.splits, pca, run.test_x.device, knn_train, (stage.codes, stage.test_mse))
 
 
 def write_table(output_dir: Path, name: str, note: str, rows: list[dict],

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .datasets import DEFAULT_DATASET, DatasetSpec, dataset_spec
+from .datasets import DEFAULT_DATASET, DatasetSpec, Splits, dataset_spec
 from .device import encode_all, pick_device, reconstruction_mse
 from .errors import UserError
 from .files import OutputPaths, load_info
@@ -86,6 +86,7 @@ class TrainedRun:
     stages: list[Stage]
     test_x: torch.Tensor
     test_y: np.ndarray
+    splits: Splits        # the whole dataset, for what needs the training images too
 
 
 def load_trained_run(args: argparse.Namespace, spec: CodeSpec, needs_codes: bool = False) -> TrainedRun:
@@ -106,4 +107,4 @@ def load_trained_run(args: argparse.Namespace, spec: CodeSpec, needs_codes: bool
     for suffix, model, when in zip((1, 2), models, ("before training", f"after {epochs_text(info)}")):
         codes = encode_all(model, test_x)
         stages.append(Stage(suffix, model, when, codes, reconstruction_mse(model, test_x, codes=codes)))
-    return TrainedRun(spec, dataset_spec(args.dataset), paths, info, stages, test_x, splits.test_y)
+    return TrainedRun(spec, dataset_spec(args.dataset), paths, info, stages, test_x, splits.test_y, splits)

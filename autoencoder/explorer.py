@@ -1,0 +1,164 @@
+"""The code explorer: one self-contained HTML page from a trained run (see docs/explorer.md).
+
+The page holds the test images, their codes and labels, the run's numbers and the decoder, and
+runs the decoder itself (explorer.js), so it opens from disk with no server and no network.
+Arrays are plain base64, read synchronously; the images are one grayscale PNG that the browser
+inflates, which also holds back the page's load event until they are there. The decoder's
+weights are 12-bit integers with one scale per row: 8 bits leave pixels up to 4/255 off
+PyTorch's, 12 bits keep them well within 2/255.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import html
+import json
+import re
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .analysis import KNN_NEIGHBOURS, PCA, trained_quality
+from .files import write_text_atomic
+from .model import AutoEncoder
+from .trained_run import TrainedRun, epochs_text
+
+EXPLORER_BITS = 12    # bits of each stored decoder weight (the packing here and in explorer.js is 12-bit)
+SPRITE_COLUMNS = 100  # test images a row of the PNG sprite: 10,000 make a 2800x2800 image
+_PAGE_FILES = ("explorer.html", "explorer.js")
+
+
+def explorer_path(output_dir: str | Path, model: str) -> Path:
+    return Path(output_dir) / f"{model}_explorer.html"
+
+
+def fold_decoder(model: AutoEncoder) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The decoder's dense layers as (weight, bias) in float64, batch norm (eval mode) folded in.
+
+    Every layer but the last is followed by ReLU, the last by a sigmoid, as in `AutoEncoder.decode`;
+    dropout does nothing in eval mode.
+    """
+    layers: list[tuple[torch.Tensor, torch.Tensor]] = []
+    for module in [*model.decoder, model.output]:
+        if isinstance(module, nn.Linear):
+            weight = module.weight.detach().cpu().double()
+            bias = torch.zeros(len(weight), dtype=torch.float64) if module.bias is None else \
+                module.bias.detach().cpu().double()
+            layers.append((weight, bias))
+        elif isinstance(module, nn.BatchNorm1d):
+            scale = module.weight.detach().cpu().double() / (module.running_var.cpu().double() + module.eps).sqrt()
+            weight, bias = layers[-1]
+            layers[-1] = (weight * scale[:, None],
+                          (bias - module.running_mean.cpu().double()) * scale + module.bias.detach().cpu().double())
+        elif not isinstance(module, (nn.ReLU, nn.Dropout)):
+            raise TypeError(f"the explorer cannot fold a {type(module).__name__} into the decoder")
+    return [(weight.numpy(), bias.numpy()) for weight, bias in layers]
+
+
+def quantize_rows(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Integers of EXPLORER_BITS bits and one float32 scale per row: weight ~ q * scale[:, None]."""
+    top = 2 ** (EXPLORER_BITS - 1) - 1
+    scale = (np.abs(weight).max(1) / top).astype(np.float32)
+    scale[scale == 0] = 1
+    return np.clip(np.rint(weight / scale[:, None]), -top, top).astype(np.int16), scale
+
+
+def _pack_12bit(q: np.ndarray) -> bytes:
+    """Two signed 12-bit integers in three bytes, low bits first (explorer.js unpacks them)."""
+    u = q.ravel().astype(np.int32) & 0xFFF
+    u = np.append(u, np.zeros(len(u) % 2, np.int32))
+    a, b = u[0::2], u[1::2]
+    return np.stack([a & 0xFF, (a >> 8) | ((b & 0xF) << 4), b >> 4], axis=1).astype(np.uint8).tobytes()
+
+
+def _blob(data: bytes | np.ndarray) -> str:
+    """Bytes, or the bytes of a little-endian array, in base64."""
+    return base64.b64encode(data if isinstance(data, bytes) else np.ascontiguousarray(data).tobytes()).decode("ascii")
+
+
+def _png_gray(pixels: np.ndarray) -> bytes:
+    """A PNG of a 2-D uint8 array: 8-bit grayscale, no row filters (they made MNIST larger)."""
+    height, width = pixels.shape
+    rows = np.concatenate([np.zeros((height, 1), np.uint8), pixels], axis=1).tobytes()
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows, 9)) + chunk(b"IEND", b"")
+
+
+def _sprite(images: np.ndarray) -> bytes:
+    """Images (N, 784) in 0..1, as bytes (pixel = byte/256), tiled SPRITE_COLUMNS a row in one PNG."""
+    columns = min(len(images), SPRITE_COLUMNS)
+    tiles = np.clip(np.rint(images * 256), 0, 255).astype(np.uint8).reshape(-1, 28, 28)
+    tiles = np.concatenate([tiles, np.zeros((-len(tiles) % columns, 28, 28), np.uint8)])
+    return _png_gray(tiles.reshape(-1, columns, 28, 28).transpose(0, 2, 1, 3).reshape(-1, columns * 28))
+
+
+def _decoder_data(model: AutoEncoder) -> list[dict]:
+    layers = []
+    for weight, bias in fold_decoder(model):
+        q, scale = quantize_rows(weight)
+        layers.append({"rows": weight.shape[0], "cols": weight.shape[1], "weights": _blob(_pack_12bit(q)),
+                       "scales": _blob(scale.astype("<f4")), "biases": _blob(bias.astype("<f4"))})
+    return layers
+
+
+def _hex_colors() -> list[str]:
+    """The class colours of the figures, as CSS."""
+    from .figures import class_colors
+    return ["#" + "".join(f"{round(255 * c):02x}" for c in rgb[:3]) for rgb in class_colors()]
+
+
+def _page_data(run: TrainedRun, quality: dict) -> dict:
+    """Everything the page shows, in plain JSON types."""
+    stage, spec, dataset = run.stages[-1], run.spec, run.dataset
+    codes = stage.codes.cpu().float()
+    config = run.info.get("config", {})
+    data = {"model": spec.name, "units": spec.units, "side": spec.side, "recipe": stage.model.recipe,
+            "epochs": epochs_text(run.info), "limit": config.get("limit"), "dataset": dataset.title,
+            "classes": list(dataset.classes), "legend": dataset.legend_title, "testSet": dataset.test_set,
+            "colors": _hex_colors(), "knn": KNN_NEIGHBOURS, "count": len(codes),
+            "quality": {key: quality[key] for key in
+                        ("test_mse", "pca_test_mse", "knn_accuracy", "pca_knn_accuracy")},
+            "codes": _blob(codes.numpy().astype("<f4")), "labels": _blob(run.test_y.astype(np.uint8)),
+            "decoder": _decoder_data(stage.model)}
+    if spec.units != 3:  # the 2-D view: the codes' first two principal components
+        pca = PCA(codes)
+        data["pca"] = {"mean": pca.mean.tolist(), "axes": pca.components[:, :2].T.tolist()}
+    return data
+
+
+def _render_page(data: dict, images: np.ndarray) -> str:
+    """explorer.html with its script, the data and the images (N, 784) filled in."""
+    folder = Path(__file__).parent
+    template, script = ((folder / name).read_text() for name in _PAGE_FILES)
+    fills = {"title": html.escape(f"{data['model']} code explorer, {data['dataset']}"),
+             "sprite": "data:image/png;base64," + _blob(_sprite(images)),
+             # JSON may not close the <script> element that holds it
+             "data": json.dumps(data, separators=(",", ":")).replace("<", "\\u003c"), "script": script}
+    return re.sub(r"\{\{(title|sprite|data|script)\}\}", lambda m: fills[m.group(1)], template)
+
+
+def write_explorer(run: TrainedRun, output_dir: str | Path, quality: dict) -> Path:
+    """Write M_explorer.html for the run's trained model; `quality` is its `code_quality` row."""
+    path = explorer_path(output_dir, run.spec.name)
+    write_text_atomic(path, _render_page(_page_data(run, quality), run.test_x.cpu().numpy()))
+    return path
+
+
+def add_explorer_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-explorer", dest="explorer", action="store_false",
+                   help="do not write M_explorer.html, the page to explore the code in a browser")
+
+
+def save_explorer(run: TrainedRun, output_dir: Path) -> Path:
+    """M_explorer.html with the run's code quality, as the plot scripts write it, and a line saying where."""
+    path = write_explorer(run, output_dir, trained_quality(run))
+    print(f"{run.spec.name}: explorer written to {path} ({path.stat().st_size / 1e6:.1f} MB); open it in a browser")
+    return path
