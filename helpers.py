@@ -38,7 +38,7 @@ from autoencoder.cli import (OneLineParser, add_data_options, fill_output_dir, f
                              positive_float, positive_int, run_main, seed_value)
 from autoencoder.figures import (DIGIT_CMAP, FIGURE_DPI, FIGURE_FORMATS, FIXED_DATE, SHOWN_DIGITS,
                                  class_colors, class_legend, figure_parser, image_row, mosaic,
-                                 parse_formats, pyplot, reproducible_metadata, save_figure,
+                                 parse_formats, pyplot, reproducible_metadata, run_plot_script, save_figure,
                                  save_input_output_rows, use_file_backend)
 from autoencoder.trained_run import (Stage, TrainedRun, data_path, dataset_of_info, epochs_text,
                                      load_run_info, load_trained_run, require_outputs, train_command)
@@ -71,8 +71,8 @@ __all__ = [
     "non_negative_float", "positive_float", "positive_int", "run_main", "seed_value", "DIGIT_CMAP",
     "FIGURE_DPI", "FIGURE_FORMATS", "FIXED_DATE", "SHOWN_DIGITS", "class_colors", "class_legend",
     "figure_parser", "image_row", "mosaic", "parse_formats", "pyplot", "reproducible_metadata",
-    "save_figure", "save_input_output_rows", "use_file_backend", "Stage", "TrainedRun", "data_path",
-    "dataset_of_info", "epochs_text", "load_run_info", "load_trained_run", "require_outputs",
+    "run_plot_script", "save_figure", "save_input_output_rows", "use_file_backend", "Stage", "TrainedRun",
+    "data_path", "dataset_of_info", "epochs_text", "load_run_info", "load_trained_run", "require_outputs",
     "train_command", "KNN_NEIGHBOURS", "KNN_TRAIN", "PCA", "code_quality", "fit_pca", "knn_accuracy",
     "trained_quality", "write_table", "ORIGINAL_LOGS", "original_run", "original_test_mse", "EXPLORER_BITS",
     "SPRITE_COLUMNS", "add_explorer_option", "explorer_path", "fold_decoder", "quantize_rows",

@@ -25,8 +25,8 @@ import torch
 
 from helpers import (DIGIT_CMAP, DatasetSpec, Stage, TrainedRun, UserError, add_explorer_option,
                      atomic_path, class_colors, class_legend, decode_all, figure_parser, fill_output_dir,
-                     load_trained_run, mosaic, parse_code, pyplot, run_main, save_explorer, save_figure,
-                     save_input_output_rows, torch_load, use_file_backend)
+                     load_trained_run, mosaic, parse_code, pyplot, run_plot_script, save_explorer,
+                     save_figure, save_input_output_rows, torch_load)
 
 PROJECTIONS = ((0, 1), (1, 2), (0, 2))   # the original's: 1st & 2nd, 2nd & 3rd, 1st & 3rd units
 MANIFOLD_GRID = 13                        # images along each side of a manifold slice
@@ -198,9 +198,7 @@ def plot(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    use_file_backend()
-    return run_main(lambda: plot(args))
+    return run_plot_script(parse_args, plot, argv)
 
 
 if __name__ == "__main__":

@@ -22,8 +22,8 @@ import torch
 
 from helpers import (DIGIT_CMAP, SHOWN_DIGITS, Stage, TrainedRun, UserError, add_explorer_option,
                      decode_all, figure_parser, fill_output_dir, image_row, load_trained_run, mosaic,
-                     parse_code, pyplot, run_main, save_explorer, save_figure, save_input_output_rows,
-                     use_file_backend)
+                     parse_code, pyplot, run_plot_script, save_explorer, save_figure,
+                     save_input_output_rows)
 
 INTERPOLATION_STEPS = 10
 INTERPOLATION_ROWS = 5
@@ -103,9 +103,7 @@ def plot(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    use_file_backend()
-    return run_main(lambda: plot(args))
+    return run_plot_script(parse_args, plot, argv)
 
 
 if __name__ == "__main__":

@@ -26,8 +26,8 @@ import torch
 from helpers import (KNN_NEIGHBOURS, KNN_TRAIN, CodeSpec, OutputPaths, UserError, code_quality, data_path,
                      dataset_spec, epochs_text, figure_parser, fill_output_dir, fit_pca, load_dataset,
                      load_model, load_run_info, original_run, parse_code, parse_models, pick_device,
-                     positive_int, pyplot, require_outputs, run_main, save_figure, train_command,
-                     use_file_backend, write_table)
+                     positive_int, pyplot, require_outputs, run_plot_script, save_figure, train_command,
+                     write_table)
 
 SWEEP_MODELS = "2D,3D,8D,16D,2x2,4x4"   # suggested in the message when no model is found
 LOSS_TOP = 0.1                          # the original's y range: 0 to 0.1
@@ -239,9 +239,7 @@ def plot(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    use_file_backend()
-    return run_main(lambda: plot(args))
+    return run_plot_script(parse_args, plot, argv)
 
 
 if __name__ == "__main__":

@@ -10,11 +10,11 @@ import argparse
 import contextlib
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
 
-from .cli import OneLineParser, add_data_options
+from .cli import OneLineParser, add_data_options, run_main
 from .datasets import DatasetSpec
 from .device import decode_all
 from .files import atomic_path
@@ -39,6 +39,14 @@ def use_file_backend() -> None:
     """Draw to files only (Agg): for the plot scripts' main(), which need no display."""
     import matplotlib
     matplotlib.use("Agg")
+
+
+def run_plot_script(parse_args: Callable[[list[str] | None], argparse.Namespace],
+                    plot: Callable[[argparse.Namespace], None], argv: list[str] | None) -> int:
+    """A plot script's main(): its options, the file backend, and one `error:` line for a problem."""
+    args = parse_args(argv)
+    use_file_backend()
+    return run_main(lambda: plot(args))
 
 
 def parse_formats(text: str) -> list[str]:
