@@ -44,6 +44,9 @@ from autoencoder.trained_run import (Stage, TrainedRun, data_path, dataset_of_in
                                      load_run_info, load_trained_run, require_outputs, train_command)
 from autoencoder.analysis import (KNN_NEIGHBOURS, KNN_TRAIN, PCA, code_quality, fit_pca, knn_accuracy,
                                   trained_quality, write_table)
+from autoencoder.code_size import (BYTE_255_TO_256, HINTON_2006, HINTON_2006_UNITS, PIXELS, SWEEP_COLUMNS,
+                                   FinishedRun, PcaBaseline, find_runs, pca_baseline, per_image,
+                                   plot_code_sizes, psnr, table_note, table_rows)
 from autoencoder.reference import ORIGINAL_LOGS, original_run, original_test_mse
 from autoencoder.explorer import (EXPLORER_BITS, SPRITE_COLUMNS, add_explorer_option, explorer_path,
                                   fold_decoder, quantize_rows, save_explorer, write_explorer)
@@ -74,7 +77,9 @@ __all__ = [
     "run_plot_script", "save_figure", "save_input_output_rows", "use_file_backend", "Stage", "TrainedRun",
     "data_path", "dataset_of_info", "epochs_text", "load_run_info", "load_trained_run", "require_outputs",
     "train_command", "KNN_NEIGHBOURS", "KNN_TRAIN", "PCA", "code_quality", "fit_pca", "knn_accuracy",
-    "trained_quality", "write_table", "ORIGINAL_LOGS", "original_run", "original_test_mse", "EXPLORER_BITS",
-    "SPRITE_COLUMNS", "add_explorer_option", "explorer_path", "fold_decoder", "quantize_rows",
-    "save_explorer", "write_explorer"
+    "trained_quality", "write_table", "BYTE_255_TO_256", "HINTON_2006", "HINTON_2006_UNITS", "PIXELS",
+    "SWEEP_COLUMNS", "FinishedRun", "PcaBaseline", "find_runs", "pca_baseline", "per_image",
+    "plot_code_sizes", "psnr", "table_note", "table_rows", "ORIGINAL_LOGS", "original_run",
+    "original_test_mse", "EXPLORER_BITS", "SPRITE_COLUMNS", "add_explorer_option", "explorer_path",
+    "fold_decoder", "quantize_rows", "save_explorer", "write_explorer"
 ]

@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from helpers import (KNN_NEIGHBOURS, KNN_TRAIN, CodeSpec, OutputPaths, UserError, code_quality, data_path,
-                     dataset_spec, epochs_text, figure_parser, fill_output_dir, fit_pca, load_dataset,
-                     load_model, load_run_info, original_run, parse_code, parse_models, pick_device,
-                     positive_int, pyplot, require_outputs, run_plot_script, save_figure, train_command,
+from helpers import (KNN_NEIGHBOURS, KNN_TRAIN, SWEEP_COLUMNS, CodeSpec, OutputPaths, UserError,
+                     code_quality, data_path, dataset_spec, epochs_text, figure_parser, fill_output_dir,
+                     find_runs, fit_pca, load_dataset, load_model, load_run_info, original_run, parse_code,
+                     parse_models, pca_baseline, pick_device, plot_code_sizes, positive_int, pyplot,
+                     require_outputs, run_plot_script, save_figure, table_note, table_rows, train_command,
                      write_table)
 
 SWEEP_MODELS = "2D,3D,8D,16D,2x2,4x4"   # suggested in the message when no model is found
@@ -170,55 +170,21 @@ def save_code_quality(args: argparse.Namespace, specs: list[CodeSpec]) -> None:
     print(f"code_quality: {len(rows)} model(s) written to {args.output_dir}/code_quality.txt and .json")
 
 
-def plot_sweep(rows: list[dict], pca_mse: np.ndarray, n_pca: int, dataset: str) -> Any:
-    fig, ax = pyplot().subplots(figsize=(8, 5.5), layout="constrained")
-    top = max(r["units"] for r in rows)
-    ks = np.arange(1, min(len(pca_mse) - 1, 2 * top) + 1)
-    ax.plot(ks, pca_mse[ks], color="0.4", label="PCA, as many components as code units")
-    for kind, marker, color in (("vector", "o", "tab:blue"), ("image", "s", "tab:orange")):
-        series = [r for r in rows if r["code"] == kind]
-        if series:
-            ax.plot([r["units"] for r in series], [r["test_mse"] for r in series], marker=marker,
-                    color=color, label=f"autoencoder, {kind} code ({'ND' if kind == 'vector' else 'KxK'})")
-            for r in series:
-                ax.annotate(r["model"], (r["units"], r["test_mse"]), textcoords="offset points",
-                            xytext=(5, 5), color=color)
-    from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
-    ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
-    ax.xaxis.set_major_formatter(FormatStrFormatter("%d"))
-    ax.yaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))   # 0.01, 0.02, 0.05, 0.1 ...
-    ax.yaxis.set_major_formatter(FormatStrFormatter("%.3g"))
-    ax.yaxis.set_minor_formatter(NullFormatter())
-    ax.set(xlabel="number of code units (PCA components)", ylabel="test MSE per pixel")
-    on = dataset_spec(dataset).on_title
-    ax.set_title(f"Test reconstruction error against code size{on}\n(PCA fitted on {n_pca:,} training images)",
-                 fontsize=11)
-    ax.grid(True, which="both", color="0.9")
-    ax.legend(framealpha=1)
-    return fig
-
-
 def sweep(args: argparse.Namespace) -> None:
-    infos = {spec: info_of(args, spec) for spec in trained_models(args.output_dir)}
-    infos = {spec: info for spec, info in infos.items() if "test mse" in info}
-    if not infos:
-        raise UserError(f"no trained model in {args.output_dir}/: run "
+    """The code-size table and figure of every run below --output-dir, each dataset beside its PCA."""
+    runs = find_runs(args.output_dir)
+    if not runs:
+        raise UserError(f"no trained model in {args.output_dir}/ or below: run "
                         f"`{train_command(SWEEP_MODELS, args.output_dir, args.dataset)}` first")
-    splits = load_dataset(args.dataset, data_path(args, next(iter(infos.values()))))
-    pca, n_pca = fit_pca(splits, list(infos.values()))
-    pca_mse = pca.mse_by_components(torch.from_numpy(splits.test_x))
-    rows = [{"model": spec.name, "code": "image" if spec.is_image else "vector", "units": spec.units,
-             "epochs": len(info["training loss"]), "test_mse": float(info["test mse"]),
-             "pca_test_mse": float(pca_mse[spec.units])} for spec, info in infos.items()]
-    save_figure(plot_sweep(rows, pca_mse, n_pca, args.dataset), args.output_dir, "sweep", args.format)
-    note = (f"Test MSE per pixel on the {len(splits.test_x):,} {dataset_spec(args.dataset).test_set} against "
-            f"code size; PCA with as many components, fitted on {n_pca:,} training images.")
-    write_table(args.output_dir, "sweep", note, rows,
-                [("model", "model", ""), ("code", "code", ""), ("units", "units", "d"),
-                 ("epochs", "epochs", "d"), ("test_mse", "test MSE", ".4f"),
-                 ("pca_test_mse", "PCA test MSE", ".4f")])
-    print(f"sweep: {len(rows)} model(s) written to {args.output_dir}/sweep.*")
+    baselines = {}
+    for dataset in dict.fromkeys(run.dataset for run in runs):
+        theirs = [run for run in runs if run.dataset == dataset]
+        given = argparse.Namespace(data=args.data if dataset == args.dataset else None, dataset=dataset)
+        baselines[dataset] = pca_baseline(load_dataset(dataset, data_path(given, theirs[0].info)), theirs)
+    rows = table_rows(runs, baselines, args.output_dir)
+    save_figure(plot_code_sizes(rows, baselines), args.output_dir, "sweep", args.format)
+    write_table(args.output_dir, "sweep", table_note(baselines), rows, SWEEP_COLUMNS)
+    print(f"sweep: {len(runs)} model(s) written to {args.output_dir}/sweep.*")
 
 
 def plot(args: argparse.Namespace) -> None:

@@ -115,10 +115,12 @@ def write_table(output_dir: Path, name: str, note: str, rows: list[dict],
                 columns: list[tuple[str, str, str]]) -> None:
     """Write rows as name.txt (a note and a Markdown table) and name.json (the note and rows).
 
-    `columns` holds (key, header, format spec) for each column of the text table.
+    `columns` holds (key, header, format spec) for each column of the text table; a row without
+    a value shows a dash.
     """
     lines = ["| " + " | ".join(header for _, header, _ in columns) + " |",
              "|" + "|".join("---:" if spec else ":---" for _, _, spec in columns) + "|"]
-    lines += ["| " + " | ".join(format(row[key], spec) for key, _, spec in columns) + " |" for row in rows]
+    lines += ["| " + " | ".join("–" if row.get(key) is None else format(row[key], spec) for key, _, spec in columns)
+              + " |" for row in rows]
     write_text_atomic(output_dir / f"{name}.txt", note + "\n\n" + "\n".join(lines) + "\n")
     write_text_atomic(output_dir / f"{name}.json", json.dumps({"note": note, "rows": rows}, indent=2) + "\n")

@@ -208,12 +208,17 @@ def test_sweep_draws_test_mse_against_code_size_next_to_pca(sweep_output, tiny_m
     assert run(plot_training, sweep_output, tiny_mnist, "--sweep") == 0
     assert_written(sweep_output, ["sweep"])
     rows = json.loads((sweep_output / "sweep.json").read_text())["rows"]
-    assert [(r["model"], r["code"], r["units"]) for r in rows] == \
+    ours = [r for r in rows if r["code"] != "reference"]
+    assert [(r["model"], r["code"], r["units"]) for r in ours] == \
         [("2D", "vector", 2), ("3D", "vector", 3), ("2x2", "image", 4), ("4x4", "image", 16)]
-    pca = [r["pca_test_mse"] for r in sorted(rows, key=lambda r: r["units"])]
+    pca = [r["pca_test_mse"] for r in sorted(ours, key=lambda r: r["units"])]
     assert pca == sorted(pca, reverse=True)
-    header = "| model | code | units | epochs | test MSE | PCA test MSE |"
+    assert all(r["per_image"] == pytest.approx(784 * r["test_mse"]) for r in rows)
+    header = ("| dataset | model | seed | epochs | MSE per pixel | squared error per image | PSNR (dB) | "
+              "5-NN accuracy | PCA MSE per pixel |")
     assert header in (sweep_output / "sweep.txt").read_text()
+    references = [r for r in rows if r["code"] == "reference"]
+    assert [round(r["per_image"] / (255 / 256) ** 2, 2) for r in references] == [3.00, 8.01, 13.87]
 
 
 @pytest.mark.slow
