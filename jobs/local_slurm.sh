@@ -23,7 +23,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SKIP=77
 PATH=$PATH:/usr/sbin:/sbin          # slurmctld, slurmd and munged live in sbin
-export MODULES=""                   # the jobs' `module load cuda` means nothing here
+export MODULES=""                   # no modules here, whatever the caller's environment says
 
 # Tiny runs: 2 epochs of 2 steps. The data is a subset of MNIST (see make_subset), so that
 # validation and test take a moment, not most of each run.
@@ -94,12 +94,12 @@ source "$ROOT/jobs/local_slurm_cluster.sh"
 
 # submit SCRIPT [SBATCH-OPTIONS...]: submit a job script of the repository from its root, as a
 # user would; prints the job id. The log goes to the script's own --output pattern, but in
-# $WORK/logs/ rather than the checkout.
+# $WORK/logs/ rather than the checkout's jobs/logs/ (job ids restart at 1 on each test cluster).
 submit() {
     local script=$1 pattern
     shift
     pattern=$(sed -n 's/^#SBATCH --output=//p' "$script")
-    sbatch --parsable --gres=none --output="$WORK/logs/$pattern" "$@" "$script"
+    sbatch --parsable --gres=none --output="$WORK/logs/${pattern##*/}" "$@" "$script"
 }
 
 # job_field JOB FIELD: one field of `scontrol show job` (the first, for an array).

@@ -2,9 +2,10 @@
 # environment (edit it here, once, for your cluster), and the checks that need no GPU.
 set -eo pipefail
 
-# Modules to load: `cuda` as on the original cluster. Set MODULES="" to load none, or
-# another list (qsub -v MODULES="cuda/12.4 python", sbatch --export=ALL,MODULES=...).
-MODULES=${MODULES-cuda}
+# Modules to load: none by default, since pip's torch wheels bring their own CUDA libraries. If
+# your cluster needs one (a Python, a driver), set MODULES here or per submission:
+# MODULES="python/3.11" sbatch ..., qsub -v MODULES="python/3.11" ...
+MODULES=${MODULES:-}
 if [ -n "$MODULES" ] && command -v module >/dev/null; then
     module load $MODULES  # a list of names, split on purpose
 fi
@@ -16,11 +17,18 @@ elif [ -f .venv/bin/activate ]; then
     source .venv/bin/activate
 fi
 
-# The interpreter itself, not a wrapper such as a pyenv shim that runs it as a child: the job
-# script execs it, so that the scheduler's SIGTERM reaches python, which saves a checkpoint.
-PYTHON=${PYTHON:-$(python -c 'import sys; print(sys.executable)')}
-export PYTHONUNBUFFERED=1                           # job logs show progress as it happens
-export TQDM_MININTERVAL=${TQDM_MININTERVAL:-30}     # and progress bars only every 30 s
+# The interpreter itself, not a wrapper such as a pyenv shim that runs it as a child, so that the
+# SIGTERM the job passes on reaches python, which saves a checkpoint.
+if [ -z "${PYTHON:-}" ]; then
+    command -v python >/dev/null || {
+        echo "error: no python on PATH: create the environment in the repository root" \
+             "(python3 -m venv .venv && . .venv/bin/activate && pip install -r requirements.txt)" \
+             "or set VENV=PATH (a venv) or PYTHON=PATH (an interpreter)" >&2
+        exit 2
+    }
+    PYTHON=$(python -c 'import sys; print(sys.executable)')
+fi
+export PYTHONUNBUFFERED=1   # job logs show progress as it happens
 
 # Compute nodes are often offline: the dataset must be in data/ (or named by its variable,
 # e.g. $MNIST_DATA, $FASHION_MNIST_DATA) before the job.
@@ -68,3 +76,4 @@ sweep_task() {
     set -- $line  # split on purpose: SIZE [DATASET]
     echo "$1 ${2:-mnist}"
 }
+

@@ -26,7 +26,7 @@ SCRIPTS = {"auto_encoder.pbs": ("PBS_O_WORKDIR", None),
            "sweep.slurm": ("SLURM_SUBMIT_DIR", "SLURM_ARRAY_TASK_ID")}
 ARRAYS = [name for name, (_, index) in SCRIPTS.items() if index]
 SINGLES = [name for name, (_, index) in SCRIPTS.items() if not index]
-ARRAY_RANGE = {"sweep.pbs": r"^#PBS -J 0-(\d+)$", "sweep.slurm": r"^#SBATCH --array=0-(\d+)$"}
+ARRAY_RANGE = {"sweep.pbs": r"^#PBS -J 0-(\d+)$", "sweep.slurm": r"^#SBATCH --array=0-(\d+)(?:%\d+)?$"}
 # Stub interpreters: each answers the job's `python -c 'print(sys.executable)'` with its path.
 ANSWER_EXECUTABLE = 'if [ "$1" = -c ]; then echo "$0"; exit 0; fi\n'
 STUB = '#!/bin/sh\n' + ANSWER_EXECUTABLE + 'printf "%s\\n" "$@" > "$STUB_LOG"\n'
@@ -194,14 +194,37 @@ def test_job_submitted_outside_the_repository_root_says_where_to_submit(repo: Pa
 
 
 @pytest.mark.parametrize("script", ["auto_encoder.pbs", "sweep.slurm"])
-def test_modules_load_cuda_by_default_and_modules_variable_overrides(repo: Path, script: str) -> None:
+def test_no_module_is_loaded_by_default_and_the_modules_variable_names_them(repo: Path, script: str) -> None:
     log = repo.parent / "module.log"
+    log.touch()
     module = {"BASH_FUNC_module%%": f'() {{ echo "$*" >> {log}; }}'}
     index = 0 if SCRIPTS[script][1] else None
     trainer_call(repo, script, index, **module)
     trainer_call(repo, script, index, MODULES="cuda/12.4 gcc", **module)
     trainer_call(repo, script, index, MODULES="", **module)
-    assert log.read_text().splitlines() == ["load cuda", "load cuda/12.4 gcc"]
+    assert log.read_text().splitlines() == ["load cuda/12.4 gcc"]
+
+
+def path_without_python(folder: Path) -> str:
+    """A PATH with every command of /usr/bin and /bin except python: a node without one."""
+    folder.mkdir()
+    for bin_dir in (Path("/usr/bin"), Path("/bin")):
+        for command in bin_dir.iterdir():
+            if not command.name.startswith("python") and not (folder / command.name).exists():
+                (folder / command.name).symlink_to(command)
+    return str(folder)
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_without_python_or_venv_the_job_says_in_one_line_what_to_create(repo: Path, script: str) -> None:
+    (repo.parent / "bin" / "python").unlink()
+    index = 0 if SCRIPTS[script][1] else None
+    err = failure(repo, script, index, PATH=path_without_python(repo.parent / "no-python"))
+    assert "command not found" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert "python3 -m venv .venv && . .venv/bin/activate && pip install -r requirements.txt" in lines[0]
+    assert "VENV=" in lines[0] and "PYTHON=" in lines[0]
 
 
 def test_venv_variable_activates_the_python_environment(repo: Path) -> None:
@@ -239,3 +262,55 @@ def test_sigterm_to_the_job_shell_reaches_the_trainer_even_behind_a_shim(repo: P
     job.communicate(timeout=15)
     assert job.returncode == 143
     assert (repo.parent / "python.log").read_text() == "checkpoint saved\n"
+
+
+# -- What a user edits and where the logs go ----------------------------------------------
+
+# The directives a user must adapt, per script: partition/queue, account, GPU request.
+EDITED = {"auto_encoder.slurm": ("--partition", "--account", "--gres"),
+          "sweep.slurm": ("--partition", "--account", "--gres"),
+          "auto_encoder.pbs": ("-q", "-A", "ngpus"),
+          "sweep.pbs": ("-q", "-A", "ngpus")}
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_each_script_names_at_its_top_the_lines_to_edit_and_has_them(script: str) -> None:
+    text = (JOBS / script).read_text()
+    top = text[:text.index("\n#SBATCH" if script.endswith(".slurm") else "\n#PBS")]
+    header = " ".join(line.lstrip("#").strip() for line in top.splitlines())  # one line: words wrap
+    assert "Edit for your cluster" in header
+    for word in ("partition" if script.endswith(".slurm") else "queue", "account", "GPU request"):
+        assert word in header
+    prefix = "#SBATCH " if script.endswith(".slurm") else "#PBS "
+    directives = [line for line in text.splitlines() if line.lstrip("#").startswith(prefix.lstrip("#"))]
+    for name in EDITED[script]:
+        assert f"({name}" in header or f"{name} " in header or f"{name}=" in header, name
+        assert any(name in line for line in directives), f"{script} has no {name} line"
+
+
+def test_job_logs_go_into_a_folder_that_every_clone_has_and_git_ignores() -> None:
+    for script in SCRIPTS:
+        text = (JOBS / script).read_text()
+        outputs = re.findall(r"^#SBATCH --output=(\S+)$|^#PBS -o (\S+)$", text, re.MULTILINE)
+        assert [o for pair in outputs for o in pair if o], f"{script} names no log file"
+        for output in (o for pair in outputs for o in pair if o):
+            assert output.startswith("jobs/logs/"), f"{script}: log {output} is not in jobs/logs/"
+    tracked = subprocess.run(["git", "ls-files", "--error-unmatch", "jobs/logs/.gitignore"], cwd=ROOT,
+                             capture_output=True, text=True)
+    assert tracked.returncode == 0, "jobs/logs/ is not in the repository: Slurm would not create it"
+    for log in ("jobs/logs/auto_encoder-17.out", "jobs/logs/sweep-18_3.out", "jobs/logs/sweep.o19"):
+        ignored = subprocess.run(["git", "check-ignore", "--no-index", "-q", log], cwd=ROOT)
+        assert ignored.returncode == 0, f"git does not ignore {log}"
+
+
+def test_the_slurm_sweep_takes_a_few_gpus_at_a_time_by_default() -> None:
+    array = re.search(r"^#SBATCH --array=(\S+)$", (JOBS / "sweep.slurm").read_text(), re.MULTILINE)
+    assert array and re.fullmatch(r"0-\d+%[1-9]\d*", array.group(1)), array
+
+
+def test_no_setting_that_does_nothing_is_left_in_the_repository() -> None:
+    name = "TQDM_" + "MININTERVAL"  # tqdm reads no such variable
+    found = subprocess.run(["git", "grep", "-n", name], cwd=ROOT, capture_output=True, text=True)
+    assert found.stdout == "", found.stdout
+    assert name not in (JOBS / "setup.sh").read_text()
+
