@@ -77,3 +77,100 @@ sweep_task() {
     echo "$1 ${2:-mnist}"
 }
 
+# At the time limit a Slurm job requeues itself to continue (see train); at most this many times.
+MAX_REQUEUES=${MAX_REQUEUES:-10}
+
+# train CHECKPOINTS ARGS...: run `auto_encoder.py ARGS` and wait for it. CHECKPOINTS names the
+# model(s) whose checkpoints show its progress: a code size, or '*' for all in its output folder.
+# Not exec: after the trainer saved a checkpoint on SIGTERM (exit 143), this shell requeues the
+# Slurm job (requeue_if_progress).
+train() {
+    local checkpoints=$1 before="" status=0
+    shift
+    [ -z "${SLURM_JOB_ID:-}" ] || before=$(checkpoint_progress "$checkpoints" "$@")
+    "$PYTHON" auto_encoder.py "$@" &
+    TRAINER=$!
+    # Slurm's --signal=B:TERM reaches this shell alone: pass it on at once.
+    trap 'kill -TERM "$TRAINER" 2>/dev/null || true' TERM
+    wait "$TRAINER" || status=$?
+    while kill -0 "$TRAINER" 2>/dev/null; do  # the trap ended `wait` early: wait for the trainer
+        status=0
+        wait "$TRAINER" || status=$?
+    done
+    trap - TERM
+    if [ "$status" = 143 ] && [ -n "${SLURM_JOB_ID:-}" ]; then
+        requeue_if_progress "$before" "$checkpoints" "$@"
+    fi
+    return "$status"
+}
+
+# checkpoint_progress CHECKPOINTS ARGS...: "MODEL EPOCH STEP" for each checkpoint of CHECKPOINTS
+# in the trainer's --output-dir (the last in ARGS, as for argparse): the epochs finished and the
+# steps into the next; "unreadable" if python cannot tell (its error goes to the job log).
+checkpoint_progress() {
+    local checkpoints=$1 dir=""
+    shift
+    while [ $# -gt 0 ]; do
+        case $1 in
+            --output-dir) dir=${2:-} ;;
+            --output-dir=*) dir=${1#*=} ;;
+        esac
+        shift
+    done
+    "$PYTHON" - "$dir" "$checkpoints" <<'PY' || echo unreadable
+import glob, os, sys, torch
+for path in sorted(glob.glob(os.path.join(sys.argv[1], f"auto_encoder_{sys.argv[2]}_checkpoint.pt"))):
+    state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    model = os.path.basename(path)[len("auto_encoder_"):-len("_checkpoint.pt")]
+    print(model, state["epoch"], (state.get("partial") or {}).get("step", 0))
+PY
+}
+
+# advanced BEFORE AFTER: whether, from BEFORE to AFTER (checkpoint_progress lines), some model's
+# epoch and step went up and none went down (as they do when a run starts over).
+advanced() {
+    awk -v before="$1" -v after="$2" 'BEGIN {
+        n = split(before, lines, "\n")
+        for (i = 1; i <= n; i++) { split(lines[i], f, " "); was[f[1]] = f[2] * 1e9 + f[3] }
+        n = split(after, lines, "\n")
+        for (i = 1; i <= n; i++) {
+            split(lines[i], f, " "); now = f[2] * 1e9 + f[3]
+            if (now > was[f[1]]) up = 1
+            if (now < was[f[1]]) down = 1
+        }
+        exit !(up && !down)
+    }'
+}
+
+# requeue_if_progress BEFORE CHECKPOINTS ARGS...: the trainer saved a checkpoint on SIGTERM; requeue
+# this Slurm job to continue from it, unless the job was cancelled or Slurm requeues it anyway
+# (it is not RUNNING), its checkpoints did not advance from BEFORE (the next run would not get
+# further either), or it was requeued MAX_REQUEUES times. One line in the job log says which.
+requeue_if_progress() {
+    local before=$1 after state restarts=${SLURM_RESTART_COUNT:-0} why=""
+    shift
+    state=$(scontrol show job -o "$SLURM_JOB_ID" 2>/dev/null | grep -o '\bJobState=[A-Z_]*' | cut -d= -f2 || true)
+    if [ "$state" != RUNNING ]; then
+        echo "requeue: not requeued: the job is ${state:-unknown to scontrol}, not RUNNING" \
+             "(cancelled, or Slurm requeues it itself)" >&2
+        return 0
+    fi
+    after=$(checkpoint_progress "$@")
+    if [[ "$before$after" == *unreadable* ]]; then
+        why="the checkpoints' epoch and step could not be read"
+    elif ! advanced "$before" "$after"; then
+        why="no progress in this run (checkpoints at its start: ${before:-none}; now: ${after:-none})"
+        why=${why//$'\n'/, }
+    elif [ "$restarts" -ge "$MAX_REQUEUES" ]; then
+        why="requeued $restarts times already (MAX_REQUEUES=$MAX_REQUEUES)"
+    fi
+    if [ -n "$why" ]; then
+        echo "requeue: not requeued: $why; resubmit the same command to continue" >&2
+        return 0
+    fi
+    # Said first: Slurm ends this shell once the job is requeued.
+    echo "requeue: checkpoints at ${after//$'\n'/, }: requeued to continue" \
+         "(restart $((restarts + 1)) of at most $MAX_REQUEUES)" >&2
+    scontrol requeue "$SLURM_JOB_ID" ||
+        echo "requeue: scontrol requeue failed; resubmit the same command to continue" >&2
+}
