@@ -286,8 +286,8 @@ case_time_limit() {
     grep -q "checkpoint saved" "$log" || problems+=("job $job did not save a checkpoint on SIGTERM")
     grep -q "^requeue: .*requeued to continue" "$log" || problems+=("job $job did not requeue itself")
     problems+=("$(resumed_problems "$job" "$log" "$out")")
-    report "time limit" "job $job was stopped $(job_field "$job" Restarts) times by its time limit,\
- saved and requeued itself each time, resumed at epoch $(py resume-points "$log" 3D), ended COMPLETED;\
+    report "time limit" "job $job: stopped by its time limit, saved and requeued itself\
+ (restarts: $(job_field "$job" Restarts)), resumed at epoch $(py resume-points "$log" 3D), ended COMPLETED;\
  no epoch trained twice; results equal the uninterrupted run's" "${problems[@]}"
 }
 
