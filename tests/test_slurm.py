@@ -1,6 +1,6 @@
 """The job scripts in jobs/ on a real one-node Slurm cluster on localhost (jobs/local_slurm.sh).
 
-Slow (about 13 minutes on two busy cores) and needs root and Debian's slurm-wlm and munge;
+Slow (7 to 13 minutes on two busy cores) and needs root and Debian's slurm-wlm and munge;
 skipped where `sbatch` is not on PATH or the script says it cannot run here (exit status 77).
 The script brings up the cluster in a temporary folder, runs a single job, requeues it when
 finished, runs a two-task sweep array, a job that its time limit stops and that requeues itself
