@@ -9,8 +9,12 @@
 #   single     jobs/auto_encoder.slurm trains 3D
 #   requeue    that job, finished, requeued with `scontrol requeue`: only re-evaluates
 #   sweep      jobs/sweep.slurm as a two-task array (the first two sizes of jobs/sizes.txt)
-#   time limit jobs/auto_encoder.slurm with --time=1 gets SIGTERM before its limit and saves
-#              a checkpoint; resubmitted, it continues from there to the end
+#   time limit jobs/auto_encoder.slurm with --time=2 gets SIGTERM before its limit, saves a
+#              checkpoint and requeues itself, as often as it takes, and ends COMPLETED by itself
+#   preemption jobs/auto_encoder.slurm requeued by `scontrol requeue` while it trains (as Slurm's
+#              preemption does) continues to the end
+#              Both: the log says each requeued run resumed at epoch N >= 2 and no epoch was trained
+#              twice, and the results are bit-identical to the same training run without Slurm.
 #   logs       every job log is plain text (no CR or ESC from progress bars) with lines such as
 #              '3D epoch 2/3: training loss 0.0712, validation loss 0.0698, 4.1 s'
 # Exit status: 0 if all cases pass, 1 if one fails, 77 where it cannot run here (no Slurm or
@@ -23,7 +27,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SKIP=77
 PATH=$PATH:/usr/sbin:/sbin          # slurmctld, slurmd and munged live in sbin
-export MODULES=""                   # the jobs' `module load cuda` means nothing here
+export MODULES=""                   # no modules here, whatever the caller's environment says
 
 # Tiny runs: 2 epochs of 2 steps. The data is a subset of MNIST (see make_subset), so that
 # validation and test take a moment, not most of each run.
@@ -31,15 +35,16 @@ BATCH=250
 TINY_LIMIT=500
 TINY_ARGS="--epochs 2 --limit $TINY_LIMIT --batch-size $BATCH --precision fp32 --device cpu"
 SUBSET="train=2000 valid=200 test=200"
-# The time-limit job: --time=1 with SIGTERM 15 s before the limit. slurmctld checks time limits
+# The time-limit job: --time=2 with SIGTERM 45 s before the limit. slurmctld checks time limits
 # every 30 s and sends the signal at the first check that is less than 30 s before the signal
-# time, so SIGTERM comes 15 to 45 s after the job starts: late enough for the trainer to have set
-# its handler, and its training is sized (see long_epochs) to last past 45 s.
-TIME_LIMIT=00:01:00
-TERM_LEAD=15
-LONG_LIMIT=2000                     # training images of the time-limit run
-LONG_TARGET_S=55                    # its training time at the fastest speed measured here
-JOB_TIMEOUT_S=900                   # give up on a job after this long (a loaded CPU is slow)
+# time, so SIGTERM comes 45 to 75 s after each run starts: late enough for the first run to have
+# finished an epoch, and early enough to leave 45 s to save and requeue. Its training is sized
+# (see long_epochs) to last past 75 s, so the first run is stopped; later runs may be too.
+TIME_LIMIT=00:02:00
+TERM_LEAD=45
+LONG_LIMIT=2000                     # training images of the time-limit and preemption runs
+LONG_TARGET_S=75                    # their training time at the fastest speed measured here
+JOB_TIMEOUT_S=1200                  # give up on a job after this long (a loaded CPU is slow)
 
 WORK=""                             # the temporary folder, once made
 declare -a RESULTS=() FAILED=()
@@ -94,12 +99,12 @@ source "$ROOT/jobs/local_slurm_cluster.sh"
 
 # submit SCRIPT [SBATCH-OPTIONS...]: submit a job script of the repository from its root, as a
 # user would; prints the job id. The log goes to the script's own --output pattern, but in
-# $WORK/logs/ rather than the checkout.
+# $WORK/logs/ rather than the checkout's jobs/logs/ (job ids restart at 1 on each test cluster).
 submit() {
     local script=$1 pattern
     shift
     pattern=$(sed -n 's/^#SBATCH --output=//p' "$script")
-    sbatch --parsable --gres=none --output="$WORK/logs/$pattern" "$@" "$script"
+    sbatch --parsable --gres=none --output="$WORK/logs/${pattern##*/}" "$@" "$script"
 }
 
 # job_field JOB FIELD: one field of `scontrol show job` (the first, for an array).
@@ -231,7 +236,7 @@ case_sweep() {
 }
 
 # Epochs of the time-limit run: enough for LONG_TARGET_S of training at the fastest step time
-# the direct tiny runs showed (so it is still training 45 s after it starts).
+# the direct tiny runs showed (so it is still training 75 s after it starts).
 long_epochs() {
     local step
     step=$(py step-time $((TINY_LIMIT / BATCH)) "$(info_of "$WORK/direct/tiny" "${SWEEP_SIZES[0]}")" \
@@ -240,41 +245,74 @@ long_epochs() {
         'BEGIN { e = int(target / (step * steps)) + 1; print (e < 3 ? 3 : e) }'
 }
 
+# The long 3D run that the time-limit and preemption jobs train (LONG_ARGS), and its direct run.
+LONG_ARGS=""
+LONG_EPOCHS=0
+prepare_long_run() {
+    LONG_EPOCHS=$(long_epochs)
+    LONG_ARGS="--model 3D --epochs $LONG_EPOCHS --limit $LONG_LIMIT --batch-size $BATCH"
+    LONG_ARGS+=" --precision fp32 --device cpu"
+    note "the long run, directly, without Slurm: 3D for $LONG_EPOCHS epochs"
+    # shellcheck disable=SC2086  # LONG_ARGS is a list of options
+    train_directly "$WORK/direct/long" $LONG_ARGS
+}
+
+# resumed_problems JOB LOG OUT: how the finished job's log and results fail to show that every
+# requeued run of it resumed (epoch N >= 2, no epoch trained twice) and ended as the direct run.
+resumed_problems() {
+    local job=$1 log=$2 out=$3
+    [ "$(job_field "$job" Restarts)" -ge 1 ] 2>/dev/null || echo "job $job was never requeued"
+    py resumed "$log" 3D "$LONG_EPOCHS"
+    if [ -f "$(info_of "$WORK/direct/long" 3D)" ]; then
+        py compare "$(info_of "$out" 3D)" "$(info_of "$WORK/direct/long" 3D)"
+    else
+        echo "no direct run to compare with"
+    fi
+}
+
 case_time_limit() {
-    local epochs out=$WORK/time-limit first second problems=() done_epochs log
-    epochs=$(long_epochs)
-    local args="--model 3D --epochs $epochs --limit $LONG_LIMIT --batch-size $BATCH"
-    args+=" --precision fp32 --device cpu"
+    local out=$WORK/time-limit job problems=() log
     note "time limit: jobs/auto_encoder.slurm --time=$TIME_LIMIT --signal=B:TERM@$TERM_LEAD," \
-         "3D for $epochs epochs"
-    if ! first=$(OUTPUT_DIR=$out TRAIN_ARGS=$args submit jobs/auto_encoder.slurm \
-                     --time="$TIME_LIMIT" --signal="B:TERM@$TERM_LEAD"); then
+         "3D for $LONG_EPOCHS epochs"
+    # shellcheck disable=SC2153  # LONG_ARGS is set by prepare_long_run
+    if ! job=$(OUTPUT_DIR=$out TRAIN_ARGS=$LONG_ARGS submit jobs/auto_encoder.slurm \
+                   --time="$TIME_LIMIT" --signal="B:TERM@$TERM_LEAD"); then
         report "time limit" "" "sbatch jobs/auto_encoder.slurm failed"
         return
     fi
-    problems+=("$(ended "$first" FAILED 143:0)")
-    log=$(job_field "$first" StdOut)
+    problems+=("$(ended "$job" COMPLETED 0:0)")
+    log=$(job_field "$job" StdOut)
     LOGS+=("$log")
-    grep -q "checkpoint saved" "$log" || problems+=("job $first did not save a checkpoint on SIGTERM")
-    [ ! -f "$(info_of "$out" 3D)" ] || problems+=("job $first finished before SIGTERM: raise LONG_TARGET_S")
-    done_epochs=$(py epochs-done "$out/auto_encoder_3D.txt")
+    grep -q "checkpoint saved" "$log" || problems+=("job $job did not save a checkpoint on SIGTERM")
+    grep -q "^requeue: .*requeued to continue" "$log" || problems+=("job $job did not requeue itself")
+    problems+=("$(resumed_problems "$job" "$log" "$out")")
+    report "time limit" "job $job: stopped by its time limit, saved and requeued itself\
+ (restarts: $(job_field "$job" Restarts)), resumed at epoch $(py resume-points "$log" 3D), ended COMPLETED;\
+ no epoch trained twice; results equal the uninterrupted run's" "${problems[@]}"
+}
 
-    note "time limit: resubmitted"
-    if ! second=$(OUTPUT_DIR=$out TRAIN_ARGS=$args submit jobs/auto_encoder.slurm); then
-        report "time limit" "" "${problems[@]}" "resubmitting jobs/auto_encoder.slurm failed"
+# The job is requeued as soon as its log shows a finished epoch, so that the checkpoint it saves
+# on the SIGTERM of the requeue is past epoch 1.
+case_preemption() {
+    local out=$WORK/preemption job problems=() log deadline=$((SECONDS + JOB_TIMEOUT_S))
+    note "preemption: jobs/auto_encoder.slurm, requeued while it trains"
+    if ! job=$(OUTPUT_DIR=$out TRAIN_ARGS=$LONG_ARGS submit jobs/auto_encoder.slurm); then
+        report "preemption" "" "sbatch jobs/auto_encoder.slurm failed"
         return
     fi
-    problems+=("$(ended "$second" COMPLETED 0:0)")
-    log=$(job_field "$second" StdOut)
+    log=$WORK/logs/auto_encoder-$job.out
+    until grep -q "^3D epoch [0-9]*/" "$log" 2>/dev/null || [ "$SECONDS" -ge "$deadline" ]; do sleep 1; done
+    if [ "$(job_field "$job" JobState)" != RUNNING ] || ! scontrol requeue "$job"; then
+        report "preemption" "" "job $job could not be requeued while it trained" \
+               "$(ended "$job" COMPLETED 0:0)"
+        return
+    fi
+    problems+=("$(ended "$job" COMPLETED 0:0)")
     LOGS+=("$log")
-    ! grep -q "starting from scratch" "$log" || problems+=("job $second started from scratch")
-
-    note "time limit: the same training directly, uninterrupted"
-    # shellcheck disable=SC2086  # args is a list of options
-    train_directly "$WORK/direct/long" $args || problems+=("the direct run failed")
-    problems+=("$(py compare "$(info_of "$out" 3D)" "$(info_of "$WORK/direct/long" 3D)")")
-    report "time limit" "job $first got SIGTERM after epoch $done_epochs/$epochs, saved, exited 143;\
- job $second continued to the end; results equal the uninterrupted run's" "${problems[@]}"
+    grep -q "checkpoint saved" "$log" || problems+=("job $job did not save a checkpoint on SIGTERM")
+    problems+=("$(resumed_problems "$job" "$log" "$out")")
+    report "preemption" "job $job, requeued after epoch 1, resumed at epoch $(py resume-points "$log" 3D),\
+ ended COMPLETED; no epoch trained twice; results equal the uninterrupted run's" "${problems[@]}"
 }
 
 case_logs() {
@@ -322,7 +360,9 @@ main() {
     case_single
     case_requeue
     case_sweep
+    prepare_long_run || note "the direct long run failed: the cases below report it"
     case_time_limit
+    case_preemption
     case_logs
 
     local passed=$(( ${#RESULTS[@]} - ${#FAILED[@]} ))

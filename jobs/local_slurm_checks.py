@@ -69,13 +69,57 @@ def reevaluated(before, after):
         print("results were not rewritten")
 
 
-def epochs_done(log):
-    """Epoch rows in a model's log table (auto_encoder_M.txt); 0 if there is no table yet."""
-    try:
-        text = open(log).read()
-    except FileNotFoundError:
-        text = ""
-    print(len(re.findall(r"^\d+ +\d", text, re.MULTILINE)))
+# The trainer's lines that show a run resumed, started over, or finished an epoch (matched
+# loosely: only these forms are kept as the trainer changes).
+RESUME_LINE = re.compile(r"^(\S+): resuming from .* at epoch (\d+)(?:, step (\d+))?\s*$")
+SCRATCH_LINE = re.compile(r"no checkpoint.*starting from scratch", re.IGNORECASE)
+EPOCH_LINE = re.compile(r"^(\S+) epoch (\d+)/(\d+): training loss")
+
+
+def log_events(path, model):
+    """("resume", epoch, step) and ("epoch", k, None) for `model`, in the order of the log."""
+    events = []
+    with open(path, errors="replace") as f:
+        for line in f:
+            resume, epoch = RESUME_LINE.match(line), EPOCH_LINE.match(line)
+            if resume and resume[1] == model:
+                events.append(("resume", int(resume[2]), int(resume[3] or 0)))
+            elif epoch and epoch[1] == model:
+                events.append(("epoch", int(epoch[2]), None))
+    return events
+
+
+def resumed(log, model, epochs):
+    """How a job's log, holding all its runs (--open-mode=append), fails to show that each
+    requeued run continued where the one before stopped: no resume line, a resume before epoch 2
+    (the first run finished no epoch), an epoch trained twice or never, a second fresh start."""
+    last, problems = 0, []
+    events = log_events(log, model)
+    if not any(kind == "resume" for kind, _, _ in events):
+        problems.append(f"no '{model}: resuming from ... at epoch N' line: the requeued run did not resume")
+    for kind, n, _ in events:
+        if kind == "resume" and n < 2:
+            problems.append(f"resumed at epoch {n}: the first run finished no epoch (size the case up)")
+        if kind == "resume" and n != last + 1:
+            problems.append(f"resumed at epoch {n} after epoch {last}")
+        if kind == "epoch" and n != last + 1:
+            problems.append(f"epoch {n} trained again after epoch {last}" if n <= last
+                            else f"epoch {n} after epoch {last}")
+        if kind == "epoch":
+            last = n
+    if last != int(epochs):
+        problems.append(f"the log ends at epoch {last} of {epochs}")
+    with open(log, errors="replace") as f:
+        fresh = sum(bool(SCRATCH_LINE.search(line)) for line in f)
+    if fresh > 1:
+        problems.append(f"{fresh} runs started from scratch")
+    print("\n".join(problems[:4]))  # the first few say what happened
+
+
+def resume_points(log, model):
+    """Where the job's runs resumed: "2 step 3, 5"."""
+    print(", ".join(f"{n}" + (f" step {step}" if step else "")
+                    for kind, n, step in log_events(log, model) if kind == "resume"))
 
 
 def log_problems(*paths):

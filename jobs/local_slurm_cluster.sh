@@ -18,7 +18,8 @@ SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
-AuthInfo=socket=$WORK/run/munge.socket
+# A requeued job waits cred_expire seconds (default 120) before it starts again: 10 s here.
+AuthInfo=socket=$WORK/run/munge.socket,cred_expire=10
 StateSaveLocation=$WORK/state
 SlurmdSpoolDir=$WORK/spool
 SlurmctldPidFile=$WORK/run/slurmctld.pid
