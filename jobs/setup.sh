@@ -106,7 +106,8 @@ train() {
 
 # checkpoint_progress CHECKPOINTS ARGS...: "MODEL EPOCH STEP" for each checkpoint of CHECKPOINTS
 # in the trainer's --output-dir (the last in ARGS, as for argparse): the epochs finished and the
-# steps into the next; "unreadable" if python cannot tell (its error goes to the job log).
+# steps into the next; "unreadable" if python cannot tell (its error goes to the job log). A
+# finished model has no checkpoint: it drops out, which never counts as going back.
 checkpoint_progress() {
     local checkpoints=$1 dir=""
     shift
