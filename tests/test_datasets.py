@@ -180,3 +180,18 @@ def test_real_fashion_mnist_has_the_split_and_its_classes_when_available():
     splits = load_dataset("fashion-mnist", log=lambda _: None)
     assert (len(splits.train_x), len(splits.valid_x), len(splits.test_x)) == (50_000, 10_000, 10_000)
     assert splits.test_y[0] == 9 and sorted(set(splits.test_y.tolist())) == list(range(10))  # an ankle boot first
+
+
+@pytest.mark.slow
+def test_the_code_size_table_reads_every_run_below_its_folder_each_beside_its_own_datasets_pca(
+        kmnist_run, kmnist, tiny_mnist, tmp_path, monkeypatch):
+    out = tmp_path / "sizes"
+    assert train(out, tiny_mnist, "--model", "2D", "--epochs", "1") == 0
+    shutil.copytree(kmnist_run, out / "kmnist")
+    monkeypatch.setenv("KMNIST_DATA", str(kmnist))
+    assert plot(plot_training, out, "--sweep", "--data", str(tiny_mnist)) == 0
+    rows = json.loads((out / "sweep.json").read_text())["rows"]
+    ours = [(r["dataset"], r["model"], r["run"]) for r in rows if r["code"] != "reference"]
+    assert ours == [("MNIST", "2D", "."), ("KMNIST", "3D", "kmnist"), ("KMNIST", "4x4", "kmnist")]
+    assert len({r["pca_test_mse"] for r in rows if r["model"] in ("3D", "2D")}) == 2  # two datasets' PCA
+    assert (out / "sweep.png").is_file()
