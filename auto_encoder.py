@@ -36,6 +36,11 @@ def _recipe_values(key: str) -> str:
     return ", ".join(f"{getattr(recipe, key):g} {name}" for name, recipe in RECIPES.items())
 
 
+def _large_code_values(key: str) -> str:
+    modern = RECIPES["modern"]
+    return f"{getattr(modern, f'large_code_{key}'):g} for modern vector codes of {modern.large_code_units}+ units"
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = OneLineParser(prog="auto_encoder.py", description=__doc__,
                       formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -48,9 +53,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lr", type=positive_float, help="(peak) learning rate, may change on --resume; "
                    f"default: {_recipe_values('lr')} ({RECIPES['modern'].image_code_lr:g} for modern image codes)")
     p.add_argument("--weight-decay", type=non_negative_float,
-                   help=f"AdamW weight decay (modern recipe only); default: {_recipe_values('weight_decay')}")
+                   help=f"AdamW weight decay (modern recipe only); default: {_recipe_values('weight_decay')} "
+                        f"({_large_code_values('weight_decay')})")
     p.add_argument("--dropout", type=fraction,
-                   help=f"dropout after the wide dense layers; default: {_recipe_values('dropout')}")
+                   help="dropout after the wide dense layers (modern recipe only); default: "
+                        f"{_recipe_values('dropout')} ({_large_code_values('dropout')})")
     p.add_argument("--seed", type=seed_value, default=0, help="seed for the init and shuffling (default 0)")
     p.add_argument("--limit", type=positive_int, help="train on the first N training images only")
     add_data_options(p, "where the outputs go")
@@ -112,10 +119,9 @@ def open_run(state: TrainingState, files: RunFiles, checkpoints: Checkpoints, te
              args: argparse.Namespace, say: Callable[[str], None]) -> None:
     """Resume from the checkpoint or from the finished run's files, or start afresh."""
     name, folder = state.config.model, state.config.output_dir
-    finished = files.finished_run()
     if args.resume and checkpoints.path.is_file():
         checkpoints.restore(state, checkpoints.read(state.device))
-    elif args.resume and finished is not None:
+    elif args.resume and (finished := files.finished_run()) is not None:
         check_settings(state.config, finished["config"], files.paths.info)
         files.restore_finished(state, finished)
     if state.finished:
@@ -129,7 +135,7 @@ def open_run(state: TrainingState, files: RunFiles, checkpoints: Checkpoints, te
     if args.resume:
         say(f"{name}: --resume found no checkpoint and no finished run in {folder}/: starting from scratch "
             f"(epoch 1 of {state.config.epochs})")
-    elif finished is not None or checkpoints.path.is_file():
+    elif files.paths.info.is_file() or checkpoints.path.is_file():
         say(f"{name}: overwriting the earlier run in {folder}/" + (" (--restart)" if args.restart else ""))
     files.write_start(state)
     trace_codes(state, test_x)
