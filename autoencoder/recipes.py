@@ -19,9 +19,12 @@ from .model import CodeSpec, parse_code
 @dataclass(frozen=True)
 class Recipe:
     """Every value of one recipe. `lr` is the (peak) learning rate of vector codes (ND),
-    `image_code_lr` that of image codes (KxK). The one-cycle schedule rises from lr/div_factor
-    to lr over the first `warmup` of the steps, then falls to lr/div_factor/final_div_factor,
-    while Adam's beta1 cycles the other way between `momentum` (high, low)."""
+    `image_code_lr` that of image codes (KxK). Vector codes of `large_code_units` units or more
+    take `large_code_epochs`, `large_code_weight_decay` and `large_code_dropout` instead: they
+    overfit where small codes do not, and more decay wants more epochs (docs/recipes.md). The
+    one-cycle schedule rises from lr/div_factor to lr over the first `warmup` of the steps, then
+    falls to lr/div_factor/final_div_factor, while Adam's beta1 cycles the other way between
+    `momentum` (high, low)."""
 
     optimizer: str                          # "SGD" or "AdamW"
     epochs: int
@@ -35,6 +38,10 @@ class Recipe:
     div_factor: float | None = None
     final_div_factor: float | None = None
     momentum: tuple[float, float] | None = None
+    large_code_units: int | None = None
+    large_code_epochs: int | None = None
+    large_code_weight_decay: float | None = None
+    large_code_dropout: float | None = None
 
 
 RECIPES = {
@@ -42,7 +49,8 @@ RECIPES = {
                        weight_decay=0.0, dropout=0.0, schedule="constant"),
     "modern": Recipe(optimizer="AdamW", epochs=46, batch_size=500, lr=5e-3, image_code_lr=2e-3,
                      weight_decay=0.1, dropout=0.1, schedule="one-cycle", warmup=0.15, div_factor=25.0,
-                     final_div_factor=1e4, momentum=(0.95, 0.85)),
+                     final_div_factor=1e4, momentum=(0.95, 0.85), large_code_units=30,
+                     large_code_epochs=70, large_code_weight_decay=0.5, large_code_dropout=0.0),
 }
 CHECKPOINT_INTERVAL = 60.0      # seconds of training a kill -9 may cost at most
 ADAMW_IMPLEMENTATIONS = ("fused", "foreach", "default")
@@ -52,13 +60,17 @@ RESUME_KEYS = ("model", "dataset", "recipe", "epochs", "batch_size", "weight_dec
 
 
 def recipe_values(recipe: str, spec: CodeSpec) -> dict:
-    """The table's values for one code: the recipe's, with the learning rate of its kind of code."""
+    """The table's values for one code: the recipe's, with the learning rate of its kind of code
+    and, for large vector codes, their epochs, weight decay and dropout."""
     if recipe not in RECIPES:
         raise UserError(f"unknown recipe {recipe!r}: use {' or '.join(RECIPES)}")
     values = asdict(RECIPES[recipe])
     image_code_lr = values.pop("image_code_lr")
+    large = {key: values.pop(f"large_code_{key}") for key in ("units", "epochs", "weight_decay", "dropout")}
     if spec.is_image:
         values["lr"] = image_code_lr
+    elif large["units"] is not None and spec.units >= large["units"]:
+        values.update(epochs=large["epochs"], weight_decay=large["weight_decay"], dropout=large["dropout"])
     return values
 
 

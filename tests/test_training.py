@@ -278,3 +278,15 @@ def test_the_recipes_page_lists_every_value_of_the_recipe_table():
         rows = [line for line in page if line.startswith(f"| `{name}`")]
         assert len(rows) == 1, f"docs/recipes.md has no row for {name}"
         assert [cell.strip() for cell in rows[0].strip("|").split("|")[1:]] == values, rows[0]
+
+
+def test_large_vector_codes_take_their_own_epochs_weight_decay_and_dropout_and_the_others_keep_theirs():
+    def values(config: TrainConfig) -> tuple:
+        return config.epochs, config.weight_decay, config.dropout
+    modern = RECIPES["modern"]
+    for model in ("30D", "64D"):
+        assert values(TrainConfig(model)) == (modern.large_code_epochs, modern.large_code_weight_decay,
+                                              modern.large_code_dropout)
+    for model in ("3D", "16D", "4x4", "8x8"):  # 8x8 is 64 units, but an image code
+        assert values(TrainConfig(model)) == (modern.epochs, modern.weight_decay, modern.dropout)
+    assert TrainConfig("30D", weight_decay=0.2, dropout=0.05).weight_decay == 0.2
