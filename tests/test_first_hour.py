@@ -82,6 +82,7 @@ def test_a_failed_download_leaves_no_empty_cache_folder(tmp_path, monkeypatch):
         raise DataError("no network")
 
     monkeypatch.setattr(autoencoder.sources, "torchvision_download", offline)
+    monkeypatch.delenv("FASHION_MNIST_DATA", raising=False)   # else the shared copy is read, no fetch
     cache = tmp_path / "data" / "fashion-mnist"
     with pytest.raises(DataError, match="could not get Fashion-MNIST"):
         load_dataset("fashion-mnist", cache=cache, log=lambda line: None)
