@@ -8,10 +8,11 @@
 M_training: validation (red) and training (green) loss per epoch; for the 3D and 4x4 models on
 MNIST, the 2016 run's curves (from its published logs, as true means) dashed underneath and its
 final test MSE as a dashed grey line. The y axis spans 0 to 0.1 as the original's did, unless
-most of this run's losses lie above that: then it spans them. The legend sits below the axes. code_quality (.txt, .json): for each model with weights, its test
-MSE and k-NN class accuracy (k=5) next to PCA with as many components. sweep (figure, .txt, .json):
-the test MSE of every trained model against its number of code units, vector and image codes as
-two series, PCA on the same split as a third.
+most of this run's losses lie above that: then it spans them. The legend sits below the axes.
+code_quality (.txt, .json): for each model with weights, its test MSE and k-NN class accuracy
+(k=5) next to PCA with as many components. sweep (figure, .txt, .json): every trained model below
+--output-dir, any dataset, beside exact PCA with as many components, in MSE per pixel, squared
+error per image and PSNR, with Hinton & Salakhutdinov's 2006 numbers as reference rows.
 """
 from __future__ import annotations
 
