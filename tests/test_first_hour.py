@@ -3,6 +3,7 @@ data cache that keeps what --prepare-data promises and nothing a failed download
 from __future__ import annotations
 
 import re
+import shutil
 
 import numpy as np
 import pytest
@@ -11,8 +12,8 @@ import auto_encoder
 import autoencoder.sources
 import plot_training
 from conftest import ROOT, tiny_splits, write_mnist_pickle
-from helpers import (MNIST_SHA256, DataError, load_dataset, original_run, pyplot, read_dataset,
-                     use_file_backend)
+from helpers import (MNIST_SHA256, DataError, dataset_of_info, load_dataset, load_info, original_run, pyplot,
+                     read_dataset, use_file_backend)
 
 README = (ROOT / "README.md").read_text()
 
@@ -107,3 +108,20 @@ def test_prepare_data_refuses_to_cache_a_split_the_cache_cannot_keep(tiny_mnist,
     assert auto_encoder.main(["--prepare-data", "--data", str(tiny_mnist)]) == 2
     assert "pass it with --data each time instead" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_every_reference_run_in_docs_results_names_its_dataset():
+    infos = sorted((ROOT / "docs" / "results").rglob("*_info.pkl.gz"))
+    assert infos
+    for path in infos:
+        assert dataset_of_info(load_info(path)) in ("mnist", "fashion-mnist"), path
+
+
+def test_the_readmes_command_redraws_the_reference_loss_figures(tmp_path):
+    """`python plot_training.py --output-dir docs/results/...` on a copy: the 2016 recipe's runs."""
+    folder = tmp_path / "original-recipe"
+    shutil.copytree(ROOT / "docs" / "results" / "original-recipe", folder)
+    for figure in folder.glob("*_training.*"):
+        figure.unlink()
+    assert plot_training.main(["--output-dir", str(folder)]) == 0
+    assert {f.name for f in folder.glob("*_training.jpg")} == {"3D_training.jpg", "4x4_training.jpg"}
