@@ -48,7 +48,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="3D, 4x4, both (default), any ND or KxK code, or a comma-separated list")
     p.add_argument("--recipe", choices=list(RECIPES), default="modern",
                    help="modern (AdamW, one-cycle, batch norm; default) or original (the 2016 SGD recipe)")
-    p.add_argument("--epochs", type=positive_int, help=f"default: {_recipe_values('epochs')} ({_large_code_values('epochs')})")
+    p.add_argument("--epochs", type=positive_int,
+                   help=f"default: {_recipe_values('epochs')} ({_large_code_values('epochs')})")
     p.add_argument("--batch-size", type=positive_int, help=f"default: {_recipe_values('batch_size')}")
     p.add_argument("--lr", type=positive_float, help="(peak) learning rate, may change on --resume; "
                    f"default: {_recipe_values('lr')} ({RECIPES['modern'].image_code_lr:g} for modern image codes)")

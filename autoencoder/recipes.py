@@ -55,6 +55,8 @@ RECIPES = {
 CHECKPOINT_INTERVAL = 60.0      # seconds of training a kill -9 may cost at most
 ADAMW_IMPLEMENTATIONS = ("fused", "foreach", "default")
 COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune")  # reduce-overhead: CUDA graphs
+# The values a large vector code takes from the recipe's `large_code_<key>` instead of `<key>`.
+_LARGE_CODE_KEYS = ("epochs", "weight_decay", "dropout")
 # Settings a resumed run must share with its checkpoint (the learning rate may change).
 RESUME_KEYS = ("model", "dataset", "recipe", "epochs", "batch_size", "weight_decay", "dropout", "seed", "limit")
 
@@ -66,11 +68,12 @@ def recipe_values(recipe: str, spec: CodeSpec) -> dict:
         raise UserError(f"unknown recipe {recipe!r}: use {' or '.join(RECIPES)}")
     values = asdict(RECIPES[recipe])
     image_code_lr = values.pop("image_code_lr")
-    large = {key: values.pop(f"large_code_{key}") for key in ("units", "epochs", "weight_decay", "dropout")}
+    large_units = values.pop("large_code_units")
+    large_values = {key: values.pop(f"large_code_{key}") for key in _LARGE_CODE_KEYS}
     if spec.is_image:
         values["lr"] = image_code_lr
-    elif large["units"] is not None and spec.units >= large["units"]:
-        values.update(epochs=large["epochs"], weight_decay=large["weight_decay"], dropout=large["dropout"])
+    elif large_units is not None and spec.units >= large_units:
+        values.update(large_values)
     return values
 
 
