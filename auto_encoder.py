@@ -26,7 +26,7 @@ import torch
 from helpers import (CHECKPOINT_INTERVAL, COMPILE_MODES, DATASETS, RECIPES, Checkpoints, Interrupted,
                      OneLineParser, Progress, RunFiles, StopFlag, TrainConfig, TrainingState, UserError,
                      add_data_options, check_settings, console_progress, count_parameters, cuda_tf32,
-                     data_tensors, describe_saved_run, evaluate, fill_output_dir, fit, fraction,
+                     data_tensors, dataset_spec, describe_saved_run, evaluate, fill_output_dir, fit, fraction,
                      load_dataset, new_training_state, non_negative_float, parse_models, pick_device,
                      positive_float, positive_int, resolve_precision, run_main, seed_value, store_in_cache,
                      trace_codes)
@@ -37,8 +37,15 @@ def _recipe_values(key: str) -> str:
 
 
 def _large_code_values(key: str) -> str:
+    """'0 for modern vector codes of 30+ units on MNIST and Fashion-MNIST': the datasets whose large
+    codes take their own value of `key`, grouped by value."""
     modern = RECIPES["modern"]
-    return f"{getattr(modern, f'large_code_{key}'):g} for modern vector codes of {modern.large_code_units}+ units"
+    titles: dict[float, list[str]] = {}
+    for dataset, values in modern.large_code_values.items():
+        if key in values:
+            titles.setdefault(values[key], []).append(dataset_spec(dataset).title)
+    codes = f"modern vector codes of {modern.large_code_units}+ units"
+    return "; ".join(f"{value:g} for {codes} on {' and '.join(names)}" for value, names in titles.items())
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

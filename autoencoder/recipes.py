@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 
@@ -20,8 +20,9 @@ from .model import CodeSpec, parse_code
 class Recipe:
     """Every value of one recipe. `lr` is the (peak) learning rate of vector codes (ND),
     `image_code_lr` that of image codes (KxK). Vector codes of `large_code_units` units or more
-    take `large_code_epochs`, `large_code_weight_decay` and `large_code_dropout` instead: they
-    overfit where small codes do not, and more decay wants more epochs (docs/recipes.md). The
+    take, on a dataset that `large_code_values` names, the values it gives there instead: they
+    overfit where small codes do not, and what holds them back depends on the images; a dataset
+    it does not name keeps the small codes' values (docs/recipes.md). The
     one-cycle schedule rises from lr/div_factor to lr over the first `warmup` of the steps, then
     falls to lr/div_factor/final_div_factor, while Adam's beta1 cycles the other way between
     `momentum` (high, low)."""
@@ -39,9 +40,7 @@ class Recipe:
     final_div_factor: float | None = None
     momentum: tuple[float, float] | None = None
     large_code_units: int | None = None
-    large_code_epochs: int | None = None
-    large_code_weight_decay: float | None = None
-    large_code_dropout: float | None = None
+    large_code_values: dict[str, dict[str, float]] = field(default_factory=dict)  # dataset: {key: value}
 
 
 RECIPES = {
@@ -50,26 +49,25 @@ RECIPES = {
     "modern": Recipe(optimizer="AdamW", epochs=46, batch_size=500, lr=5e-3, image_code_lr=2e-3,
                      weight_decay=0.1, dropout=0.1, schedule="one-cycle", warmup=0.15, div_factor=25.0,
                      final_div_factor=1e4, momentum=(0.95, 0.85), large_code_units=30,
-                     large_code_epochs=70, large_code_weight_decay=0.5, large_code_dropout=0.0),
+                     large_code_values={"mnist": {"epochs": 70, "weight_decay": 0.5, "dropout": 0.0},
+                                        "fashion-mnist": {"weight_decay": 0.3, "dropout": 0.0}}),
 }
 CHECKPOINT_INTERVAL = 60.0      # seconds of training a kill -9 may cost at most
 ADAMW_IMPLEMENTATIONS = ("fused", "foreach", "default")
 COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune")  # reduce-overhead: CUDA graphs
-# The values a large vector code takes from the recipe's `large_code_<key>` instead of `<key>`.
-_LARGE_CODE_KEYS = ("epochs", "weight_decay", "dropout")
 # Settings a resumed run must share with its checkpoint (the learning rate may change).
 RESUME_KEYS = ("model", "dataset", "recipe", "epochs", "batch_size", "weight_decay", "dropout", "seed", "limit")
 
 
-def recipe_values(recipe: str, spec: CodeSpec) -> dict:
-    """The table's values for one code: the recipe's, with the learning rate of its kind of code
-    and, for large vector codes, their epochs, weight decay and dropout."""
+def recipe_values(recipe: str, spec: CodeSpec, dataset: str) -> dict:
+    """The table's values for one code on one dataset: the recipe's, with the learning rate of
+    its kind of code and, for large vector codes, the values measured for them on that dataset."""
     if recipe not in RECIPES:
         raise UserError(f"unknown recipe {recipe!r}: use {' or '.join(RECIPES)}")
     values = asdict(RECIPES[recipe])
     image_code_lr = values.pop("image_code_lr")
     large_units = values.pop("large_code_units")
-    large_values = {key: values.pop(f"large_code_{key}") for key in _LARGE_CODE_KEYS}
+    large_values = values.pop("large_code_values").get(dataset, {})
     if spec.is_image:
         values["lr"] = image_code_lr
     elif large_units is not None and spec.units >= large_units:
@@ -81,7 +79,7 @@ def recipe_values(recipe: str, spec: CodeSpec) -> dict:
 class TrainConfig:
     """Everything that defines one model's training run, filled once from the command line.
 
-    A hyperparameter left at None takes its recipe's value for this code (`recipe_values`), so
+    A hyperparameter left at None takes its recipe's value for this code and dataset (`recipe_values`), so
     `TrainConfig(model="4x4")` trains as `python auto_encoder.py --model 4x4` does. The
     checkpoint and the info pickle store it (as a dict), so a result says how it was made.
     """
@@ -119,7 +117,7 @@ class TrainConfig:
         if self.recipe == "original" and self.dropout:
             raise UserError("--dropout applies to the modern recipe; the original recipe has no dropout")
         object.__setattr__(self, "model", spec.name)
-        for name, value in recipe_values(self.recipe, spec).items():
+        for name, value in recipe_values(self.recipe, spec, self.dataset).items():
             if getattr(self, name) is None:
                 object.__setattr__(self, name, value)
         if self.momentum is not None:
