@@ -2,6 +2,8 @@
 data cache that keeps what --prepare-data promises and nothing a failed download left."""
 from __future__ import annotations
 
+import json
+import os
 import re
 import shutil
 
@@ -125,3 +127,22 @@ def test_the_readmes_command_redraws_the_reference_loss_figures(tmp_path):
         figure.unlink()
     assert plot_training.main(["--output-dir", str(folder)]) == 0
     assert {f.name for f in folder.glob("*_training.jpg")} == {"3D_training.jpg", "4x4_training.jpg"}
+
+
+def test_the_code_size_pages_command_redraws_its_committed_table_from_the_committed_runs(tmp_path):
+    """`python plot_training.py --sweep --output-dir docs/results/code-size` on a copy gives the
+    committed sweep.txt byte for byte and sweep.json's numbers (PCA's last digits move with the
+    thread count), and docs/code-size.md shows that table."""
+    if not (os.environ.get("MNIST_DATA") and os.environ.get("FASHION_MNIST_DATA")):
+        pytest.skip("MNIST_DATA and FASHION_MNIST_DATA are not set (PCA needs both datasets)")
+    committed = ROOT / "docs" / "results" / "code-size"
+    folder = tmp_path / "code-size"
+    shutil.copytree(committed, folder, ignore=shutil.ignore_patterns("sweep.*"))
+    assert plot_training.main(["--sweep", "--output-dir", str(folder)]) == 0
+    assert (folder / "sweep.txt").read_bytes() == (committed / "sweep.txt").read_bytes()
+    redrawn, kept = (json.loads((f / "sweep.json").read_text())["rows"] for f in (folder, committed))
+    def numbers_rounded(row: dict) -> dict:
+        return {key: round(value, 9) if isinstance(value, float) else value for key, value in row.items()}
+    assert [numbers_rounded(row) for row in redrawn] == [numbers_rounded(row) for row in kept]
+    table = (folder / "sweep.txt").read_text().split("\n\n", 1)[1].strip()
+    assert table in (ROOT / "docs" / "code-size.md").read_text()
