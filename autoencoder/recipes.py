@@ -22,10 +22,10 @@ class Recipe:
     `image_code_lr` that of image codes (KxK). Vector codes of `large_code_units` units or more
     take, on a dataset that `large_code_values` names, the values it gives there instead: they
     overfit where small codes do not, and what holds them back depends on the images; a dataset
-    it does not name keeps the small codes' values (docs/recipes.md). The
-    one-cycle schedule rises from lr/div_factor to lr over the first `warmup` of the steps, then
-    falls to lr/div_factor/final_div_factor, while Adam's beta1 cycles the other way between
-    `momentum` (high, low)."""
+    it does not name keeps the small codes' values (docs/recipes.md). The one-cycle schedule
+    rises from lr/div_factor to lr over the first `warmup` of the steps, then falls to
+    lr/div_factor/final_div_factor, while Adam's beta1 cycles the other way between `momentum`
+    (high, low)."""
 
     optimizer: str                          # "SGD" or "AdamW"
     epochs: int
@@ -79,9 +79,9 @@ def recipe_values(recipe: str, spec: CodeSpec, dataset: str) -> dict:
 class TrainConfig:
     """Everything that defines one model's training run, filled once from the command line.
 
-    A hyperparameter left at None takes its recipe's value for this code and dataset (`recipe_values`), so
-    `TrainConfig(model="4x4")` trains as `python auto_encoder.py --model 4x4` does. The
-    checkpoint and the info pickle store it (as a dict), so a result says how it was made.
+    A hyperparameter left at None takes its recipe's value for this code and dataset
+    (`recipe_values`), so `TrainConfig(model="4x4")` trains as `python auto_encoder.py --model 4x4`
+    does. The checkpoint and the info pickle store it (as a dict), so a result says how it was made.
     """
 
     model: str = "3D"
