@@ -19,17 +19,14 @@ import shlex
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable
 
 import torch
 
-from helpers import (CHECKPOINT_INTERVAL, COMPILE_MODES, DATASETS, RECIPES, Checkpoints, Interrupted,
-                     OneLineParser, Progress, RunFiles, StopFlag, TrainConfig, TrainingState, UserError,
-                     add_data_options, check_settings, console_progress, count_parameters, cuda_tf32,
-                     data_tensors, dataset_spec, describe_saved_run, evaluate, fill_output_dir, fit, fraction,
-                     load_dataset, new_training_state, non_negative_float, parse_models, pick_device,
-                     positive_float, positive_int, resolve_precision, run_main, seed_value, store_in_cache,
-                     trace_codes)
+from helpers import (CHECKPOINT_INTERVAL, COMPILE_MODES, DATASETS, RECIPES, Interrupted, OneLineParser,
+                     Progress, StopFlag, TrainConfig, add_data_options, console_progress, cuda_tf32, data_tensors,
+                     dataset_spec, fill_output_dir, fraction, load_dataset, non_negative_float, parse_models,
+                     pick_device, positive_float, positive_int, refuse_unfinished, resolve_precision, run_main,
+                     seed_value, store_in_cache, train_model)
 
 
 def _recipe_values(key: str) -> str:
@@ -100,71 +97,6 @@ def configs_from_args(args: argparse.Namespace, device: str, precision: str) -> 
             for spec in parse_models(args.model)]
 
 
-def describe(state: TrainingState) -> str:
-    c = state.config
-    limit = f", the first {c.limit} training images (--limit)" if c.limit else ""
-    return (f"{c.model} model{DATASETS[c.dataset].on_title}: {count_parameters(state.model):,} parameters, "
-            f"recipe {c.recipe}, {c.epochs} epoch{'' if c.epochs == 1 else 's'}, batch {c.batch_size}{limit}, "
-            f"{c.precision} on {c.device}")
-
-
-def refuse_unfinished(configs: list[TrainConfig], args: argparse.Namespace) -> None:
-    """Before anything trains: an unfinished run's checkpoint is the user's work, never overwritten
-    unless they say so."""
-    if args.resume or args.restart:
-        return
-    for config in configs:
-        checkpoints = Checkpoints(RunFiles(config).paths.checkpoint, config.checkpoint_interval)
-        if checkpoints.path.is_file():
-            saved = checkpoints.read("cpu")
-            if saved["epoch"] < saved["config"]["epochs"]:
-                raise UserError(f"{checkpoints.path} holds an unfinished run, {describe_saved_run(saved)}: "
-                                "continue it with --resume, discard it with --restart, or choose another "
-                                "--output-dir")
-
-
-def open_run(state: TrainingState, files: RunFiles, checkpoints: Checkpoints, test_x: torch.Tensor,
-             args: argparse.Namespace, say: Callable[[str], None]) -> None:
-    """Resume from the checkpoint or from the finished run's files, or start afresh."""
-    name, folder = state.config.model, state.config.output_dir
-    if args.resume and checkpoints.path.is_file():
-        checkpoints.restore(state, checkpoints.read(state.device))
-    elif args.resume and (finished := files.finished_run()) is not None:
-        check_settings(state.config, finished["config"], files.paths.info)
-        files.restore_finished(state, finished)
-    if state.finished:
-        say(f"{name}: already trained for {state.config.epochs} epochs; --resume only re-evaluates it and "
-            "rewrites its results")
-        return
-    if state.epochs_done or state.partial:
-        step = f", step {state.partial.step}" if state.partial else ""
-        say(f"{name}: resuming from {checkpoints.path} at epoch {state.epochs_done + 1}{step}")
-        return
-    if args.resume:
-        say(f"{name}: --resume found no checkpoint and no finished run in {folder}/: starting from scratch "
-            f"(epoch 1 of {state.config.epochs})")
-    elif files.paths.info.is_file() or checkpoints.path.is_file():
-        say(f"{name}: overwriting the earlier run in {folder}/" + (" (--restart)" if args.restart else ""))
-    files.write_start(state)
-    trace_codes(state, test_x)
-
-
-def train_model(config: TrainConfig, data: dict[str, torch.Tensor], args: argparse.Namespace,
-                stop: StopFlag, progress: Progress) -> float:
-    """Train one model as its configuration says; returns its test MSE."""
-    torch.manual_seed(config.seed)  # the initial weights and the dropout masks
-    state = new_training_state(config, len(data["train"]))
-    files = RunFiles(config)
-    checkpoints = Checkpoints(files.paths.checkpoint, config.checkpoint_interval)
-    print(describe(state), flush=True)
-    open_run(state, files, checkpoints, data["test"], args, progress.message)
-    fit(state, data, checkpoints, files, stop, progress)
-    test_mse = evaluate(state.model, data["test"], "fp32")
-    files.write_results(state, test_mse)
-    checkpoints.remove()  # the results are all a finished run needs, --resume included
-    return test_mse
-
-
 def prepare_data(args: argparse.Namespace, progress: Progress) -> None:
     """Fetch and verify the dataset into its cache; files given with --data are checked, then copied there."""
     splits = load_dataset(args.dataset, args.data, log=progress.message)
@@ -181,7 +113,7 @@ def train_models(args: argparse.Namespace, argv: list[str] | None) -> int:
     device = pick_device(args.device)
     precision = resolve_precision(args.precision, device)
     configs = configs_from_args(args, str(device), precision)
-    refuse_unfinished(configs, args)
+    refuse_unfinished(configs, args.resume, args.restart)
     splits = load_dataset(args.dataset, args.data, log=progress.message)
     args.output_dir.mkdir(parents=True, exist_ok=True)  # after the data: bad data leaves no folder
     data = data_tensors(splits, args.limit, device)
@@ -189,7 +121,9 @@ def train_models(args: argparse.Namespace, argv: list[str] | None) -> int:
     try:
         with StopFlag() as stop, cuda_tf32(device, enabled=precision != "fp32"):  # fp32: as in 2016
             for config in configs:
-                test_mse = train_model(replace(config, data_source=source), data, args, stop, progress)
+                torch.manual_seed(config.seed)  # the initial weights and the dropout masks
+                test_mse = train_model(replace(config, data_source=source), data, args.resume, args.restart,
+                                       stop, progress)
                 print(f"{config.model}: MSE on test data: {test_mse:.6g} (outputs in {args.output_dir}/)")
     except Interrupted as e:
         print(f"\nStopped by {e}: checkpoint saved. Continue with the same command plus --resume:\n"

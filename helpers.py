@@ -6,7 +6,7 @@ is the one place to look. Nothing here imports matplotlib: figures import it on 
 """
 from __future__ import annotations
 
-from autoencoder.errors import DataError, TrainingDiverged, UserError
+from autoencoder.errors import DataError, TrainingDiverged, UserError, diverged
 from autoencoder.files import (INFO_SUFFIX, PREFIX, OutputPaths, SafeUnpickler, atomic_path, load_info,
                                read_safe_pickle, save_info, sha256_of, torch_load, torch_save_atomic,
                                write_text_atomic)
@@ -26,20 +26,20 @@ from autoencoder.recipes import (ADAMW_IMPLEMENTATIONS, CHECKPOINT_INTERVAL, COM
                                  RESUME_KEYS, Recipe, TrainConfig, change_learning_rate, make_optimizer,
                                  one_cycle, recipe_values)
 from autoencoder.training import (TRACED_IMAGES, TRACED_MAX_UNITS, History, Interrupted, PartialEpoch,
-                                  StopFlag, TrainingState, data_tensors, diverged, evaluate, fit,
-                                  new_training_state, record_epoch, start_epoch, trace_codes, train_epoch,
-                                  train_step)
+                                  StopFlag, TrainingState, data_tensors, evaluate, new_training_state,
+                                  record_epoch, start_epoch, trace_codes, train_epoch, train_step)
+from autoencoder.trainer import describe, fit, open_run, refuse_unfinished, train_model
 from autoencoder.checkpoint import (Checkpoints, check_settings, checkpoint_of, describe_saved_run,
                                     global_rng_state, set_global_rng_state)
 from autoencoder.run_files import LOG_INTERVAL, RunFiles, render_log
 from autoencoder.progress import (BAR_LOSS_INTERVAL, LINE_INTERVAL, BarProgress, LineProgress, Progress,
                                   console_progress)
-from autoencoder.cli import (OneLineParser, add_data_options, fill_output_dir, fraction, non_negative_float,
-                             positive_float, positive_int, run_main, seed_value)
+from autoencoder.cli import (OneLineParser, add_data_options, figure_parser, fill_output_dir, fraction,
+                             non_negative_float, parse_formats, positive_float, positive_int, run_main,
+                             run_plot_script, seed_value)
 from autoencoder.figures import (DIGIT_CMAP, FIGURE_DPI, FIGURE_FORMATS, FIXED_DATE, SHOWN_DIGITS,
-                                 class_colors, class_legend, figure_parser, image_row, mosaic,
-                                 parse_formats, pyplot, reproducible_metadata, run_plot_script, save_figure,
-                                 save_input_output_rows, use_file_backend)
+                                 class_colors, class_legend, image_row, mosaic, pyplot, reproducible_metadata,
+                                 save_figure, save_input_output_rows, use_file_backend)
 from autoencoder.trained_run import (Stage, TrainedRun, data_path, dataset_of_info, epochs_text,
                                      load_run_info, load_trained_run, require_outputs, train_command)
 from autoencoder.analysis import (KNN_NEIGHBOURS, KNN_TRAIN, PCA, code_quality, fit_pca, knn_accuracy,
@@ -52,7 +52,7 @@ from autoencoder.explorer import (EXPLORER_BITS, SPRITE_COLUMNS, add_explorer_op
                                   fold_decoder, quantize_rows, save_explorer, write_explorer)
 
 __all__ = [
-    "DataError", "TrainingDiverged", "UserError", "INFO_SUFFIX", "PREFIX", "OutputPaths", "SafeUnpickler",
+    "DataError", "TrainingDiverged", "UserError", "diverged", "INFO_SUFFIX", "PREFIX", "OutputPaths", "SafeUnpickler",
     "atomic_path", "load_info", "read_safe_pickle", "save_info", "sha256_of", "torch_load",
     "torch_save_atomic", "write_text_atomic", "DATASETS", "DEFAULT_DATASET", "IDX_FILES", "DatasetSpec",
     "Splits", "dataset_spec", "find_idx_files", "read_dataset", "read_idx", "read_idx_folder", "read_mnist",
@@ -66,7 +66,7 @@ __all__ = [
     "CHECKPOINT_INTERVAL", "COMPILE_MODES", "RECIPES", "RESUME_KEYS", "Recipe", "TrainConfig",
     "change_learning_rate", "make_optimizer", "one_cycle", "recipe_values", "TRACED_IMAGES",
     "TRACED_MAX_UNITS", "History", "Interrupted", "PartialEpoch", "StopFlag", "TrainingState",
-    "data_tensors", "diverged", "evaluate", "fit", "new_training_state", "record_epoch", "start_epoch",
+    "data_tensors", "evaluate", "fit", "describe", "open_run", "refuse_unfinished", "train_model", "new_training_state", "record_epoch", "start_epoch",
     "trace_codes", "train_epoch", "train_step", "Checkpoints", "check_settings", "checkpoint_of",
     "describe_saved_run", "global_rng_state", "set_global_rng_state", "LOG_INTERVAL", "RunFiles",
     "render_log", "BAR_LOSS_INTERVAL", "LINE_INTERVAL", "BarProgress", "LineProgress", "Progress",

@@ -185,7 +185,7 @@ def plot(args: argparse.Namespace) -> None:
     if spec.is_image or spec.units != 3:
         raise UserError(f"plot_3D.py draws 3-unit vector codes, not {spec.name}: use plot_4x4.py for "
                         "image codes and plot_training.py for any model")
-    run = load_trained_run(args, spec, needs_codes=True)
+    run = load_trained_run(args.output_dir, spec, args.dataset, args.data, args.device, needs_codes=True)
     trace = load_code_trace(run)
     save_input_output_rows(run, args.output_dir, args.format)
     for stage in run.stages:

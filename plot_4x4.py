@@ -92,7 +92,7 @@ def plot(args: argparse.Namespace) -> None:
     if not spec.is_image:
         raise UserError(f"plot_4x4.py draws image codes (KxK), not {spec.name}: use plot_3D.py for 3D "
                         "and plot_training.py for any model")
-    run = load_trained_run(args, spec)
+    run = load_trained_run(args.output_dir, spec, args.dataset, args.data, args.device)
     save_input_output_rows(run, args.output_dir, args.format)
     save_code_rows(run, args.output_dir, args.format)
     save_figure(plot_interpolation(run, run.stages[-1]), args.output_dir, f"{spec.name}_interpolation",

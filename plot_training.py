@@ -156,7 +156,7 @@ def save_code_quality(args: argparse.Namespace, specs: list[CodeSpec]) -> None:
     models = [load_model(OutputPaths.of(args.output_dir, s.name).weights, device, s.name, args.dataset)
               for s in with_weights]
     infos = [info_of(args, s) for s in with_weights]
-    splits = load_dataset(args.dataset, data_path(args, infos[0]))
+    splits = load_dataset(args.dataset, data_path(args.data, args.dataset, infos[0]))
     pca, n_pca = fit_pca(splits, infos)
     rows = [code_quality(model, splits, pca, device, args.knn_train) for model in models]
     n_knn, spec = min(args.knn_train, len(splits.train_x)), dataset_spec(args.dataset)
@@ -180,8 +180,8 @@ def sweep(args: argparse.Namespace) -> None:
     baselines = {}
     for dataset in dict.fromkeys(run.dataset for run in runs):
         theirs = [run for run in runs if run.dataset == dataset]
-        given = argparse.Namespace(data=args.data if dataset == args.dataset else None, dataset=dataset)
-        baselines[dataset] = pca_baseline(load_dataset(dataset, data_path(given, theirs[0].info)), theirs)
+        data = data_path(args.data if dataset == args.dataset else None, dataset, theirs[0].info)
+        baselines[dataset] = pca_baseline(load_dataset(dataset, data), theirs)
     rows = table_rows(runs, baselines, args.output_dir)
     save_figure(plot_code_sizes(rows, baselines), args.output_dir, "sweep", args.format)
     write_table(args.output_dir, "sweep", table_note(baselines), rows, SWEEP_COLUMNS)

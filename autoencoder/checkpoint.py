@@ -7,10 +7,10 @@ from pathlib import Path
 
 import torch
 
-from .errors import UserError
+from .errors import UserError, diverged
 from .files import torch_load, torch_save_atomic
 from .recipes import RESUME_KEYS, TrainConfig, change_learning_rate
-from .training import History, PartialEpoch, TrainingState, diverged
+from .training import History, PartialEpoch, TrainingState
 
 
 def global_rng_state() -> dict:
@@ -76,7 +76,8 @@ class Checkpoints:
     def save(self, state: TrainingState) -> None:
         """Write the checkpoint, unless the weights diverged: then the last good one stays."""
         if not all(torch.isfinite(p).all() for p in state.model.parameters()):
-            raise diverged(state, "the weights became infinite or NaN", self.kept_in)
+            raise diverged(state.config.model, state.epochs_done + 1, "the weights became infinite or NaN",
+                           self.kept_in)
         torch_save_atomic(checkpoint_of(state), self.path)
         self.kept, self.saved_at = True, time.monotonic()
 

@@ -1,4 +1,5 @@
-"""What every script's command line shares: option types, the data options, and one-line errors."""
+"""What every script's command line shares: option types, the data options, one-line errors, and
+the plot scripts' options and main()."""
 from __future__ import annotations
 
 import argparse
@@ -9,6 +10,7 @@ from typing import Callable
 
 from .datasets import DATASETS, DEFAULT_DATASET
 from .errors import UserError
+from .figures import FIGURE_FORMATS, use_file_backend
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -84,3 +86,29 @@ def run_main(body: Callable[[], int | None], write_hint: str = "",
         print(f"error: cannot write {e.filename or 'an output file'} ({e.strerror or e})"
               + (f"; {write_hint}" if write_hint else ""), file=sys.stderr)
         return 1
+
+
+def run_plot_script(parse_args: Callable[[list[str] | None], argparse.Namespace],
+                    plot: Callable[[argparse.Namespace], None], argv: list[str] | None) -> int:
+    """A plot script's main(): its options, the file backend, and one `error:` line for a problem."""
+    args = parse_args(argv)
+    use_file_backend()
+    return run_main(lambda: plot(args))
+
+
+def parse_formats(text: str) -> list[str]:
+    formats = [f.strip().lower().lstrip(".") for f in text.split(",") if f.strip()]
+    unknown = [f for f in formats if f not in FIGURE_FORMATS]
+    if unknown or not formats:
+        raise argparse.ArgumentTypeError(f"use a comma-separated list of {', '.join(FIGURE_FORMATS)}")
+    return list(dict.fromkeys(formats))
+
+
+def figure_parser(description: str) -> argparse.ArgumentParser:
+    """The options every plot script takes."""
+    p = OneLineParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_data_options(p, "folder with the training outputs; figures are written there too",
+                     data_default="the files the training read, ")
+    p.add_argument("--format", type=parse_formats, default=["jpg", "eps"],
+                   help=f"figure formats, comma-separated, from {', '.join(FIGURE_FORMATS)} (default: jpg,eps)")
+    return p

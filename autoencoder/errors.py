@@ -19,3 +19,11 @@ class TrainingDiverged(UserError):
     """The loss or the weights became infinite or NaN."""
 
     exit_code = 3
+
+
+def diverged(model: str, epoch: int, what: str, kept_in: object | None) -> TrainingDiverged:
+    """The error that stops a run whose loss or weights became infinite or NaN at `epoch`;
+    `kept_in` is the last good checkpoint, if the run saved or resumed one."""
+    kept = f"The last good checkpoint is kept in {kept_in}" if kept_in else "No checkpoint was saved yet"
+    return TrainingDiverged(f"{model}: {what} at epoch {epoch}; training stopped. {kept}: lower --lr and "
+                            "rerun with --resume.")

@@ -120,7 +120,7 @@ def _page_data(run: TrainedRun, quality: dict) -> dict:
     stage, spec, dataset = run.stages[-1], run.spec, run.dataset
     codes = stage.codes.cpu().float()
     config = run.info.get("config", {})
-    data = {"model": spec.name, "units": spec.units, "side": spec.side, "recipe": stage.model.recipe,
+    data = {"model": spec.name, "units": spec.units, "side": spec.side, "recipe": stage.model.architecture,
             "epochs": epochs_text(run.info), "limit": config.get("limit"), "dataset": dataset.title,
             "classes": list(dataset.classes), "legend": dataset.legend_title, "testSet": dataset.test_set,
             "colors": _hex_colors(), "knn": KNN_NEIGHBOURS, "count": len(codes),

@@ -6,15 +6,13 @@ again from the same inputs.
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
-from .cli import OneLineParser, add_data_options, run_main
 from .datasets import DatasetSpec
 from .device import decode_all
 from .files import atomic_path
@@ -39,32 +37,6 @@ def use_file_backend() -> None:
     """Draw to files only (Agg): for the plot scripts' main(), which need no display."""
     import matplotlib
     matplotlib.use("Agg")
-
-
-def run_plot_script(parse_args: Callable[[list[str] | None], argparse.Namespace],
-                    plot: Callable[[argparse.Namespace], None], argv: list[str] | None) -> int:
-    """A plot script's main(): its options, the file backend, and one `error:` line for a problem."""
-    args = parse_args(argv)
-    use_file_backend()
-    return run_main(lambda: plot(args))
-
-
-def parse_formats(text: str) -> list[str]:
-    formats = [f.strip().lower().lstrip(".") for f in text.split(",") if f.strip()]
-    unknown = [f for f in formats if f not in FIGURE_FORMATS]
-    if unknown or not formats:
-        raise argparse.ArgumentTypeError(f"use a comma-separated list of {', '.join(FIGURE_FORMATS)}")
-    return list(dict.fromkeys(formats))
-
-
-def figure_parser(description: str) -> argparse.ArgumentParser:
-    """The options every plot script takes."""
-    p = OneLineParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_data_options(p, "folder with the training outputs; figures are written there too",
-                     data_default="the files the training read, ")
-    p.add_argument("--format", type=parse_formats, default=["jpg", "eps"],
-                   help=f"figure formats, comma-separated, from {', '.join(FIGURE_FORMATS)} (default: jpg,eps)")
-    return p
 
 
 def class_colors() -> list:

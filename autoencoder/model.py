@@ -11,10 +11,9 @@ import torch
 from torch import nn
 
 from .errors import UserError
-from .datasets import DEFAULT_DATASET
 from .files import read_safe_pickle, torch_load, torch_save_atomic
 
-ARCHITECTURES = ("modern", "original")   # named for the recipe that trains them
+ARCHITECTURES = ("modern", "original")   # named for the recipe that trains them (recipes.py)
 DEFAULT_MODELS = ("3D", "4x4")
 ENCODER_WIDTHS = (1000, 500, 250, 125)
 DECODER_WIDTHS = (125, 250, 500, 1000, 2000)
@@ -77,21 +76,21 @@ class AutoEncoder(nn.Module):
     Encoder: conv 32@5x5 (valid), ReLU, dense 1000-500-250-125 ReLU, then the code
     (linear for `ND`, sigmoid for `KxK`). Decoder: dense 125-250-500-1000-2000 ReLU,
     dense 784 sigmoid. The modern model's `dropout` follows its dense layers of 500 units or
-    more (the recipe table sets the rate). The `original` recipe has no biases and Glorot-uniform weights
+    more (the recipe table sets the rate). The `original` architecture has no biases and Glorot-uniform weights
     (Lasagne's defaults). `modern` adds batch norm before each dense ReLU, zero-initialised
     biases on the convolution, the code and the output, and He-uniform weights for the layers that feed a ReLU: PyTorch's default init would shrink
     the signal about sixfold per ReLU layer, so the code would carry nothing at first.
     """
 
-    def __init__(self, code: str | CodeSpec = "3D", recipe: str = "modern", dropout: float = 0.0):
+    def __init__(self, code: str | CodeSpec = "3D", architecture: str = "modern", dropout: float = 0.0):
         super().__init__()
-        if recipe not in ARCHITECTURES:
-            raise UserError(f"unknown recipe {recipe!r}: use {' or '.join(ARCHITECTURES)}")
-        if recipe == "original" and dropout:
+        if architecture not in ARCHITECTURES:
+            raise UserError(f"unknown architecture {architecture!r}: use {' or '.join(ARCHITECTURES)}")
+        if architecture == "original" and dropout:
             raise UserError("--dropout applies to the modern recipe; the original recipe has no dropout")
         self.spec = parse_code(code) if isinstance(code, str) else code
-        self.recipe = recipe
-        modern = recipe == "modern"
+        self.architecture = architecture
+        modern = architecture == "modern"
         self.conv = nn.Conv2d(1, 32, kernel_size=5, bias=modern)
         self.encoder = _dense_stack([CONV_FEATURES, *ENCODER_WIDTHS], modern, dropout)
         self.code = nn.Linear(ENCODER_WIDTHS[-1], self.spec.units, bias=modern)
@@ -131,10 +130,10 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def save_model(path: str | os.PathLike, model: AutoEncoder, dataset: str = DEFAULT_DATASET) -> None:
-    """Weights plus what rebuilds the model and the dataset it learned; loads with
-    torch.load(weights_only=True)."""
-    torch_save_atomic({"code": model.spec.name, "recipe": model.recipe, "dataset": dataset,
+def save_model(path: str | os.PathLike, model: AutoEncoder, dataset: str) -> None:
+    """Weights plus what rebuilds the model and the name of the dataset it learned; loads with
+    torch.load(weights_only=True). (The file's "recipe" key names the architecture.)"""
+    torch_save_atomic({"code": model.spec.name, "recipe": model.architecture, "dataset": dataset,
                        "state_dict": model.state_dict()}, path)
 
 
@@ -167,8 +166,8 @@ def load_lasagne_weights(model: AutoEncoder, path: str | os.PathLike) -> AutoEnc
     Conv2DLayer flips its filters (a true convolution) and PyTorch does not, so the
     filters are flipped here; dense weights are transposed to PyTorch's (out, in).
     """
-    if model.recipe != "original":
-        raise UserError("Lasagne weights have no biases: build the model with recipe='original'")
+    if model.architecture != "original":
+        raise UserError("Lasagne weights have no biases: build the model with architecture='original'")
     arrays = read_safe_pickle(path)
     layers = model.lasagne_layers()
     if not isinstance(arrays, (list, tuple)) or len(arrays) != len(layers):

@@ -143,6 +143,11 @@ class TrainConfig:
         return parse_code(self.model)
 
     @property
+    def architecture(self) -> str:
+        """The model's architecture (model.ARCHITECTURES), named for the recipe that trains it."""
+        return self.recipe
+
+    @property
     def optimizer_name(self) -> str:
         """'SGD', 'AdamW, one-cycle': how logs name the optimizer and its schedule."""
         return self.optimizer + (", one-cycle" if self.schedule == "one-cycle" else "")

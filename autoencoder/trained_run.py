@@ -1,7 +1,6 @@
 """A trained run's outputs, loaded for the plot scripts, and what to say when they are missing."""
 from __future__ import annotations
 
-import argparse
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,12 +45,12 @@ def load_run_info(path: Path, dataset: str) -> dict:
     return info
 
 
-def data_path(args: argparse.Namespace, info: dict) -> str | None:
-    """Where the plots read the dataset: --data, its environment variable, else the files the
-    training read if they are still there (else the cache, then a download)."""
+def data_path(data: str | None, dataset: str, info: dict) -> str | None:
+    """Where the plots read the dataset: `data` (--data), its environment variable, else the files
+    the training read if they are still there (else the cache, then a download)."""
     recorded = info.get("config", {}).get("data_source")
-    if args.data or os.environ.get(dataset_spec(args.dataset).env_var) or not recorded:
-        return args.data
+    if data or os.environ.get(dataset_spec(dataset).env_var) or not recorded:
+        return data
     return recorded if Path(recorded).exists() else None
 
 
@@ -89,22 +88,24 @@ class TrainedRun:
     splits: Splits        # the whole dataset, for what needs the training images too
 
 
-def load_trained_run(args: argparse.Namespace, spec: CodeSpec, needs_codes: bool = False) -> TrainedRun:
-    """Load the weights before and after training, the info and the dataset, for a plot script.
+def load_trained_run(output_dir: str | os.PathLike, spec: CodeSpec, dataset: str = DEFAULT_DATASET,
+                     data: str | None = None, device: str | None = None, needs_codes: bool = False) -> TrainedRun:
+    """Load the weights before and after training, the info and the dataset (read from `data`,
+    else as `load_dataset` finds it), for a plot script or a notebook.
 
     The training outputs are checked first, so a missing run (or one of another dataset) is
     reported before any data is read. Each stage's test codes and test MSE are computed once.
     """
-    paths = OutputPaths.of(args.output_dir, spec.name)
+    paths = OutputPaths.of(output_dir, spec.name)
     needed = [paths.info, paths.init, paths.weights] + ([paths.codes] if needs_codes else [])
-    require_outputs(needed, spec.name, args.output_dir, args.dataset)
-    device = pick_device(args.device)
-    info = load_run_info(paths.info, args.dataset)
-    models = [load_model(p, device, spec.name, args.dataset) for p in (paths.init, paths.weights)]
-    splits = load_dataset(args.dataset, data_path(args, info))
-    test_x = torch.from_numpy(splits.test_x).to(device)
+    require_outputs(needed, spec.name, output_dir, dataset)
+    torch_device = pick_device(device)
+    info = load_run_info(paths.info, dataset)
+    models = [load_model(p, torch_device, spec.name, dataset) for p in (paths.init, paths.weights)]
+    splits = load_dataset(dataset, data_path(data, dataset, info))
+    test_x = torch.from_numpy(splits.test_x).to(torch_device)
     stages = []
     for suffix, model, when in zip((1, 2), models, ("before training", f"after {epochs_text(info)}")):
         codes = encode_all(model, test_x)
         stages.append(Stage(suffix, model, when, codes, reconstruction_mse(model, test_x, codes=codes)))
-    return TrainedRun(spec, dataset_spec(args.dataset), paths, info, stages, test_x, splits.test_y, splits)
+    return TrainedRun(spec, dataset_spec(dataset), paths, info, stages, test_x, splits.test_y, splits)

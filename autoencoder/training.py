@@ -1,35 +1,30 @@
-"""The training loop: a step, an epoch of steps, an evaluation, and the loop over epochs.
+"""Training's lower layer: the state of a run, a step, an epoch of steps and an evaluation.
 
     torch.manual_seed(config.seed)                  # the caller seeds: initial weights, dropout
     state = new_training_state(config, len(data["train"]))
-    fit(state, data, checkpoints, files)            # to the last epoch, from wherever state is
-    test_mse = evaluate(state.model, data["test"], "fp32")
+    train_loss, seconds = train_epoch(state, data["train"])
+    valid_loss = evaluate(state.model, data["valid"], config.precision)
 
-The checkpoint (checkpoint.py) and the files a run writes (run_files.py) are their own pieces;
-`fit` calls them between epochs.
+The loop over epochs, which also drives the checkpoint and the run's files, stands above this
+module, in trainer.py.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 import math
 import signal
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import Callable, Iterator
 
 import torch
 
 from .datasets import Splits
 from .device import autocast, map_batches, reconstruction_mse
-from .errors import TrainingDiverged
 from .model import AutoEncoder
 from .progress import Progress
 from .recipes import TrainConfig, make_optimizer
-
-if TYPE_CHECKING:
-    from .checkpoint import Checkpoints
-    from .run_files import RunFiles
 
 TRACED_IMAGES = 2000            # test images whose codes are stored after every epoch
 TRACED_MAX_UNITS = 3            # store them only for codes small enough to plot
@@ -118,7 +113,7 @@ class TrainingState:
 def new_training_state(config: TrainConfig, n_train: int) -> TrainingState:
     """A new model, its optimizer and schedule, and the shuffling generator (seeded with the run's
     seed). The weights are drawn from torch's global generator: the caller seeds it."""
-    model = AutoEncoder(config.spec, config.recipe, config.dropout).to(config.device)
+    model = AutoEncoder(config.spec, config.architecture, config.dropout).to(config.device)
     forward = model if config.compile == "none" else torch.compile(model, mode=config.compile)
     steps_per_epoch = math.ceil(n_train / config.batch_size)
     optimizer, scheduler = make_optimizer(model.parameters(), config, steps_per_epoch)
@@ -177,14 +172,23 @@ def train_epoch(state: TrainingState, train: torch.Tensor, stop: StopFlag | None
     return part.loss_sum.item() / len(train), part.elapsed
 
 
-@torch.no_grad()
-def evaluate(model: AutoEncoder, x: torch.Tensor, precision: str) -> float:
-    """Reconstruction MSE of `x` in eval mode (no dropout); the model is left in training mode."""
+@contextlib.contextmanager
+def eval_mode(model: torch.nn.Module) -> Iterator[None]:
+    """The model in eval mode (no dropout, batch norm's running statistics); the caller's mode
+    comes back afterwards, whatever happens."""
+    was_training = model.training
     model.eval()
     try:
-        return reconstruction_mse(model, x, precision)
+        yield
     finally:
-        model.train()
+        model.train(was_training)
+
+
+@torch.no_grad()
+def evaluate(model: AutoEncoder, x: torch.Tensor, precision: str) -> float:
+    """Reconstruction MSE of `x` in eval mode; the model is left in the mode it was in."""
+    with eval_mode(model):
+        return reconstruction_mse(model, x, precision)
 
 
 def trace_codes(state: TrainingState, test_x: torch.Tensor) -> None:
@@ -193,49 +197,12 @@ def trace_codes(state: TrainingState, test_x: torch.Tensor) -> None:
     spec = state.config.spec
     if spec.is_image or spec.units > TRACED_MAX_UNITS:
         return
-    state.model.eval()
-    with autocast(state.device, state.config.precision):
+    with eval_mode(state.model), autocast(state.device, state.config.precision):
         codes = map_batches(state.model.encode, test_x[:TRACED_IMAGES])
-    state.model.train()
     state.code_trace.append(codes.float().cpu().half())
-
-
-def diverged(state: TrainingState, what: str, kept_in: Path | None) -> TrainingDiverged:
-    """The error that stops a run whose loss or weights became infinite or NaN; `kept_in` is the
-    last good checkpoint, if the run saved or resumed one."""
-    kept = f"The last good checkpoint is kept in {kept_in}" if kept_in else "No checkpoint was saved yet"
-    return TrainingDiverged(f"{state.config.model}: {what} at epoch {state.epochs_done + 1}; training "
-                            f"stopped. {kept}: lower --lr and rerun with --resume.")
 
 
 def record_epoch(state: TrainingState, train_loss: float, valid_loss: float, seconds: float) -> None:
     state.history.training_loss.append(train_loss)
     state.history.validation_loss.append(valid_loss)
     state.history.epoch_time.append(seconds)
-
-
-def fit(state: TrainingState, data: dict[str, torch.Tensor], checkpoints: "Checkpoints", files: "RunFiles",
-        stop: StopFlag | None = None, progress: Progress | None = None) -> None:
-    """Train from where `state` is to its last epoch, validating, tracing the codes, rewriting the
-    log and saving the checkpoint (when due) after each epoch. On a stop signal the checkpoint is
-    saved and Interrupted raised; a loss that is not finite raises TrainingDiverged."""
-    progress = progress or Progress()
-    state.model.train()
-    progress.model_started(state.config.model, state.config.epochs, state.epochs_done)
-    try:
-        for _ in range(state.epochs_done, state.config.epochs):
-            train_loss, seconds = train_epoch(state, data["train"], stop, progress)
-            valid_loss = evaluate(state.model, data["valid"], state.config.precision)
-            trace_codes(state, data["test"])
-            if not (math.isfinite(train_loss) and math.isfinite(valid_loss)):
-                raise diverged(state, f"the loss became {train_loss:g} (validation {valid_loss:g})",
-                               checkpoints.kept_in)
-            record_epoch(state, train_loss, valid_loss, seconds)
-            files.write_log_when_due(state, force=checkpoints.due(state))
-            progress.epoch_ended(state.epochs_done, train_loss, valid_loss, seconds)
-            checkpoints.save_when_due(state)
-    except Interrupted:
-        checkpoints.save(state)
-        raise
-    finally:
-        progress.model_ended()

@@ -168,7 +168,7 @@ def untrained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Weights of both default models, saved once; untrained ones do for these cases."""
     folder = tmp_path_factory.mktemp("weights")
     for model in DEFAULT_MODELS:
-        save_model(folder / f"{model}.pt", AutoEncoder(model))
+        save_model(folder / f"{model}.pt", AutoEncoder(model), "mnist")
     return {model: folder / f"{model}.pt" for model in DEFAULT_MODELS}
 
 

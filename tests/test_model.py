@@ -100,7 +100,7 @@ def test_both_means_the_two_originals_and_lists_are_deduplicated():
 
 def test_saved_weights_rebuild_the_same_model(tmp_path):
     model = AutoEncoder("4x4", "original")
-    save_model(tmp_path / "w.pt", model)
+    save_model(tmp_path / "w.pt", model, "mnist")
     raw = torch.load(tmp_path / "w.pt", weights_only=True)
     assert (raw["code"], raw["recipe"]) == ("4x4", "original")
     loaded = load_model(tmp_path / "w.pt")
@@ -109,7 +109,7 @@ def test_saved_weights_rebuild_the_same_model(tmp_path):
 
 
 def test_loading_weights_of_another_model_is_refused(tmp_path):
-    save_model(tmp_path / "w.pt", AutoEncoder("4x4"))
+    save_model(tmp_path / "w.pt", AutoEncoder("4x4"), "mnist")
     with pytest.raises(UserError, match="holds the 4x4 model, not 3D"):
         load_model(tmp_path / "w.pt", expect_code="3D")
 
@@ -170,7 +170,7 @@ def test_lasagne_weights_of_the_wrong_shape_are_refused(tmp_path):
 
 def test_the_weights_names_do_not_depend_on_the_dropout_rate(tmp_path):
     path = tmp_path / "w.pt"
-    save_model(path, AutoEncoder("30D", "modern", dropout=0.3))
+    save_model(path, AutoEncoder("30D", "modern", dropout=0.3), "mnist")
     assert load_model(path).state_dict().keys() == AutoEncoder("30D", "modern").state_dict().keys()
 
 
