@@ -18,15 +18,14 @@ import argparse
 import shlex
 import sys
 from dataclasses import replace
-from pathlib import Path
 
 import torch
 
 from helpers import (CHECKPOINT_INTERVAL, COMPILE_MODES, DATASETS, RECIPES, Interrupted, OneLineParser,
                      Progress, StopFlag, TrainConfig, add_data_options, console_progress, cuda_tf32, data_tensors,
                      dataset_spec, fill_output_dir, fraction, load_dataset, non_negative_float, parse_models,
-                     pick_device, positive_float, positive_int, refuse_unfinished, resolve_precision, run_main,
-                     seed_value, store_in_cache, train_model)
+                     pick_device, positive_float, positive_int, refuse_overwrite, resolve_precision, run_main,
+                     seed_value, store_in_cache, train_model, check_trainable)
 
 
 def _recipe_values(key: str) -> str:
@@ -113,17 +112,18 @@ def train_models(args: argparse.Namespace, argv: list[str] | None) -> int:
     device = pick_device(args.device)
     precision = resolve_precision(args.precision, device)
     configs = configs_from_args(args, str(device), precision)
-    refuse_unfinished(configs, args.resume, args.restart)
+    refuse_overwrite(configs, args.resume, args.restart)
     splits = load_dataset(args.dataset, args.data, log=progress.message)
-    args.output_dir.mkdir(parents=True, exist_ok=True)  # after the data: bad data leaves no folder
     data = data_tensors(splits, args.limit, device)
-    source = str(Path(splits.source).resolve())
+    configs = [replace(config, data_sha256=splits.sha256) for config in configs]
+    for config in configs:
+        check_trainable(config, len(data["train"]))
+    args.output_dir.mkdir(parents=True, exist_ok=True)  # after the checks: refused input leaves no folder
     try:
         with StopFlag() as stop, cuda_tf32(device, enabled=precision != "fp32"):  # fp32: as in 2016
             for config in configs:
                 torch.manual_seed(config.seed)  # the initial weights and the dropout masks
-                test_mse = train_model(replace(config, data_source=source), data, args.resume, args.restart,
-                                       stop, progress)
+                test_mse = train_model(config, data, args.resume, stop, progress)
                 print(f"{config.model}: MSE on test data: {test_mse:.6g} (outputs in {args.output_dir}/)")
     except Interrupted as e:
         print(f"\nStopped by {e}: checkpoint saved. Continue with the same command plus --resume:\n"
@@ -140,8 +140,8 @@ def _resume_argv(argv: list[str] | None) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     return run_main(lambda: train_models(args, argv),
-                    write_hint="the previous files are intact. Free space or fix permissions, then rerun "
-                               "with --resume.",
+                    write_hint="that file's previous version is intact. Free space or fix permissions, then "
+                               f"continue with `python auto_encoder.py {shlex.join(_resume_argv(argv))}`",
                     interrupted="Interrupted before training started; nothing was written.")
 
 

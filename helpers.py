@@ -28,7 +28,7 @@ from autoencoder.recipes import (ADAMW_IMPLEMENTATIONS, CHECKPOINT_INTERVAL, COM
 from autoencoder.training import (TRACED_IMAGES, TRACED_MAX_UNITS, History, Interrupted, PartialEpoch,
                                   StopFlag, TrainingState, data_tensors, evaluate, new_training_state,
                                   record_epoch, start_epoch, trace_codes, train_epoch, train_step)
-from autoencoder.trainer import describe, fit, open_run, refuse_unfinished, train_model
+from autoencoder.trainer import check_trainable, describe, fit, open_run, refuse_overwrite, train_model
 from autoencoder.checkpoint import (Checkpoints, check_settings, checkpoint_of, describe_saved_run,
                                     global_rng_state, set_global_rng_state)
 from autoencoder.run_files import LOG_INTERVAL, RunFiles, render_log
@@ -40,7 +40,8 @@ from autoencoder.cli import (OneLineParser, add_data_options, figure_parser, fil
 from autoencoder.figures import (DIGIT_CMAP, FIGURE_DPI, FIGURE_FORMATS, FIXED_DATE, SHOWN_DIGITS,
                                  class_colors, class_legend, image_row, mosaic, pyplot, reproducible_metadata,
                                  save_figure, save_input_output_rows, use_file_backend)
-from autoencoder.trained_run import (Stage, TrainedRun, data_path, dataset_of_info, epochs_text,
+from autoencoder.run_files import epochs_text
+from autoencoder.trained_run import (Stage, TrainedRun, check_one_run, check_same_data, dataset_of_info,
                                      load_run_info, load_trained_run, require_outputs, train_command)
 from autoencoder.analysis import (KNN_NEIGHBOURS, KNN_TRAIN, PCA, code_quality, fit_pca, knn_accuracy,
                                   trained_quality, write_table)
@@ -66,7 +67,7 @@ __all__ = [
     "CHECKPOINT_INTERVAL", "COMPILE_MODES", "RECIPES", "RESUME_KEYS", "Recipe", "TrainConfig",
     "change_learning_rate", "make_optimizer", "one_cycle", "recipe_values", "TRACED_IMAGES",
     "TRACED_MAX_UNITS", "History", "Interrupted", "PartialEpoch", "StopFlag", "TrainingState",
-    "data_tensors", "evaluate", "fit", "describe", "open_run", "refuse_unfinished", "train_model", "new_training_state", "record_epoch", "start_epoch",
+    "data_tensors", "evaluate", "fit", "describe", "open_run", "refuse_overwrite", "check_trainable", "train_model", "new_training_state", "record_epoch", "start_epoch",
     "trace_codes", "train_epoch", "train_step", "Checkpoints", "check_settings", "checkpoint_of",
     "describe_saved_run", "global_rng_state", "set_global_rng_state", "LOG_INTERVAL", "RunFiles",
     "render_log", "BAR_LOSS_INTERVAL", "LINE_INTERVAL", "BarProgress", "LineProgress", "Progress",
@@ -75,7 +76,7 @@ __all__ = [
     "FIGURE_DPI", "FIGURE_FORMATS", "FIXED_DATE", "SHOWN_DIGITS", "class_colors", "class_legend",
     "figure_parser", "image_row", "mosaic", "parse_formats", "pyplot", "reproducible_metadata",
     "run_plot_script", "save_figure", "save_input_output_rows", "use_file_backend", "Stage", "TrainedRun",
-    "data_path", "dataset_of_info", "epochs_text", "load_run_info", "load_trained_run", "require_outputs",
+    "check_one_run", "check_same_data", "dataset_of_info", "epochs_text", "load_run_info", "load_trained_run", "require_outputs",
     "train_command", "KNN_NEIGHBOURS", "KNN_TRAIN", "PCA", "code_quality", "fit_pca", "knn_accuracy",
     "trained_quality", "write_table", "BYTE_255_TO_256", "HINTON_2006", "HINTON_2006_UNITS", "PIXELS",
     "SWEEP_COLUMNS", "FinishedRun", "PcaBaseline", "find_runs", "pca_baseline", "per_image",

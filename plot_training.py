@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from helpers import (KNN_NEIGHBOURS, KNN_TRAIN, SWEEP_COLUMNS, CodeSpec, OutputPaths, UserError,
-                     code_quality, data_path, dataset_spec, epochs_text, figure_parser, fill_output_dir,
+                     check_same_data, code_quality, dataset_spec, epochs_text, figure_parser, fill_output_dir,
                      find_runs, fit_pca, load_dataset, load_model, load_run_info, original_run, parse_code,
                      parse_models, pca_baseline, pick_device, plot_code_sizes, positive_int, pyplot,
                      require_outputs, run_plot_script, save_figure, table_note, table_rows, train_command,
@@ -156,7 +156,9 @@ def save_code_quality(args: argparse.Namespace, specs: list[CodeSpec]) -> None:
     models = [load_model(OutputPaths.of(args.output_dir, s.name).weights, device, s.name, args.dataset)
               for s in with_weights]
     infos = [info_of(args, s) for s in with_weights]
-    splits = load_dataset(args.dataset, data_path(args.data, args.dataset, infos[0]))
+    splits = load_dataset(args.dataset, args.data)
+    for spec, info in zip(with_weights, infos):
+        check_same_data(splits, info, str(OutputPaths.of(args.output_dir, spec.name).info))
     pca, n_pca = fit_pca(splits, infos)
     rows = [code_quality(model, splits, pca, device, args.knn_train) for model in models]
     n_knn, spec = min(args.knn_train, len(splits.train_x)), dataset_spec(args.dataset)
@@ -180,8 +182,10 @@ def sweep(args: argparse.Namespace) -> None:
     baselines = {}
     for dataset in dict.fromkeys(run.dataset for run in runs):
         theirs = [run for run in runs if run.dataset == dataset]
-        data = data_path(args.data if dataset == args.dataset else None, dataset, theirs[0].info)
-        baselines[dataset] = pca_baseline(load_dataset(dataset, data), theirs)
+        splits = load_dataset(dataset, args.data if dataset == args.dataset else None)
+        for run in theirs:
+            check_same_data(splits, run.info, str(run.folder))
+        baselines[dataset] = pca_baseline(splits, theirs)
     rows = table_rows(runs, baselines, args.output_dir)
     save_figure(plot_code_sizes(rows, baselines), args.output_dir, "sweep", args.format)
     write_table(args.output_dir, "sweep", table_note(baselines), rows, SWEEP_COLUMNS)

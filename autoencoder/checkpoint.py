@@ -9,7 +9,8 @@ import torch
 
 from .errors import UserError, diverged
 from .files import torch_load, torch_save_atomic
-from .recipes import RESUME_KEYS, TrainConfig, change_learning_rate
+from .cli import training_command
+from .recipes import RECORDED_CHANGES, RESUME_KEYS, TrainConfig, change_learning_rate
 from .training import History, PartialEpoch, TrainingState
 
 
@@ -40,13 +41,26 @@ def _setting(value: object) -> str:
 
 
 def check_settings(config: TrainConfig, saved: dict, path: Path) -> None:
-    """Refuse to resume a run made with other settings (the learning rate may change)."""
+    """Refuse to resume a run made with other settings (the learning rate, device and precision may
+    change); name the commands that work."""
     now = config.as_dict()
     mismatched = [f"{k} {_setting(saved.get(k))} (now {_setting(now[k])})" for k in RESUME_KEYS
                   if saved.get(k) != now[k]]
+    if saved.get("data_sha256", now["data_sha256"]) != now["data_sha256"]:  # recorded since December 2026
+        mismatched.append(f"the images (sha256 {saved['data_sha256'][:12]}..., now {now['data_sha256'][:12]}...)")
     if mismatched:
-        raise UserError(f"{path} was made with other settings: {', '.join(mismatched)}; rerun with those "
-                        "settings or without --resume")
+        raise UserError(f"{path} was made with other settings: {', '.join(mismatched)}; continue it with "
+                        f"`{training_command(saved, '--resume')}`, or discard it and train anew with "
+                        f"`{training_command(now, '--restart')}`")
+
+
+def record_changes(state: TrainingState, in_force: dict) -> None:
+    """Add to the run's history each setting of RECORDED_CHANGES that differs now from `in_force`."""
+    now = state.config.as_dict()
+    step = state.partial.step if state.partial else 0
+    state.history.changes += [{"epoch": state.epochs_done + 1, "step": step, "setting": key,
+                               "from": in_force.get(key), "to": now[key]}
+                              for key in RECORDED_CHANGES if in_force.get(key) != now[key]]
 
 
 def describe_saved_run(saved: dict) -> str:
@@ -86,19 +100,23 @@ class Checkpoints:
             self.save(state)
 
     def read(self, device: torch.device | str) -> dict:
-        saved = torch_load(self.path, device, "delete it to start over")
+        saved = torch_load(self.path, device, "discard it with --restart")
         if not isinstance(saved, dict) or not isinstance(saved.get("config"), dict) or "epoch" not in saved:
-            raise UserError(f"{self.path} is damaged or from another tool; delete it to start over")
+            raise UserError(f"{self.path} is not a checkpoint of this suite; discard it with --restart")
         return saved
 
     def restore(self, state: TrainingState, saved: dict) -> None:
-        """Put `state` where the checkpoint left it, after checking it was made with its settings."""
+        """Put `state` where the checkpoint left it, after checking it was made with its settings;
+        a learning rate, device or precision that differs from the checkpoint's is recorded as a
+        change from the epoch and step where the run goes on."""
         check_settings(state.config, saved["config"], self.path)
         try:
             _restore(state, saved)
-        except Exception as e:  # loads, but is not a whole checkpoint of this model
-            raise UserError(f"{self.path} is damaged or from another tool ({str(e).splitlines()[0]}); "
-                            "delete it to start over") from None
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:  # loads, but is not this model's
+            raise UserError(f"{self.path} does not hold a checkpoint of this model ({str(e).splitlines()[0]}); "
+                            "discard it with --restart") from None
+        if not state.finished:
+            record_changes(state, saved["config"])
         self.kept, self.saved_at = True, time.monotonic()
 
     def remove(self) -> None:
@@ -116,6 +134,6 @@ def _restore(state: TrainingState, saved: dict) -> None:
                                                state.config.epochs * state.steps_per_epoch)
     state.shuffle.set_state(saved["shuffle"].cpu())
     set_global_rng_state(saved["global_rng"])
-    state.history = History(**saved["history"])
+    state.history = History(**{"settings": saved["config"], **saved["history"]})
     state.partial = PartialEpoch(**saved["partial"]) if saved["partial"] else None
     state.code_trace = list(saved["code_trace"])

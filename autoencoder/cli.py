@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import argparse
 import math
+import shlex
 import sys
 from pathlib import Path
 from typing import Callable
 
-from .datasets import DATASETS, DEFAULT_DATASET
+from .datasets import DATASETS, DEFAULT_DATASET, dataset_spec
 from .errors import UserError
 from .figures import FIGURE_FORMATS, use_file_backend
+from .model import parse_code
+from .recipes import recipe_values
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -62,6 +65,24 @@ def add_data_options(p: argparse.ArgumentParser, output_help: str, data_default:
     p.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: best available)")
     p.add_argument("--output-dir", type=Path,
                    help=f"{output_help} (default: output/ for mnist, output/DATASET/ for the others)")
+
+
+def training_command(settings: dict, *flags: str) -> str:
+    """The `python auto_encoder.py` command that trains (or, with --resume, continues) the run
+    whose configuration is `settings` (TrainConfig.as_dict()): its options that differ from the
+    defaults, then `flags`."""
+    spec = dataset_spec(settings["dataset"])
+    defaults = recipe_values(settings["recipe"], parse_code(settings["model"]), settings["dataset"])
+    options = [f"--model {settings['model']}"] + ([f"--dataset {spec.name}"] if not spec.is_default else [])
+    options += [f"--recipe {settings['recipe']}"] if settings["recipe"] != "modern" else []
+    for key in ("epochs", "batch_size", "lr", "weight_decay", "dropout"):
+        if settings.get(key) is not None and settings[key] != defaults[key]:
+            options.append(f"--{key.replace('_', '-')} {settings[key]}")  # repr: exact
+    options += [f"--seed {settings['seed']}"] if settings.get("seed") else []
+    options += [f"--limit {settings['limit']}"] if settings.get("limit") else []
+    if Path(settings["output_dir"]) != spec.output_dir:
+        options.append(f"--output-dir {shlex.quote(str(settings['output_dir']))}")
+    return " ".join(["python auto_encoder.py", *options, *flags])
 
 
 def fill_output_dir(args: argparse.Namespace) -> argparse.Namespace:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 import glob
 import gzip
 import hashlib
@@ -11,6 +10,8 @@ import os
 import pickle
 import socket
 import tempfile
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -85,24 +86,52 @@ def write_text_atomic(path: str | os.PathLike, text: str, durable: bool = True) 
         tmp.write_text(text)
 
 
+_ZIP_MAGIC = b"PK\x03\x04"      # torch.save writes a zip archive
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
 def torch_load(path: str | os.PathLike, map_location: Any, what_to_do: str) -> Any:
-    """`torch.load(weights_only=True)` of a file this suite wrote. Raises UserError for a missing
-    or unreadable file, ending with `what_to_do`."""
+    """`torch.load(weights_only=True)` of a file this suite wrote. Raises UserError, in the user's
+    words, for a missing file, one that is not a torch file, a damaged one (ending with
+    `what_to_do`), one from a newer torch or one too large for the memory; a bug still raises."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path} does not exist")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head[:2] == _GZIP_MAGIC:
+        raise UserError(f"{path} is a gzip file (a training-info pickle?), not a weights or checkpoint file")
+    if head != _ZIP_MAGIC:
+        raise UserError(f"{path} is not a file torch.save wrote" + ("; it is empty" if not head else ""))
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # truncated zip, foreign pickle, unreadable file
-        raise UserError(f"{path} cannot be read ({str(e).splitlines()[0]}); {what_to_do}") from None
+    except MemoryError:
+        raise UserError(f"{path} is too large to read into this machine's memory") from None
+    except pickle.UnpicklingError as e:  # the weights-only unpickler refused an object
+        if "Weights only load failed" in str(e):
+            raise UserError(f"{path} cannot be read: it holds objects this suite never writes, so it is not a "
+                            "weights file of this suite nor one of its checkpoints") from None
+        raise UserError(f"{path} is damaged ({_first_line(e)}); {what_to_do}") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile) as e:
+        if "version" in str(e).lower() and "PytorchStreamReader" not in str(e):
+            raise UserError(f"{path} was written by a newer PyTorch than this one ({torch.__version__}): "
+                            "upgrade torch to read it") from None
+        cause = "not a whole zip archive" if "PytorchStreamReader" in str(e) else _first_line(e)
+        raise UserError(f"{path} is damaged or truncated ({cause}); {what_to_do}") from None
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
 
 
 def torch_save_atomic(obj: Any, path: str | os.PathLike) -> None:
+    """torch.save `obj` to `path` atomically. It is serialised in memory first, so that a failed
+    write (a full disk) is reported by the operating system, not by torch's zip writer."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
     with atomic_path(path) as tmp:
-        try:
-            torch.save(obj, tmp)
-        except RuntimeError as e:  # torch reports a failed write (a full disk) this way
-            raise OSError(errno.EIO, f"write failed: {str(e).splitlines()[0]}", str(path)) from None
+        tmp.write_bytes(buffer.getbuffer())
 
 
 def save_info(path: str | os.PathLike, info: dict) -> None:
@@ -144,12 +173,16 @@ def read_safe_pickle(path: str | os.PathLike) -> Any:
     except OSError as e:
         raise UserError(f"{path} cannot be read ({e.strerror or e})") from None
     try:
-        if raw[:2] == b"\x1f\x8b":
+        if raw[:2] == _GZIP_MAGIC:
             raw = gzip.decompress(raw)
         return SafeUnpickler(io.BytesIO(raw), encoding="latin1").load()
-    except Exception as e:  # damaged bytes fail in many ways: zlib, EOF, overflow, memory, ...
-        raise UserError(f"{path} is not a readable pickle ({e or type(e).__name__}); "
-                        "it may be truncated or from another tool") from None
+    except MemoryError:
+        raise UserError(f"{path} is too large to read into this machine's memory") from None
+    except (pickle.UnpicklingError, EOFError, zlib.error, gzip.BadGzipFile, ValueError, IndexError, KeyError,
+            TypeError, AttributeError, ImportError, OverflowError, UnicodeDecodeError) as e:
+        # what damaged or foreign bytes raise in the unpickler
+        raise UserError(f"{path} is not a readable pickle ({_first_line(e)}); it may be truncated or from "
+                        "another tool") from None
 
 
 def load_info(path: str | os.PathLike) -> dict:

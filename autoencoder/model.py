@@ -52,7 +52,10 @@ def parse_models(text: str) -> list[CodeSpec]:
     specs = [parse_code(n) for n in names]
     if not specs:
         raise UserError("--model names no model")
-    return list({s.name: s for s in specs}.values())
+    repeated = sorted({s.name for s in specs if [t.name for t in specs].count(s.name) > 1})
+    if repeated:
+        raise UserError(f"--model names {', '.join(repeated)} more than once: name each model once")
+    return specs
 
 
 def _dense_stack(widths: list[int], modern: bool, dropout: float) -> nn.Sequential:
@@ -90,6 +93,7 @@ class AutoEncoder(nn.Module):
             raise UserError("--dropout applies to the modern recipe; the original recipe has no dropout")
         self.spec = parse_code(code) if isinstance(code, str) else code
         self.architecture = architecture
+        self.run_id = ""  # the training run whose file the weights were loaded from, if any
         modern = architecture == "modern"
         self.conv = nn.Conv2d(1, 32, kernel_size=5, bias=modern)
         self.encoder = _dense_stack([CONV_FEATURES, *ENCODER_WIDTHS], modern, dropout)
@@ -130,27 +134,27 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def save_model(path: str | os.PathLike, model: AutoEncoder, dataset: str) -> None:
-    """Weights plus what rebuilds the model and the name of the dataset it learned; loads with
-    torch.load(weights_only=True). (The file's "recipe" key names the architecture.)"""
+def save_model(path: str | os.PathLike, model: AutoEncoder, dataset: str, run_id: str = "") -> None:
+    """Weights plus what rebuilds the model, the name of the dataset it learned and the id of the
+    training run that wrote it; loads with torch.load(weights_only=True). (The file's "recipe" key
+    names the architecture.)"""
     torch_save_atomic({"code": model.spec.name, "recipe": model.architecture, "dataset": dataset,
-                       "state_dict": model.state_dict()}, path)
+                       "run_id": run_id, "state_dict": model.state_dict()}, path)
 
 
 def load_model(path: str | os.PathLike, device: torch.device | str = "cpu",
                expect_code: str | None = None, expect_dataset: str | None = None) -> AutoEncoder:
     """Rebuild a model saved by `save_model`. Raises UserError for a missing or bad file, or one
     that holds another model or another dataset's model than expected."""
-    saved = torch_load(path, device, "it is not a weights file of this suite")
+    saved = torch_load(path, device, "train the model again")
     try:
         with torch.device("meta"):  # no time spent initialising weights that are replaced
             model = AutoEncoder(saved["code"], saved["recipe"])
         model.load_state_dict(saved["state_dict"], assign=True)
         dataset = saved["dataset"]
-    except UserError:
-        raise
-    except Exception as e:  # wrong keys or shapes
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:  # wrong keys or shapes
         raise UserError(f"{path} is not a weights file of this suite ({str(e).splitlines()[0]})") from None
+    model.run_id = saved.get("run_id", "")
     if expect_code is not None and model.spec.name != expect_code:
         raise UserError(f"{path} holds the {model.spec.name} model, not {expect_code}")
     if expect_dataset is not None and dataset != expect_dataset:

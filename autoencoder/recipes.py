@@ -55,8 +55,11 @@ RECIPES = {
 CHECKPOINT_INTERVAL = 60.0      # seconds of training a kill -9 may cost at most
 ADAMW_IMPLEMENTATIONS = ("fused", "foreach", "default")
 COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune")  # reduce-overhead: CUDA graphs
+PRECISIONS = ("fp32", "bf16")  # as resolved for the device: --precision auto is resolved before
 # Settings a resumed run must share with its checkpoint (the learning rate may change).
 RESUME_KEYS = ("model", "dataset", "recipe", "epochs", "batch_size", "weight_decay", "dropout", "seed", "limit")
+# Settings a resumed run may change; the run's history records each change and where it took effect.
+RECORDED_CHANGES = ("lr", "precision", "device", "compile", "adamw")
 
 
 def recipe_values(recipe: str, spec: CodeSpec, dataset: str) -> dict:
@@ -100,7 +103,7 @@ class TrainConfig:
     adamw: str = "fused"                   # the modern recipe's AdamW implementation
     checkpoint_interval: float = CHECKPOINT_INTERVAL
     output_dir: str = "output"
-    data_source: str = ""                  # the dataset's files as read (the plots read them again)
+    data_sha256: str = ""                  # what the data is (Splits.sha256), whatever files it came from
     # The rest of the recipe's values: from the table, never from the command line.
     optimizer: str | None = None
     schedule: str | None = None
@@ -127,16 +130,32 @@ class TrainConfig:
     def check(self) -> None:
         """Refuse values no run can train with, in the words of the command line."""
         dataset_spec(self.dataset)
-        if self.epochs < 1 or self.batch_size < 1:
+        if not (_is_int(self.epochs) and self.epochs >= 1 and _is_int(self.batch_size) and self.batch_size >= 1):
             raise UserError("--epochs and --batch-size must be positive integers")
-        if not (math.isfinite(self.lr) and self.lr > 0):
+        if self.architecture == "modern" and self.batch_size == 1:
+            raise UserError("--batch-size 1 cannot train the modern recipe's batch norm (it needs two images "
+                            "a batch): use 2 or more, or --recipe original")
+        if not (_is_int(self.seed) and 0 <= self.seed < 2 ** 64):
+            raise UserError(f"--seed must be an integer from 0 to 2**64-1, not {self.seed}")
+        if self.limit is not None and not (_is_int(self.limit) and self.limit >= 1):
+            raise UserError(f"--limit must be a positive integer, not {self.limit}")
+        if not (_is_number(self.lr) and self.lr > 0):
             raise UserError(f"--lr must be a positive number, not {self.lr}")
-        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+        if not (_is_number(self.weight_decay) and self.weight_decay >= 0):
             raise UserError(f"--weight-decay must be a number >= 0, not {self.weight_decay}")
-        if not 0 <= self.dropout < 1:
+        if not (_is_number(self.dropout) and 0 <= self.dropout < 1):
             raise UserError(f"--dropout must be at least 0 and below 1, not {self.dropout}")
-        if self.adamw not in ADAMW_IMPLEMENTATIONS:
-            raise UserError(f"unknown AdamW implementation {self.adamw!r}: use {', '.join(ADAMW_IMPLEMENTATIONS)}")
+        if not (_is_number(self.checkpoint_interval) and self.checkpoint_interval >= 0):
+            raise UserError(f"--checkpoint-interval must be a number >= 0, not {self.checkpoint_interval}")
+        _check_choice("precision (resolve auto for the device first)", self.precision, PRECISIONS)
+        _check_choice("--compile mode", self.compile, COMPILE_MODES)
+        _check_choice("AdamW implementation", self.adamw, ADAMW_IMPLEMENTATIONS)
+        _check_choice("optimizer", self.optimizer, ("SGD", "AdamW"))
+        _check_choice("schedule", self.schedule, ("constant", "one-cycle"))
+        try:
+            torch.device(self.device)
+        except (RuntimeError, TypeError):
+            raise UserError(f"unknown device {self.device!r}: use cpu, cuda, cuda:N or mps") from None
 
     @property
     def spec(self) -> CodeSpec:
@@ -154,6 +173,19 @@ class TrainConfig:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_choice(what: str, value: object, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise UserError(f"unknown {what} {value!r}: use {', '.join(choices)}")
 
 
 def make_optimizer(params: object, config: TrainConfig, steps_per_epoch: int

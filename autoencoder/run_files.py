@@ -6,10 +6,11 @@ from __future__ import annotations
 import datetime
 import math
 import time
+from pathlib import Path
 
 import torch
 
-from .datasets import DATASETS
+from .datasets import dataset_spec
 from .errors import UserError
 from .files import OutputPaths, load_info, save_info, torch_load, torch_save_atomic, write_text_atomic
 from .model import count_parameters, save_model
@@ -19,42 +20,78 @@ from .training import History, TrainingState
 LOG_INTERVAL = 1.0              # seconds between rewrites of the log: a fast device's epochs share one
 
 
-def render_log(paths: OutputPaths, config: TrainConfig, parameters: int, history: History,
-               test_mse: float | None) -> str:
-    """The original's log layout, with the recipe, device and (other than MNIST) dataset added."""
+def changes_text(changes: list[dict]) -> str:
+    """'lr 0.005 -> 0.01 from epoch 3 (step 4)': the settings a resumed run changed, and where."""
+    return "; ".join(f"{c['setting']} {_value(c['from'])} -> {_value(c['to'])} from epoch {c['epoch']}"
+                     + (f" (step {c['step'] + 1})" if c["step"] else "") for c in changes)
+
+
+def epochs_text(info: dict) -> str:
+    """'1 epoch', '50 epochs', '2 epochs on the first 5,000 training images (--limit)', with any
+    setting changed on --resume: how long, and on what, a run in `info` trained."""
+    n = len(info["training loss"])
+    limit = info.get("config", {}).get("limit")
+    text = f"{n} epoch{'' if n == 1 else 's'}" + (f" on the first {limit:,} training images (--limit)" if limit else "")
+    return text + (f", {changes_text(info['changes'])}" if info.get("changes") else "")
+
+
+def _value(value: object) -> str:
+    return f"{value:g}" if isinstance(value, float) else f"{value}"
+
+
+def render_log(paths: OutputPaths, history: History, parameters: int, test_mse: float | None) -> str:
+    """The original's log layout, with the run's id, recipe, data, device and any change of settings on
+    --resume added. The recipe line shows the settings the run started with."""
     row = "{:<10}{:<20}{:<20}{:<20}\n"
-    dataset = DATASETS[config.dataset]
-    data = "Data OK." if dataset.is_default else f"Data OK: {dataset.title}."
-    limit = f"Limit: the first {config.limit} training images (--limit {config.limit}).\n" if config.limit else ""
-    text = (f"Started: {history.started}.\n>>> {paths.log}\n"
-            f"Recipe: {config.recipe} ({config.optimizer_name}, lr {config.lr:g}, batch {config.batch_size}, "
-            f"{config.precision}) on {config.device}\n{limit}"
-            f"Autoencoder OK.\n{parameters} parameters\n{data}\n"
-            f"Training over {config.epochs} Epochs...\n" + row.format("Epoch", "TL", "VL", "Time"))
+    c = history.settings
+    dataset = dataset_spec(c["dataset"])
+    limit = f"Limit: the first {c['limit']} training images (--limit {c['limit']}).\n" if c.get("limit") else ""
+    changed = f"Changed on --resume: {changes_text(history.changes)}.\n" if history.changes else ""
+    optimizer = c["optimizer"] + (", one-cycle" if c["schedule"] == "one-cycle" else "")
+    text = (f"Started: {history.started}.\n>>> {paths.log.name}\nRun: {history.run_id}\n"
+            f"Recipe: {c['recipe']} ({optimizer}, lr {c['lr']:g}, batch {c['batch_size']}, "
+            f"{c['precision']}) on {c['device']}\n{changed}{limit}"
+            f"Autoencoder OK.\n{parameters} parameters\n"
+            f"Data OK: {dataset.title}, images sha256 {c.get('data_sha256') or 'not recorded'}.\n"
+            f"Training over {c['epochs']} Epochs...\n"
+            f"(TL: training loss, VL: validation loss, both in {c['precision']}; Time: seconds.)\n"
+            + row.format("Epoch", "TL", "VL", "Time"))
     for epoch, losses in enumerate(zip(history.training_loss, history.validation_loss,
                                        history.epoch_time), start=1):
         text += row.format(epoch, *(f"{v:.6g}" for v in losses))
     if test_mse is not None:
-        text += (f"Finished training.\nMSE on test data: {test_mse:.6g}.\n"
+        text += (f"Finished training.\nMSE on test data (fp32): {test_mse:.6g}.\n"
                  f"Completed: {datetime.datetime.now()}.\n")
     return text
 
 
 class RunFiles:
-    """The files one model's run writes into its output folder (the output contract)."""
+    """The files one model's run writes into its output folder (the output contract). Each carries
+    the run's id; a new run removes the old run's files before it writes one of its own."""
 
     def __init__(self, config: TrainConfig, log_interval: float = LOG_INTERVAL):
         self.config, self.log_interval = config, log_interval
         self.paths = OutputPaths.of(config.output_dir, config.model)
         self.log_written_at = -math.inf
 
+    def existing(self) -> list[Path]:
+        """The run files of this model in the folder, in the order a new run removes them: first
+        the two that make a run resumable (info: finished; checkpoint: unfinished), so that a crash
+        while removing leaves nothing that --resume or a plot script would take for a run."""
+        p = self.paths
+        return [path for path in (p.info, p.checkpoint, p.weights, p.codes, p.init, p.log) if path.is_file()]
+
+    def remove_all(self) -> None:
+        for path in self.existing():
+            path.unlink()
+
     def write_start(self, state: TrainingState) -> None:
         """The initial weights, which the plots draw as 'before training'."""
-        save_model(self.paths.init, state.model, self.config.dataset)
+        save_model(self.paths.init, state.model, self.config.dataset, state.history.run_id)
 
     def write_log(self, state: TrainingState, test_mse: float | None = None, durable: bool = True) -> None:
-        write_text_atomic(self.paths.log, render_log(self.paths, self.config, count_parameters(state.model),
-                                                     state.history, test_mse), durable=durable)
+        write_text_atomic(self.paths.log, render_log(self.paths, state.history, count_parameters(state.model),
+                                                     test_mse), durable=durable)
         self.log_written_at = time.monotonic()
 
     def write_log_when_due(self, state: TrainingState, force: bool = False) -> None:
@@ -65,16 +102,17 @@ class RunFiles:
             self.write_log(state, durable=False)
 
     def write_results(self, state: TrainingState, test_mse: float) -> None:
-        """The final weights, the code trace, the info pickle and the full log."""
-        save_model(self.paths.weights, state.model, self.config.dataset)
+        """The final weights, the code trace, the info pickle (last: it marks the run finished) and
+        the full log. Each records the settings the run started with and its changes."""
+        h = state.history
+        save_model(self.paths.weights, state.model, self.config.dataset, h.run_id)
         if state.code_trace:
-            torch_save_atomic({"codes": torch.stack(state.code_trace), "config": self.config.as_dict()},
+            torch_save_atomic({"codes": torch.stack(state.code_trace), "config": h.settings, "run_id": h.run_id},
                               self.paths.codes)
-        info = {"training loss": state.history.training_loss,
-                "validation loss": state.history.validation_loss,
-                "epoch time": state.history.epoch_time, "test mse": test_mse,
-                "parameters": count_parameters(state.model), "config": self.config.as_dict(),
-                "started": state.history.started, "finished": str(datetime.datetime.now())}
+        info = {"training loss": h.training_loss, "validation loss": h.validation_loss,
+                "epoch time": h.epoch_time, "test mse": test_mse, "test mse precision": "fp32",
+                "parameters": count_parameters(state.model), "config": h.settings, "changes": h.changes,
+                "run_id": h.run_id, "started": h.started, "finished": str(datetime.datetime.now())}
         save_info(self.paths.info, info)
         self.write_log(state, test_mse)
 
@@ -88,15 +126,16 @@ class RunFiles:
         return info
 
     def restore_finished(self, state: TrainingState, info: dict) -> None:
-        """Put `state` where the finished run in the folder ended: its weights, losses and code trace."""
-        saved = torch_load(self.paths.weights, state.device, "delete the run's files to start over")
+        """Put `state` where the finished run in the folder ended: its weights, history and code trace."""
+        saved = torch_load(self.paths.weights, state.device, "train it again with --restart")
         try:
             state.model.load_state_dict(saved["state_dict"])
-            trace = torch_load(self.paths.codes, "cpu", "rerun without --resume")["codes"] \
+            trace = torch_load(self.paths.codes, "cpu", "train it again with --restart")["codes"] \
                 if self.paths.codes.is_file() else []
         except (KeyError, RuntimeError, TypeError) as e:
             raise UserError(f"{self.paths.weights} does not hold this run's model ({str(e).splitlines()[0]}); "
-                            "rerun without --resume to train it again") from None
+                            "train it again with --restart") from None
         state.history = History(info["training loss"], info["validation loss"], info["epoch time"],
-                                info["started"])
+                                info["started"], info.get("run_id") or saved.get("run_id") or state.history.run_id,
+                                info["config"], info.get("changes", []))
         state.code_trace = list(trace)

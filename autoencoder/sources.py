@@ -13,8 +13,8 @@ from typing import Callable
 
 import numpy as np
 
-from .datasets import (DATASETS, DEFAULT_DATASET, IDX_FILES, DatasetSpec, Splits, dataset_spec, find_idx_files,
-                       read_dataset, read_idx_folder, read_pickle_splits)
+from .datasets import (DATASETS, DEFAULT_DATASET, IDX_FILES, DatasetSpec, Splits, check_identity, dataset_spec,
+                       find_idx_files, read_dataset, read_idx_folder, read_pickle_splits)
 from .errors import DataError
 from .files import atomic_path, sha256_of
 
@@ -98,12 +98,6 @@ def _read_cache(cache: Path, dataset: str) -> Splits:
     raise DataError(f"no {files} in {cache}/")
 
 
-def _refuse_the_mnist_pickle(path: Path, dataset: str) -> None:
-    if not DATASETS[dataset].has_pickle and path.is_file() and path.stat().st_size < 10**8 and sha256_of(path) == MNIST_SHA256:
-        raise DataError(f"{path} is the MNIST pickle, not {dataset}: pass --dataset mnist, or give the "
-                        f"{dataset} files")
-
-
 def load_dataset(dataset: str = DEFAULT_DATASET, path: str | os.PathLike | None = None,
                  cache: str | os.PathLike | None = None, log: Callable[[str], None] = print) -> Splits:
     """A dataset from the first source that works, each reported in one line.
@@ -116,9 +110,14 @@ def load_dataset(dataset: str = DEFAULT_DATASET, path: str | os.PathLike | None 
     path = path or os.environ.get(spec.env_var)
     if path:
         log(f"{spec.title}: reading {path}")
-        _refuse_the_mnist_pickle(Path(path).expanduser(), dataset)
-        return read_dataset(path, dataset)
-    cache = Path(cache) if cache is not None else spec.cache
+        splits = read_dataset(path, dataset)
+    else:
+        splits = _from_cache_or_download(spec, Path(cache) if cache is not None else spec.cache, log)
+    check_identity(splits, log)
+    return splits
+
+
+def _from_cache_or_download(spec: DatasetSpec, cache: Path, log: Callable[[str], None]) -> Splits:
     made = _folders_to_make(cache)
     try:
         return _first_source(spec, cache, log)

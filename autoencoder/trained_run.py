@@ -11,8 +11,11 @@ import torch
 from .datasets import DEFAULT_DATASET, DatasetSpec, Splits, dataset_spec
 from .device import encode_all, pick_device, reconstruction_mse
 from .errors import UserError
-from .files import OutputPaths, load_info
+from .checkpoint import Checkpoints, describe_saved_run
+from .cli import training_command
+from .files import OutputPaths, load_info, torch_load
 from .model import AutoEncoder, CodeSpec, load_model
+from .run_files import epochs_text
 from .sources import load_dataset
 
 
@@ -25,9 +28,42 @@ def train_command(model: str, output_dir: str | os.PathLike, dataset: str = DEFA
 
 def require_outputs(files: list[Path], model: str, output_dir: str | os.PathLike,
                     dataset: str = DEFAULT_DATASET) -> None:
+    """Refuse, naming the command that makes them, when a model's files are missing: the command
+    that finishes an unfinished run in the folder, else the one that trains it."""
     missing = [f for f in files if not f.is_file()]
-    if missing:
-        raise UserError(f"{missing[0]} is missing: run `{train_command(model, output_dir, dataset)}` first")
+    if not missing:
+        return
+    checkpoint = OutputPaths.of(output_dir, model).checkpoint
+    if model != "both" and checkpoint.is_file():
+        saved = Checkpoints(checkpoint, 0).read("cpu")
+        raise UserError(f"{missing[0]} is missing: {checkpoint} holds an unfinished run, "
+                        f"{describe_saved_run(saved)}; finish it with "
+                        f"`{training_command(saved['config'], '--resume')}` first")
+    raise UserError(f"{missing[0]} is missing: run `{train_command(model, output_dir, dataset)}` first")
+
+
+def check_one_run(paths: OutputPaths, model: str, info: dict, models: list[AutoEncoder],
+                  codes_run_id: str | None = None) -> None:
+    """Refuse a folder whose files of one model come from two runs (each file names its run; files
+    written before runs had ids name none, and are taken as one run)."""
+    ids = {paths.info.name: info.get("run_id", ""), paths.init.name: models[0].run_id,
+           paths.weights.name: models[1].run_id}
+    if codes_run_id is not None:
+        ids[paths.codes.name] = codes_run_id
+    if len(set(ids.values())) > 1:
+        runs = "; ".join(f"{name}: run {run_id[:8] or 'without an id'}" for name, run_id in ids.items())
+        config = info.get("config")
+        fix = f"`{training_command(config, '--restart')}`" if config else "the training command with --restart"
+        raise UserError(f"{paths.log.parent}/ holds files of two runs of the {model} model ({runs}): train it "
+                        f"again with {fix}")
+
+
+def check_same_data(splits: Splits, info: dict, source: str) -> None:
+    """Refuse to draw a run with other images than it trained on."""
+    trained_on = info.get("config", {}).get("data_sha256")
+    if trained_on and trained_on != splits.sha256:
+        raise UserError(f"the run in {source} trained on other images (sha256 {trained_on[:12]}...) than "
+                        f"{splits.source} holds ({splits.sha256[:12]}...): pass the files it trained on with --data")
 
 
 def dataset_of_info(info: dict) -> str:
@@ -43,23 +79,6 @@ def load_run_info(path: Path, dataset: str) -> dict:
     if made_by != dataset:
         raise UserError(f"{path} was trained on {made_by}, not {dataset}: pass --dataset {made_by}")
     return info
-
-
-def data_path(data: str | None, dataset: str, info: dict) -> str | None:
-    """Where the plots read the dataset: `data` (--data), its environment variable, else the files
-    the training read if they are still there (else the cache, then a download)."""
-    recorded = info.get("config", {}).get("data_source")
-    if data or os.environ.get(dataset_spec(dataset).env_var) or not recorded:
-        return data
-    return recorded if Path(recorded).exists() else None
-
-
-def epochs_text(info: dict) -> str:
-    """'1 epoch', '50 epochs', '2 epochs on the first 5,000 training images (--limit)': how long,
-    and on what, a run in `info` trained."""
-    n = len(info["training loss"])
-    limit = info.get("config", {}).get("limit")
-    return f"{n} epoch{'' if n == 1 else 's'}" + (f" on the first {limit:,} training images (--limit)" if limit else "")
 
 
 @dataclass
@@ -102,7 +121,10 @@ def load_trained_run(output_dir: str | os.PathLike, spec: CodeSpec, dataset: str
     torch_device = pick_device(device)
     info = load_run_info(paths.info, dataset)
     models = [load_model(p, torch_device, spec.name, dataset) for p in (paths.init, paths.weights)]
-    splits = load_dataset(dataset, data_path(data, dataset, info))
+    codes_run_id = torch_load(paths.codes, "cpu", "train the model again").get("run_id", "") if needs_codes else None
+    check_one_run(paths, spec.name, info, models, codes_run_id)
+    splits = load_dataset(dataset, data)
+    check_same_data(splits, info, str(paths.info))
     test_x = torch.from_numpy(splits.test_x).to(torch_device)
     stages = []
     for suffix, model, when in zip((1, 2), models, ("before training", f"after {epochs_text(info)}")):

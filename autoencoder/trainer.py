@@ -2,8 +2,9 @@
 steps, epochs and evaluations below it) and what it drives between epochs, the checkpoint
 (checkpoint.py) and the run's files (run_files.py).
 
+    refuse_overwrite([config], resume=False, restart=False)   # an earlier run is replaced only on request
     torch.manual_seed(config.seed)                  # the caller seeds: initial weights, dropout
-    test_mse = train_model(config, data)            # trains, or resumes with resume=True
+    test_mse = train_model(config, data)            # trains, or goes on with resume=True
 """
 from __future__ import annotations
 
@@ -13,14 +14,16 @@ from typing import Callable
 import torch
 
 from .checkpoint import Checkpoints, check_settings, describe_saved_run
+from .cli import training_command
 from .datasets import dataset_spec
+from .device import cuda_tf32
 from .errors import UserError, diverged
 from .model import count_parameters
 from .progress import Progress
 from .recipes import TrainConfig
-from .run_files import RunFiles
-from .training import (Interrupted, StopFlag, TrainingState, evaluate, new_training_state, record_epoch,
-                       trace_codes, train_epoch)
+from .run_files import RunFiles, changes_text, epochs_text
+from .training import (Interrupted, StopFlag, TrainingState, evaluate, folds_single_image_batch, new_training_state,
+                       recompute_batch_norm, record_epoch, trace_codes, train_epoch)
 
 
 def describe(state: TrainingState) -> str:
@@ -32,24 +35,36 @@ def describe(state: TrainingState) -> str:
             f"{c.precision} on {c.device}")
 
 
-def refuse_unfinished(configs: list[TrainConfig], resume: bool, restart: bool) -> None:
-    """Before anything trains: an unfinished run's checkpoint is the user's work, never overwritten
-    unless they say so."""
-    if resume or restart:
+def refuse_overwrite(configs: list[TrainConfig], resume: bool, restart: bool) -> None:
+    """Before anything is written: an earlier run of a model in its folder, finished or not, is the
+    user's work, replaced only with --restart (--resume continues or re-evaluates it)."""
+    if restart:
         return
     for config in configs:
-        checkpoints = Checkpoints(RunFiles(config).paths.checkpoint, config.checkpoint_interval)
-        if checkpoints.path.is_file():
-            saved = checkpoints.read("cpu")
-            if saved["epoch"] < saved["config"]["epochs"]:
-                raise UserError(f"{checkpoints.path} holds an unfinished run, {describe_saved_run(saved)}: "
-                                "continue it with --resume, discard it with --restart, or choose another "
-                                "--output-dir")
+        files = RunFiles(config)
+        checkpoint = files.paths.checkpoint
+        if checkpoint.is_file() and not resume:
+            saved = Checkpoints(checkpoint, config.checkpoint_interval).read("cpu")
+            raise UserError(f"{checkpoint} holds an unfinished run, {describe_saved_run(saved)}: continue it "
+                            f"with `{training_command(saved['config'], '--resume')}`, discard it with "
+                            f"`{training_command(config.as_dict(), '--restart')}`, or choose another --output-dir")
+        if not resume and not checkpoint.is_file() and (finished := files.finished_run()) is not None:
+            raise UserError(f"{config.output_dir}/ holds a finished run of the {config.model} model "
+                            f"({epochs_text(finished)}, test MSE {finished['test mse']:.4g}): replace it with "
+                            f"`{training_command(config.as_dict(), '--restart')}`, or choose another --output-dir")
+
+
+def check_trainable(config: TrainConfig, n_train: int) -> None:
+    """Refuse a training set too small for the model (batch norm needs two images a batch)."""
+    if config.architecture == "modern" and n_train < 2:
+        raise UserError(f"--limit {n_train} leaves one training image; the modern recipe's batch norm needs at "
+                        "least two: use --limit 2 or more")
 
 
 def open_run(state: TrainingState, files: RunFiles, checkpoints: Checkpoints, test_x: torch.Tensor,
-             resume: bool, restart: bool, say: Callable[[str], None]) -> None:
-    """Resume from the checkpoint or from the finished run's files, or start afresh."""
+             resume: bool, say: Callable[[str], None]) -> None:
+    """Resume from the checkpoint or from the finished run's files, or start afresh: then the old
+    run's files of this model go first, before the new run writes its own."""
     name, folder = state.config.model, state.config.output_dir
     if resume and checkpoints.path.is_file():
         checkpoints.restore(state, checkpoints.read(state.device))
@@ -58,17 +73,20 @@ def open_run(state: TrainingState, files: RunFiles, checkpoints: Checkpoints, te
         files.restore_finished(state, finished)
     if state.finished:
         say(f"{name}: already trained for {state.config.epochs} epochs; --resume only re-evaluates it and "
-            "rewrites its results")
+            "rewrites its results, which keep the settings it was trained with")
         return
     if state.epochs_done or state.partial:
         step = f", step {state.partial.step}" if state.partial else ""
         say(f"{name}: resuming from {checkpoints.path} at epoch {state.epochs_done + 1}{step}")
+        if state.history.changes:
+            say(f"{name}: recorded as changed from here: {changes_text(state.history.changes[-1:])}")
         return
     if resume:
         say(f"{name}: --resume found no checkpoint and no finished run in {folder}/: starting from scratch "
             f"(epoch 1 of {state.config.epochs})")
-    elif files.paths.info.is_file() or checkpoints.path.is_file():
-        say(f"{name}: overwriting the earlier run in {folder}/" + (" (--restart)" if restart else ""))
+    if old := files.existing():
+        say(f"{name}: removing the earlier run's files in {folder}/ ({', '.join(p.name for p in old)})")
+        files.remove_all()
     files.write_start(state)
     trace_codes(state, test_x)
 
@@ -100,17 +118,28 @@ def fit(state: TrainingState, data: dict[str, torch.Tensor], checkpoints: Checkp
         progress.model_ended()
 
 
-def train_model(config: TrainConfig, data: dict[str, torch.Tensor], resume: bool = False, restart: bool = False,
+def train_model(config: TrainConfig, data: dict[str, torch.Tensor], resume: bool = False,
                 stop: StopFlag | None = None, progress: Progress | None = None) -> float:
-    """Train one model as its configuration says (the caller seeds torch); returns its test MSE."""
+    """Train one model as its configuration says (the caller seeds torch, and refuses to overwrite
+    an earlier run with `refuse_overwrite`); returns its test MSE, measured in fp32.
+
+    After the last epoch batch norm's statistics are measured anew over the training images, so
+    that eval-mode outputs are honest after a run of any length."""
     progress = progress or Progress()
-    state = new_training_state(config, len(data["train"]))
+    n_train = len(data["train"])
+    check_trainable(config, n_train)
+    state = new_training_state(config, n_train)
     files = RunFiles(config)
     checkpoints = Checkpoints(files.paths.checkpoint, config.checkpoint_interval)
     progress.message(describe(state))
-    open_run(state, files, checkpoints, data["test"], resume, restart, progress.message)
+    if folds_single_image_batch(config, n_train):
+        progress.message(f"{config.model}: the last batch of each epoch would hold one image, which batch norm "
+                         f"cannot train on; it joins the batch before it ({config.batch_size + 1} images)")
+    open_run(state, files, checkpoints, data["test"], resume, progress.message)
     fit(state, data, checkpoints, files, stop, progress)
-    test_mse = evaluate(state.model, data["test"], "fp32")
+    with cuda_tf32(state.device, enabled=False):  # true fp32, also on CUDA
+        recompute_batch_norm(state.model, data["train"], "fp32")
+        test_mse = evaluate(state.model, data["test"], "fp32")
     files.write_results(state, test_mse)
     checkpoints.remove()  # the results are all a finished run needs, --resume included
     return test_mse

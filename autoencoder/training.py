@@ -15,13 +15,15 @@ import datetime
 import math
 import signal
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 import torch
 
-from .datasets import Splits
-from .device import autocast, map_batches, reconstruction_mse
+from .datasets import Splits, dataset_spec
+from .errors import UserError
+from .device import EVAL_BATCH, autocast, map_batches, reconstruction_mse
 from .model import AutoEncoder
 from .progress import Progress
 from .recipes import TrainConfig, make_optimizer
@@ -63,12 +65,18 @@ class StopFlag:
 
 @dataclass
 class History:
-    """Per-epoch results; with the model, optimizer and RNG state it makes a checkpoint."""
+    """What a run is and did: its id, the settings it started with, the settings changed on
+    --resume (each with the epoch and step from which it took effect) and the per-epoch results.
+    With the model, optimizer and RNG state it makes a checkpoint; every file of the run carries
+    `run_id`, so that files of two runs are never taken for one."""
 
     training_loss: list[float] = field(default_factory=list)
     validation_loss: list[float] = field(default_factory=list)
     epoch_time: list[float] = field(default_factory=list)
     started: str = field(default_factory=lambda: str(datetime.datetime.now()))
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    settings: dict = field(default_factory=dict)
+    changes: list[dict] = field(default_factory=list)
 
 
 @dataclass
@@ -110,19 +118,33 @@ class TrainingState:
         return torch.device(self.config.device)
 
 
+def folds_single_image_batch(config: TrainConfig, n_train: int) -> bool:
+    """Whether an epoch's last batch would hold one image, which batch norm cannot train on: it
+    then joins the batch before it (the modern architecture only; the original has no batch norm)."""
+    return config.architecture == "modern" and n_train % config.batch_size == 1 and n_train > 1
+
+
+def batch_count(config: TrainConfig, n_train: int) -> int:
+    return math.ceil(n_train / config.batch_size) - folds_single_image_batch(config, n_train)
+
+
 def new_training_state(config: TrainConfig, n_train: int) -> TrainingState:
     """A new model, its optimizer and schedule, and the shuffling generator (seeded with the run's
     seed). The weights are drawn from torch's global generator: the caller seeds it."""
     model = AutoEncoder(config.spec, config.architecture, config.dropout).to(config.device)
     forward = model if config.compile == "none" else torch.compile(model, mode=config.compile)
-    steps_per_epoch = math.ceil(n_train / config.batch_size)
+    steps_per_epoch = batch_count(config, n_train)
     optimizer, scheduler = make_optimizer(model.parameters(), config, steps_per_epoch)
     return TrainingState(config, model, optimizer, scheduler, torch.Generator().manual_seed(config.seed),
-                         forward, steps_per_epoch)
+                         forward, steps_per_epoch, History(settings=config.as_dict()))
 
 
 def data_tensors(splits: Splits, limit: int | None, device: torch.device | str) -> dict[str, torch.Tensor]:
-    """The whole dataset on the device; batches are then index permutations."""
+    """The whole dataset on the device; batches are then index permutations. Refuses a --limit
+    beyond the training images there are."""
+    if limit is not None and limit > len(splits.train_x):
+        raise UserError(f"--limit {limit} is more than the {len(splits.train_x):,} training images of "
+                        f"{dataset_spec(splits.dataset).title}: leave --limit out to train on all of them")
     train = splits.train_x[:limit] if limit else splits.train_x
     return {name: torch.from_numpy(x).to(device)
             for name, x in (("train", train), ("valid", splits.valid_x), ("test", splits.test_x))}
@@ -146,7 +168,10 @@ def start_epoch(state: TrainingState, n_train: int) -> tuple[PartialEpoch, tuple
     if state.partial is None:
         state.partial = PartialEpoch(torch.randperm(n_train, generator=state.shuffle),
                                      loss_sum=torch.zeros((), device=state.device))
-    return state.partial, state.partial.perm.to(state.device).split(state.config.batch_size)
+    batches = state.partial.perm.to(state.device).split(state.config.batch_size)
+    if folds_single_image_batch(state.config, n_train):
+        batches = (*batches[:-2], torch.cat(batches[-2:]))
+    return state.partial, batches
 
 
 def train_epoch(state: TrainingState, train: torch.Tensor, stop: StopFlag | None = None,
@@ -164,7 +189,7 @@ def train_epoch(state: TrainingState, train: torch.Tensor, stop: StopFlag | None
         x = train[batches[step]]
         part.loss_sum += train_step(state, x) * len(x)
         part.step, part.elapsed = step + 1, time.perf_counter() - start
-        seen = min(part.step * state.config.batch_size, len(train))
+        seen = min(part.step * state.config.batch_size, len(train)) if part.step < len(batches) else len(train)
         progress.step(part.step, lambda: part.loss_sum.item() / seen)
         if stop is not None and stop.signum is not None:
             raise Interrupted(stop.signum)
@@ -189,6 +214,28 @@ def evaluate(model: AutoEncoder, x: torch.Tensor, precision: str) -> float:
     """Reconstruction MSE of `x` in eval mode; the model is left in the mode it was in."""
     with eval_mode(model):
         return reconstruction_mse(model, x, precision)
+
+
+@torch.no_grad()
+def recompute_batch_norm(model: AutoEncoder, train_x: torch.Tensor, precision: str) -> None:
+    """Batch norm's running statistics measured anew over the training images, as the trained
+    model sees them at evaluation (no dropout), each batch of EVAL_BATCH images weighted equally
+    (as torch.optim.swa_utils.update_bn does). Training's running averages lag the weights: after
+    a short run they make eval-mode outputs far worse than the weights are."""
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm1d)]
+    if not norms:
+        return
+    momenta = [norm.momentum for norm in norms]
+    with eval_mode(model):
+        for norm in norms:
+            norm.reset_running_stats()
+            norm.momentum = None  # a cumulative average
+            norm.train()
+        with autocast(train_x.device, precision):
+            for chunk in train_x.split(EVAL_BATCH):
+                model(chunk)
+    for norm, momentum in zip(norms, momenta):
+        norm.momentum = momentum
 
 
 def trace_codes(state: TrainingState, test_x: torch.Tensor) -> None:

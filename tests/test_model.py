@@ -93,9 +93,10 @@ def test_bad_code_names_are_refused(text):
         parse_code(text)
 
 
-def test_both_means_the_two_originals_and_lists_are_deduplicated():
+def test_both_means_the_two_originals_and_a_model_named_twice_is_refused():
     assert [s.name for s in parse_models("both")] == ["3D", "4x4"]
-    assert [s.name for s in parse_models("2D,8x8,2D")] == ["2D", "8x8"]
+    with pytest.raises(UserError, match="--model names 2D more than once"):
+        parse_models("2D,8x8,2d")
 
 
 def test_saved_weights_rebuild_the_same_model(tmp_path):
