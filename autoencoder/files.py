@@ -113,7 +113,7 @@ def torch_load(path: str | os.PathLike, map_location: Any, what_to_do: str) -> A
                             "weights file of this suite nor one of its checkpoints") from None
         raise UserError(f"{path} is damaged ({_first_line(e)}); {what_to_do}") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile) as e:
-        if "version" in str(e).lower() and "PytorchStreamReader" not in str(e):
+        if "maximum supported version" in str(e):  # caffe2/serialize/inline_container.cc's words
             raise UserError(f"{path} was written by a newer PyTorch than this one ({torch.__version__}): "
                             "upgrade torch to read it") from None
         cause = "not a whole zip archive" if "PytorchStreamReader" in str(e) else _first_line(e)

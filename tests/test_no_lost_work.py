@@ -46,19 +46,25 @@ def test_a_rerun_without_resume_refuses_to_overwrite_an_unfinished_run_and_names
 @pytest.mark.slow
 def test_restart_discards_the_unfinished_run_and_trains_from_scratch(interrupted, tiny_mnist, capsys):
     assert train(interrupted, tiny_mnist, *EPOCHS, "--restart") == 0
-    assert "3D: overwriting the earlier run in" in capsys.readouterr().out
+    assert "3D: removing the earlier run's files in" in capsys.readouterr().out
     info = load_info(OutputPaths.of(interrupted, "3D").info)
     assert len(info["training loss"]) == 2
 
 
 @pytest.mark.slow
-def test_a_finished_run_is_overwritten_by_default_with_one_line_saying_so(tmp_path, tiny_mnist, capsys):
+def test_a_finished_run_is_replaced_only_with_restart(tmp_path, tiny_mnist, capsys):
     assert train(tmp_path, tiny_mnist, *EPOCHS) == 0
     first = load_info(OutputPaths.of(tmp_path, "3D").info)
+    before = {p: stamp(p) for p in tmp_path.iterdir()}
     capsys.readouterr()
-    assert train(tmp_path, tiny_mnist, *EPOCHS) == 0
-    said = [line for line in capsys.readouterr().out.splitlines() if "overwriting" in line]
-    assert said == [f"3D: overwriting the earlier run in {tmp_path}/"]
+    assert train(tmp_path, tiny_mnist, *EPOCHS) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{tmp_path}/ holds a finished run of the 3D model" in err
+    assert "--restart" in err and {p: stamp(p) for p in tmp_path.iterdir()} == before
+    assert train(tmp_path, tiny_mnist, *EPOCHS, "--restart") == 0
+    said = [line for line in capsys.readouterr().out.splitlines() if "removing" in line]
+    assert said == [f"3D: removing the earlier run's files in {tmp_path}/ (auto_encoder_3D_info.pkl.gz, "
+                    "auto_encoder_3D_weights.pt, auto_encoder_3D_codes.pt, auto_encoder_3D_init.pt, auto_encoder_3D.txt)"]
     assert load_info(OutputPaths.of(tmp_path, "3D").info)["training loss"] == first["training loss"]
 
 
