@@ -14,6 +14,7 @@ import torch
 
 import auto_encoder
 from autoencoder import training
+from autoencoder.datasets import IDX_FILES, write_idx
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_SIZES = {"train": 60, "valid": 20, "test": 20}
@@ -38,6 +39,13 @@ def write_mnist_pickle(path: Path, splits: list) -> Path:
     with gzip.open(path, "wb") as f:
         pickle.dump(tuple(splits), f, protocol=2)
     return path
+
+
+def write_idx_folder(folder: Path, arrays: dict[str, np.ndarray], gz: bool = True) -> Path:
+    """The four IDX files of `arrays` (keyed like IDX_FILES) in `folder`, gzipped or not."""
+    for key, stem in IDX_FILES.items():
+        write_idx(folder / (f"{stem}.gz" if gz else stem), arrays[key])
+    return folder
 
 
 @pytest.fixture(scope="session")

@@ -8,31 +8,31 @@ import random
 import sys
 import zipfile
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pytest
 import torch
 
 import autoencoder.sources
-from conftest import assert_refused, run_trainer, tiny_splits, truncated, write_mnist_pickle
-from helpers import IDX_FILES, MNIST_WHEEL_MEMBER, DataError, read_mnist
+from conftest import assert_refused, run_trainer, tiny_splits, truncated, write_idx_folder, write_mnist_pickle
+from helpers import MNIST_WHEEL_MEMBER, DataError, find_idx_files, read_mnist
 
 
 # -- Data ------------------------------------------------------------------------------
 
-def idx(array: np.ndarray, dtype_code: int = 0x08) -> bytes:
-    header = bytes([0, 0, dtype_code, array.ndim]) + b"".join(n.to_bytes(4, "big") for n in array.shape)
-    return header + array.astype(np.uint8).tobytes()
-
-
-def idx_folder(folder: Path, **replace: bytes) -> Path:
-    """The four IDX files (12 training, 6 test images); `replace` swaps a file's bytes."""
+def idx_folder(folder: Path, gz: bool = False, **replace: np.ndarray) -> Path:
+    """The four IDX files (12 training, 6 test images); `replace` swaps a file's array."""
     rng = np.random.default_rng(0)
     arrays = {"train_x": rng.integers(0, 256, (12, 28, 28)), "train_y": rng.integers(0, 10, 12),
               "test_x": rng.integers(0, 256, (6, 28, 28)), "test_y": rng.integers(0, 10, 6)}
-    folder.mkdir(exist_ok=True)
-    for key, stem in IDX_FILES.items():
-        (folder / stem).write_bytes(replace.get(key, idx(arrays[key])))
+    return write_idx_folder(folder, {**arrays, **replace}, gz)
+
+
+def damaged(folder: Path, key: str, damage: Callable[[bytes], bytes]) -> Path:
+    """`folder` with the bytes of its IDX file `key` (gzipped or not) changed by `damage`."""
+    path = find_idx_files(folder)[key]
+    path.write_bytes(damage(path.read_bytes()))
     return folder
 
 
@@ -61,16 +61,6 @@ def write(path: Path, data: bytes) -> Path:
 
 def without(folder: Path, name: str) -> Path:
     (folder / name).unlink()
-    return folder
-
-
-def gz_idx_folder(folder: Path, damage) -> Path:
-    """IDX files gzipped, with the training images' .gz damaged by `damage`."""
-    idx_folder(folder)
-    for file in list(folder.iterdir()):
-        data = gzip.compress(file.read_bytes())
-        (folder / f"{file.name}.gz").write_bytes(damage(data) if "train-images" in file.name else data)
-        file.unlink()
     return folder
 
 
@@ -103,26 +93,27 @@ BAD_DATA = {
                                                 labels=lambda y: y[:0]),
                        ["validation split has no images"]),
     "an IDX file with a wrong magic number": (
-        lambda t, m: idx_folder(t / "idx", train_x=idx(np.zeros((12, 28, 28)), dtype_code=0x0D)),
+        lambda t, m: damaged(idx_folder(t / "idx"), "train_x", lambda raw: raw[:2] + b"\x0d" + raw[3:]),
         ["train-images-idx3-ubyte: not an IDX file of bytes (wrong magic number)"]),
     "IDX images of the wrong size": (
-        lambda t, m: idx_folder(t / "idx", test_x=idx(np.zeros((6, 27, 28)))),
+        lambda t, m: idx_folder(t / "idx", test_x=np.zeros((6, 27, 28))),
         ["t10k-images-idx3-ubyte: images are (27, 28), expected 28x28"]),
     "an IDX file shorter than its header says": (
-        lambda t, m: idx_folder(t / "idx", train_x=idx(np.zeros((12, 28, 28)))[:-784]),
+        lambda t, m: damaged(idx_folder(t / "idx"), "train_x", lambda raw: raw[:-784]),
         ["size does not match its header (12, 28, 28)"]),
     "IDX labels that do not match the images": (
-        lambda t, m: idx_folder(t / "idx", test_y=idx(np.zeros(5))),
+        lambda t, m: idx_folder(t / "idx", test_y=np.zeros(5)),
         ["test has 6 images but labels of shape (5,)"]),
     "an IDX labels file holding images": (
-        lambda t, m: idx_folder(t / "idx", train_y=idx(np.zeros((12, 28, 28)))),
+        lambda t, m: idx_folder(t / "idx", train_y=np.zeros((12, 28, 28))),
         ["labels of shape (10, 28, 28)"]),
     "IDX files with no images": (
-        lambda t, m: idx_folder(t / "idx", train_x=idx(np.zeros((0, 28, 28))), train_y=idx(np.zeros(0))),
+        lambda t, m: idx_folder(t / "idx", train_x=np.zeros((0, 28, 28)), train_y=np.zeros(0)),
         ["too few training images (0)"]),
-    "a cut-off gzipped IDX file": (lambda t, m: gz_idx_folder(t / "idx", lambda d: d[:len(d) // 2]),
+    "a cut-off gzipped IDX file": (lambda t, m: damaged(idx_folder(t / "idx", gz=True), "train_x",
+                                                        lambda d: d[:len(d) // 2]),
                                    ["train-images-idx3-ubyte.gz: cannot read"]),
-    "a corrupt gzipped IDX file": (lambda t, m: gz_idx_folder(t / "idx", flip_middle),
+    "a corrupt gzipped IDX file": (lambda t, m: damaged(idx_folder(t / "idx", gz=True), "train_x", flip_middle),
                                    ["train-images-idx3-ubyte.gz: cannot read"]),
     "a folder with a file missing": (lambda t, m: without(idx_folder(t / "idx"), "t10k-labels-idx1-ubyte"),
                                      ["missing IDX files"]),
@@ -179,7 +170,7 @@ def test_damaged_files_of_each_format_raise_only_a_data_error(name, tmp_path, ti
     and cut or random files, at least, are refused."""
     folder = tmp_path / "data"
     if name.startswith("train-images"):
-        gz_idx_folder(folder, lambda d: d)
+        idx_folder(folder, gz=True)
         target, path = folder / name, folder
     else:
         folder.mkdir()
@@ -214,9 +205,7 @@ def wheel_with(payload: bytes, cut: bool = False):
 
 def torchvision_cut_off(dest: Path, dataset: str) -> None:
     """torchvision's files arrive, one of them cut off mid-transfer."""
-    raw = dest / "MNIST" / "raw"
-    raw.mkdir(parents=True)
-    gz_idx_folder(raw, lambda d: d[:len(d) // 2])
+    damaged(idx_folder(dest / "MNIST" / "raw", gz=True), "train_x", lambda d: d[:len(d) // 2])
 
 
 def torchvision_offline(dest: Path, dataset: str) -> None:

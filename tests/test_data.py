@@ -1,7 +1,6 @@
 """MNIST loading: every format gives the same numbers, and the sources are tried in order."""
 from __future__ import annotations
 
-import gzip
 import hashlib
 import os
 import zipfile
@@ -11,8 +10,9 @@ import numpy as np
 import pytest
 
 import autoencoder.sources
-from conftest import tiny_splits, write_mnist_pickle
-from helpers import IDX_FILES, MNIST_WHEEL_MEMBER, DataError, Splits, load_mnist, read_mnist
+from conftest import tiny_splits, write_idx_folder, write_mnist_pickle
+from autoencoder.datasets import write_idx
+from helpers import MNIST_WHEEL_MEMBER, DataError, Splits, load_mnist, read_idx, read_mnist
 
 N_TRAIN, N_TEST = 72, 12  # the last sixth of the training images (12) becomes validation
 
@@ -24,22 +24,6 @@ def byte_images() -> dict[str, np.ndarray]:
             "train_y": rng.integers(0, 10, N_TRAIN, dtype=np.uint8),
             "test_x": rng.integers(0, 256, (N_TEST, 28, 28), dtype=np.uint8),
             "test_y": rng.integers(0, 10, N_TEST, dtype=np.uint8)}
-
-
-def idx_bytes(array: np.ndarray) -> bytes:
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
-    return header + array.tobytes()
-
-
-def write_idx_folder(folder: Path, arrays: dict[str, np.ndarray], gz: bool) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for key, stem in IDX_FILES.items():
-        raw = idx_bytes(arrays[key])
-        if gz:
-            (folder / f"{stem}.gz").write_bytes(gzip.compress(raw))
-        else:
-            (folder / stem).write_bytes(raw)
-    return folder
 
 
 def assert_matches_bytes(mnist: Splits, arrays: dict[str, np.ndarray]) -> None:
@@ -58,6 +42,20 @@ def test_pickle_is_read_as_stored(tiny_mnist):
     np.testing.assert_array_equal(mnist.train_x, expected[0][0])
     np.testing.assert_array_equal(mnist.test_y, expected[2][1])
     assert len(mnist.valid_x) == 20
+
+
+@pytest.mark.parametrize("name", ["images", "images.gz"])
+def test_an_idx_file_reads_back_as_written_and_the_same_array_gives_the_same_bytes(tmp_path, byte_images, name):
+    path = write_idx(tmp_path / name, byte_images["train_x"])
+    np.testing.assert_array_equal(read_idx(path), byte_images["train_x"])
+    assert write_idx(tmp_path / "again" / name, byte_images["train_x"]).read_bytes() == path.read_bytes()
+
+
+@pytest.mark.parametrize("values", [[0, 256], [-1, 3], [0.5, 1]])
+def test_only_bytes_are_written_as_an_idx_file(tmp_path, values):
+    with pytest.raises(DataError, match="IDX files hold bytes 0..255"):
+        write_idx(tmp_path / "labels", np.array(values))
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("gz", [True, False])
