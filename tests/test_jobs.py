@@ -249,6 +249,7 @@ def test_pbs_jobs_are_rerunnable_on_one_gpu(script: str) -> None:
     assert re.search(r"^#PBS -l select=1:.*ngpus=1", text, re.MULTILINE)
 
 
+@pytest.mark.slow  # real signals between real processes, with sleeps
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_sigterm_to_the_job_shell_reaches_the_trainer_even_behind_a_shim(repo: Path, script: str) -> None:
     trainer = write_script(repo.parent / "real" / "python", TRAINER_ON_SIGTERM)

@@ -43,10 +43,14 @@ def test_vector_codes_train_at_the_higher_default_peak_lr_and_image_codes_at_the
     assert lrs == {"3D": RECIPES["modern"].lr, "4x4": RECIPES["modern"].image_code_lr}
 
 
-@pytest.mark.parametrize("model", ["3D", "4x4"])
-def test_an_explicit_lr_applies_to_every_code(model):
-    args = auto_encoder.parse_args(["--lr", "0.03"])
-    assert [c.lr for c in auto_encoder.configs_from_args(args, "cpu", "fp32")] == [0.03, 0.03]
+@pytest.mark.parametrize("model, default_lr", [("3D", RECIPES["modern"].lr), ("4x4", RECIPES["modern"].image_code_lr)])
+def test_an_explicit_lr_applies_to_every_code(model, default_lr):
+    def lrs(*argv: str) -> list[float]:
+        args = auto_encoder.parse_args(["--model", model, *argv])
+        return [c.lr for c in auto_encoder.configs_from_args(args, "cpu", "fp32")]
+
+    assert lrs() == [default_lr] != [0.03]
+    assert lrs("--lr", "0.03") == [0.03]
     assert TrainConfig(model, lr=0.03).lr == 0.03
 
 
