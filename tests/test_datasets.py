@@ -4,6 +4,7 @@ caches, folders and classes; outputs of one dataset are never taken for another'
 KMNIST has no copy here, so its files are IDX files written by the tests. Fashion-MNIST's real
 files are used where FASHION_MNIST_DATA names them.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -21,10 +22,9 @@ import plot_3D
 import plot_4x4
 import plot_training
 from conftest import train, write_idx_folder
-from helpers import (DATASETS, DataError, OutputPaths, dataset_spec, load_dataset, load_info,
-                     read_dataset)
+from helpers import DATASETS, DataError, OutputPaths, dataset_spec, load_dataset, load_info, read_dataset
 
-N_TRAIN, N_TEST = 72, 24   # the last sixth of the training images (12) become validation
+N_TRAIN, N_TEST = 72, 24  # the last sixth of the training images (12) become validation
 
 
 def blob_idx_folder(folder: Path, seed: int = 0, side: int = 28, label_range: int = 10) -> Path:
@@ -35,7 +35,7 @@ def blob_idx_folder(folder: Path, seed: int = 0, side: int = 28, label_range: in
         labels = rng.integers(0, label_range, n)
         images = rng.integers(0, 40, (n, side, side))
         for image, label in zip(images, labels):
-            image[2 + 2 * (label % 10) // 3: 10 + 2 * (label % 10) // 3, 4:12] = 250
+            image[2 + 2 * (label % 10) // 3 : 10 + 2 * (label % 10) // 3, 4:12] = 250
         arrays[f"{split}_x"], arrays[f"{split}_y"] = images, labels
     return write_idx_folder(folder, arrays)
 
@@ -123,10 +123,13 @@ def test_the_mnist_pickle_given_for_another_dataset_is_refused(tiny_mnist, monke
         load_dataset("fashion-mnist", tiny_mnist, log=lambda _: None)
 
 
-@pytest.mark.parametrize("damage, message", [
-    (dict(side=32), "images are (32, 32), expected 28x28"),
-    (dict(label_range=12), "labels are not classes 0..9"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (dict(side=32), "images are (32, 32), expected 28x28"),
+        (dict(label_range=12), "labels are not classes 0..9"),
+    ],
+)
 def test_bad_idx_files_of_another_dataset_are_one_error_line(damage, message, tmp_path, capsys):
     data = blob_idx_folder(tmp_path / "bad", **damage)
     assert train(tmp_path / "out", data, "--dataset", "kmnist") == 2
@@ -175,7 +178,8 @@ def test_real_fashion_mnist_has_the_split_and_its_classes_when_available():
 
 @pytest.mark.slow
 def test_the_code_size_table_reads_every_run_below_its_folder_each_beside_its_own_datasets_pca(
-        kmnist_run, kmnist, tiny_mnist, tmp_path, monkeypatch):
+    kmnist_run, kmnist, tiny_mnist, tmp_path, monkeypatch
+):
     out = tmp_path / "sizes"
     assert train(out, tiny_mnist, "--model", "2D", "--epochs", "1") == 0
     shutil.copytree(kmnist_run, out / "kmnist")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 import sysconfig
 import venv
 from pathlib import Path
@@ -45,16 +44,19 @@ def requirement_lines(path: Path) -> list[str]:
 
 
 def package_files(folder: Path) -> list[str]:
-    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")
-                  if p.is_file() and "__pycache__" not in p.parts)
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
 
 
 def fresh_venv(folder: Path) -> Path:
     """A virtual environment without pip that imports this interpreter's packages; its python."""
     venv.EnvBuilder(with_pip=False).create(folder)
     python = folder / "bin" / "python"
-    purelib = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-                             capture_output=True, text=True, check=True).stdout.strip()
+    purelib = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     outer = {sysconfig.get_path("purelib"), sysconfig.get_path("platlib")}
     (Path(purelib) / "outer.pth").write_text("".join(f"{path}\n" for path in sorted(outer)))
     return python
@@ -68,8 +70,17 @@ def test_pip_install_gives_a_package_that_imports_outside_the_repository(tmp_pat
         shutil.copy(ROOT / name, source / name)
     shutil.copytree(ROOT / "autoencoder", source / "autoencoder", ignore=shutil.ignore_patterns("__pycache__"))
     python = fresh_venv(tmp_path / "venv")
-    install = [python, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-               *(["-e"] if editable else []), str(source)]
+    install = [
+        python,
+        "-m",
+        "pip",
+        "install",
+        "-q",
+        "--no-deps",
+        "--no-build-isolation",
+        *(["-e"] if editable else []),
+        str(source),
+    ]
     result = subprocess.run(install, capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
 
