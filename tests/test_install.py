@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sysconfig
+import sys
 import venv
 from pathlib import Path
 
@@ -57,8 +57,8 @@ def fresh_venv(folder: Path) -> Path:
         text=True,
         check=True,
     ).stdout.strip()
-    outer = {sysconfig.get_path("purelib"), sysconfig.get_path("platlib")}
-    (Path(purelib) / "outer.pth").write_text("".join(f"{path}\n" for path in sorted(outer)))
+    outer = [path for path in sys.path if path.endswith(("site-packages", "dist-packages"))]  # not the repository
+    (Path(purelib) / "outer.pth").write_text("".join(f"{path}\n" for path in outer))
     return python
 
 
