@@ -18,7 +18,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .errors import DataError, UserError
-from .files import read_safe_pickle
+from .files import atomic_path, read_safe_pickle
 
 DEFAULT_DATASET = "mnist"
 IDX_FILES = {"train_x": "train-images-idx3-ubyte", "train_y": "train-labels-idx1-ubyte",
@@ -280,3 +280,18 @@ def read_dataset(path: str | os.PathLike, dataset: str = DEFAULT_DATASET) -> Spl
 
 def read_mnist(path: str | os.PathLike) -> Splits:
     return read_dataset(path, "mnist")
+
+
+def write_idx(path: str | os.PathLike, array: np.ndarray) -> Path:
+    """Write `array` (images (N, 28, 28) or labels (N,) of bytes) as the IDX file read_idx reads:
+    gzipped when the name ends in .gz, with no timestamp (the same array gives the same bytes),
+    atomically. Returns the path."""
+    path = Path(path)
+    data = np.asarray(array)
+    if data.size and not (data.min() >= 0 and data.max() <= 255 and np.array_equal(data, np.round(data))):
+        raise DataError(f"{path}: IDX files hold bytes 0..255, not values {data.min()}..{data.max()}")
+    raw = bytes([0, 0, 0x08, data.ndim]) + b"".join(n.to_bytes(4, "big") for n in data.shape)
+    raw += data.astype(np.uint8).tobytes()
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(gzip.compress(raw, mtime=0) if path.suffix == ".gz" else raw)
+    return path

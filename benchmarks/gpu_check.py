@@ -8,26 +8,43 @@ against the 25 ms target; checks the default run's test MSE in D against the ref
 in docs/results (within 5 %) and the original recipe's in O against the 2016 result (within
 10 %); writes every figure to RESULT.json and ends with one summary line. Exit 0 if all pass.
 """
+
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script: helpers.py is one folder up
 
-from helpers import (DEFAULT_DATASET, OneLineParser, OutputPaths, TrainConfig, cuda_tf32, data_tensors,  # noqa: E402
-                     load_dataset, load_info, original_test_mse, pick_device, positive_int, resolve_precision,
-                     run_main, train_epoch, write_text_atomic)
+from helpers import (  # noqa: E402
+    DEFAULT_DATASET,
+    OneLineParser,
+    OutputPaths,
+    TrainConfig,
+    cuda_tf32,
+    data_tensors,
+    load_dataset,
+    load_info,
+    original_test_mse,
+    pick_device,
+    positive_int,
+    resolve_precision,
+    run_main,
+    train_epoch,
+    write_text_atomic,
+)
 from timing import device_name, new_state, seconds_of  # noqa: E402
 
-REFERENCE_RUN = ROOT / "docs" / "results"   # the default run on the 2-core CPU
+REFERENCE_RUN = ROOT / "docs" / "results"  # the default run on the 2-core CPU
 DEFAULT_TOLERANCE = 0.05
 ORIGINAL_TOLERANCE = 0.10
 EPOCH_TARGET_MS = 25.0
@@ -36,15 +53,22 @@ EPOCH_TARGET_MS = 25.0
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--default-dir", type=Path, required=True, help="outputs of `python auto_encoder.py`")
-    p.add_argument("--original-dir", type=Path, required=True,
-                   help="outputs of `python auto_encoder.py --recipe original --model 3D --precision fp32`")
+    p.add_argument(
+        "--original-dir",
+        type=Path,
+        required=True,
+        help="outputs of `python auto_encoder.py --recipe original --model 3D --precision fp32`",
+    )
     p.add_argument("--json", type=Path, required=True, help="where the results go")
     p.add_argument("--device", help="default: the best available (cuda)")
     p.add_argument("--data", help="MNIST (default: $MNIST_DATA, the data/ cache, a download)")
     p.add_argument("--timed-epochs", type=positive_int, default=3, help="epochs timed after the warm-up one")
     p.add_argument("--train-images", type=positive_int, default=50_000, help="images an epoch (default 50000)")
-    p.add_argument("--compile-modes", default="none,default,reduce-overhead",
-                   help="torch.compile modes to time, none for eager (default none,default,reduce-overhead)")
+    p.add_argument(
+        "--compile-modes",
+        default="none,default,reduce-overhead",
+        help="torch.compile modes to time, none for eager (default none,default,reduce-overhead)",
+    )
     return p.parse_args(argv)
 
 
@@ -52,16 +76,30 @@ def step_timings(data: dict, device: torch.device, epochs: int, modes: list[str]
     """ms per epoch of the 3D modern step, eager and compiled; the first epoch (compiling) apart."""
     rows = []
     for mode in modes:
-        config = TrainConfig("3D", device=str(device), precision=resolve_precision("auto", device),
-                             compile=mode, output_dir=tempfile.gettempdir())
+        config = TrainConfig(
+            "3D",
+            device=str(device),
+            precision=resolve_precision("auto", device),
+            compile=mode,
+            output_dir=tempfile.gettempdir(),
+        )
         torch.compiler.reset()
         state = new_state(config, len(data["train"]))
         with cuda_tf32(device):
-            first = seconds_of(lambda: train_epoch(state, data["train"]), device)
-            seconds = [seconds_of(lambda: train_epoch(state, data["train"]), device) for _ in range(epochs)]
+            epoch = functools.partial(train_epoch, state, data["train"])
+            first = seconds_of(epoch, device)
+            seconds = [seconds_of(epoch, device) for _ in range(epochs)]
         ms = 1000 * statistics.median(seconds)
-        rows.append({"compile": mode, "ms_per_epoch": ms, "first_epoch_seconds": first,
-                     "epoch_seconds": seconds, "target_ms": EPOCH_TARGET_MS, "met": ms <= EPOCH_TARGET_MS})
+        rows.append(
+            {
+                "compile": mode,
+                "ms_per_epoch": ms,
+                "first_epoch_seconds": first,
+                "epoch_seconds": seconds,
+                "target_ms": EPOCH_TARGET_MS,
+                "met": ms <= EPOCH_TARGET_MS,
+            }
+        )
     return rows
 
 
@@ -70,28 +108,45 @@ def mse_check(folder: Path, model: str, reference: float, tolerance: float) -> d
     path = OutputPaths.of(folder, model).info
     mse = load_info(path)["test mse"] if path.is_file() else None
     low, high = reference * (1 - tolerance), reference * (1 + tolerance)
-    return {"model": model, "folder": str(folder), "test_mse": mse, "reference": reference,
-            "band": [low, high], "met": mse is not None and low <= mse <= high}
+    return {
+        "model": model,
+        "folder": str(folder),
+        "test_mse": mse,
+        "reference": reference,
+        "band": [low, high],
+        "met": mse is not None and low <= mse <= high,
+    }
 
 
 def check(args: argparse.Namespace) -> int:
     device = pick_device(args.device)
     data = data_tensors(load_dataset(DEFAULT_DATASET, args.data), args.train_images, device)
-    results = {"device": device_name(device), "torch": torch.__version__,
-               "steps": step_timings(data, device, args.timed_epochs, args.compile_modes.split(",")),
-               "default_run": [mse_check(args.default_dir, m, load_info(OutputPaths.of(REFERENCE_RUN, m).info)
-                                         ["test mse"], DEFAULT_TOLERANCE) for m in ("3D", "4x4")],
-               "original_recipe": mse_check(args.original_dir, "3D", original_test_mse("3D"), ORIGINAL_TOLERANCE)}
+    results: dict[str, Any] = {
+        "device": device_name(device),
+        "torch": torch.__version__,
+        "steps": step_timings(data, device, args.timed_epochs, args.compile_modes.split(",")),
+        "default_run": [
+            mse_check(
+                args.default_dir, m, load_info(OutputPaths.of(REFERENCE_RUN, m).info)["test mse"], DEFAULT_TOLERANCE
+            )
+            for m in ("3D", "4x4")
+        ],
+        "original_recipe": mse_check(args.original_dir, "3D", original_test_mse("3D"), ORIGINAL_TOLERANCE),
+    }
     checks = [*results["default_run"], results["original_recipe"]]
     best = min(results["steps"], key=lambda row: row["ms_per_epoch"])
     results["passed"] = all(c["met"] for c in checks) and best["met"]
     write_text_atomic(args.json, json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
-    mses = "; ".join(f"{c['model']} {_mse(c['test_mse'])} (reference {c['reference']:.4f}, "
-                     f"{'ok' if c['met'] else 'OUT OF BAND'})" for c in checks)
+    mses = "; ".join(
+        f"{c['model']} {_mse(c['test_mse'])} (reference {c['reference']:.4f}, {'ok' if c['met'] else 'OUT OF BAND'})"
+        for c in checks
+    )
     steps = ", ".join(f"{r['compile']} {r['ms_per_epoch']:.1f}" for r in results["steps"])
-    print(f"gpu_check: {'PASS' if results['passed'] else 'FAIL'} on {results['device']}: test MSE {mses}; "
-          f"ms per epoch {steps} (target {EPOCH_TARGET_MS:g}); results in {args.json}")
+    print(
+        f"gpu_check: {'PASS' if results['passed'] else 'FAIL'} on {results['device']}: test MSE {mses}; "
+        f"ms per epoch {steps} (target {EPOCH_TARGET_MS:g}); results in {args.json}"
+    )
     return 0 if results["passed"] else 1
 
 

@@ -7,6 +7,7 @@
 #   bash benchmarks/gpu_check.sh [LOG]
 #   DRY_RUN=1 bash benchmarks/gpu_check.sh      # print the commands only (needs no GPU)
 #
+# Step 1 runs pytest: install the test tools first (pip install -r requirements-dev.txt).
 # MNIST comes from MNIST_DATA or the data/ cache (python auto_encoder.py --prepare-data). The log
 # defaults to output/benchmarks/gpu_check-<GPU>.log (git ignores output/), the JSON to
 # gpu_check-<GPU>.json beside it; copy them to benchmarks/results/ to keep them with the project.

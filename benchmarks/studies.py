@@ -1,6 +1,7 @@
 """What the benchmark measures: throughput against a typical port, time to the original's
 quality, scaling with batch and data size, the speed levers one at a time, and the cost of
 what happens between epochs."""
+
 from __future__ import annotations
 
 import argparse
@@ -10,36 +11,83 @@ import math
 import statistics
 import tempfile
 import time
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
-from helpers import (LOG_INTERVAL, TRACED_IMAGES, TRACED_MAX_UNITS, AutoEncoder, BarProgress, Checkpoints,
-                     CodeSpec, History, LineProgress, RunFiles, Splits, cuda_tf32, data_tensors, evaluate,
-                     original_test_mse, reconstruction_mse, record_epoch, start_epoch, trace_codes, train_epoch,
-                     train_step)
-from timing import (BATCH, EPOCH_IMAGES, ShortRun, Timer, TypicalPort, bench_config, interleave, loader_timer,
-                    new_state, peak_memory, port_timer, project_timer, reset_peak_memory, seconds_of, short_run)
+from helpers import (
+    LOG_INTERVAL,
+    TRACED_IMAGES,
+    TRACED_MAX_UNITS,
+    AutoEncoder,
+    BarProgress,
+    Checkpoints,
+    CodeSpec,
+    History,
+    LineProgress,
+    Progress,
+    RunFiles,
+    Splits,
+    cuda_tf32,
+    data_tensors,
+    evaluate,
+    original_test_mse,
+    reconstruction_mse,
+    record_epoch,
+    start_epoch,
+    trace_codes,
+    train_epoch,
+    train_step,
+)
+from timing import (
+    BATCH,
+    EPOCH_IMAGES,
+    ShortRun,
+    Timer,
+    TypicalPort,
+    bench_config,
+    interleave,
+    loader_timer,
+    new_state,
+    peak_memory,
+    port_timer,
+    project_timer,
+    reset_peak_memory,
+    seconds_of,
+    short_run,
+    timed,
+)
 
-GPU_EPOCH_SECONDS = 0.050       # a fast GPU's epoch: the between-epoch budget is 10 % of it
+GPU_EPOCH_SECONDS = 0.050  # a fast GPU's epoch: the between-epoch budget is 10 % of it
 BETWEEN_EPOCH_BUDGET = 0.005
 
 
-def throughput(specs: list[CodeSpec], data: dict, images: np.ndarray, device: torch.device,
-               precision: str, args: argparse.Namespace) -> dict:
+def throughput(
+    specs: list[CodeSpec],
+    data: dict,
+    images: np.ndarray,
+    device: torch.device,
+    precision: str,
+    args: argparse.Namespace,
+) -> dict:
     out = {}
     for spec in specs:
         run = short_run(bench_config(spec, device, precision), data, args.steps)
-        timed = interleave({"typical_port": port_timer(spec, images, device, args.steps),
-                            "project": project_timer(run)}, args.repeats, device)
+        timed = interleave(
+            {"typical_port": port_timer(spec, images, device, args.steps), "project": project_timer(run)},
+            args.repeats,
+            device,
+        )
         timed["speedup"] = timed["project"]["images_per_s"] / timed["typical_port"]["images_per_s"]
         out[spec.name] = timed
         gc.collect()
     return out
 
 
-def time_to_quality(spec: CodeSpec, recipe: str, data: dict, device: torch.device, precision: str,
-                    time_limit: float) -> dict:
+def time_to_quality(
+    spec: CodeSpec, recipe: str, data: dict, device: torch.device, precision: str, time_limit: float
+) -> dict:
     """Train with the recipe's defaults until the test MSE reaches the original's, or time runs out."""
     target = original_test_mse(spec.name)
     start = time.perf_counter()
@@ -54,10 +102,18 @@ def time_to_quality(spec: CodeSpec, recipe: str, data: dict, device: torch.devic
             if (target is not None and mses[-1] <= target) or clock >= time_limit:
                 break
     reached = target is not None and mses[-1] <= target
-    return {"target_mse": target, "reached": reached, "seconds": clock if reached else None,
-            "epochs": len(mses), "train_seconds": clock, "eval_seconds": eval_clock,
-            "best_mse": min(mses), "test_mse": mses, "time_limit": time_limit,
-            "epochs_in_recipe": state.config.epochs}
+    return {
+        "target_mse": target,
+        "reached": reached,
+        "seconds": clock if reached else None,
+        "epochs": len(mses),
+        "train_seconds": clock,
+        "eval_seconds": eval_clock,
+        "best_mse": min(mses),
+        "test_mse": mses,
+        "time_limit": time_limit,
+        "epochs_in_recipe": state.config.epochs,
+    }
 
 
 def scaling(spec: CodeSpec, splits: Splits, device: torch.device, precision: str, args: argparse.Namespace) -> dict:
@@ -72,15 +128,22 @@ def scaling(spec: CodeSpec, splits: Splits, device: torch.device, precision: str
         timed = interleave({"project": project_timer(run)}, max(1, args.repeats // 2), device)["project"]
         timed.pop("losses")
         n = len(data["train"])
-        rows.append({"batch_size": batch, "train_images": n, **timed,
-                     "seconds_per_epoch": timed["seconds_per_epoch"] / EPOCH_IMAGES * n,
-                     **peak_memory(device)})
+        rows.append(
+            {
+                "batch_size": batch,
+                "train_images": n,
+                **timed,
+                "seconds_per_epoch": timed["seconds_per_epoch"] / EPOCH_IMAGES * n,
+                **peak_memory(device),
+            }
+        )
         del data, run
     return {"model": spec.name, "rows": rows}
 
 
-def step_levers(spec: CodeSpec, data: dict, images: np.ndarray, device: torch.device, precision: str,
-                args: argparse.Namespace) -> list[dict]:
+def step_levers(
+    spec: CodeSpec, data: dict, images: np.ndarray, device: torch.device, precision: str, args: argparse.Namespace
+) -> list[dict]:
     """Each lever changed alone from the project's step, all timed in turn; every run but the
     DataLoader ones starts from the same weights and sees the same batches, so losses compare."""
     other = "fp32" if precision != "fp32" else "bf16"
@@ -97,9 +160,9 @@ def step_levers(spec: CodeSpec, data: dict, images: np.ndarray, device: torch.de
         "default AdamW instead of fused": project_timer(run(adamw="default")),
         ".item() after every step": project_timer(run(), sync_every_step=True),
         f"1 thread instead of {torch.get_num_threads()}": project_timer(run(), n_threads=1),
-        "DataLoader per-sample batches instead of index batches":
-            loader_timer(lambda x: train_step(loader_run.state, x), TypicalPort(spec, images, device).loader,
-                         args.steps, device),
+        "DataLoader per-sample batches instead of index batches": loader_timer(
+            lambda x: train_step(loader_run.state, x), TypicalPort(spec, images, device).loader, args.steps, device
+        ),
         "typical port (all of the above at once)": port_timer(spec, images, device, args.steps),
     }
     if device.type == "cuda":
@@ -128,19 +191,18 @@ def eval_levers(spec: CodeSpec, data: dict, device: torch.device, precision: str
 
     def typical() -> float:
         with torch.no_grad():
-            return sum(((model(b).flatten(1) - b) ** 2).sum().item() for b in x.split(BATCH)) / x.numel()
+            return float(sum(((model(b).flatten(1) - b) ** 2).sum().item() for b in x.split(BATCH)) / x.numel())
 
-    ways = [("eval: batches of 500, no_grad, fp32 (typical)", typical),
-            ("eval: reconstruction_mse, inference_mode, fp32 (trainer)",
-             lambda: reconstruction_mse(model, x, "fp32")),
-            (f"eval: reconstruction_mse, inference_mode, {precision}",
-             lambda: reconstruction_mse(model, x, precision))]
-    rows = []
+    ways = [
+        ("eval: batches of 500, no_grad, fp32 (typical)", typical),
+        ("eval: reconstruction_mse, inference_mode, fp32 (trainer)", lambda: reconstruction_mse(model, x, "fp32")),
+        (f"eval: reconstruction_mse, inference_mode, {precision}", lambda: reconstruction_mse(model, x, precision)),
+    ]
+    rows: list[dict[str, Any]] = []
     for name, fn in ways:
         fn()  # warm-up
-        mse: list = []
-        seconds = seconds_of(lambda: mse.append(fn()), device)
-        rows.append({"lever": name, "seconds": seconds, "images": len(x), "mse": mse[0]})
+        seconds, mse = timed(fn, device)
+        rows.append({"lever": name, "seconds": seconds, "images": len(x), "mse": mse})
     for row in rows:
         row["speed_vs_typical"] = rows[0]["seconds"] / row["seconds"]
     return rows
@@ -150,6 +212,7 @@ def forward_flops(model: AutoEncoder, encoder_only: bool = False) -> int:
     """Multiply-adds times two of one image's forward pass (convolution and dense layers)."""
     flops = 0
     for layer in model.lasagne_layers():
+        assert isinstance(layer, (torch.nn.Conv2d, torch.nn.Linear)), layer
         if encoder_only and layer is model.code:
             flops += 2 * layer.weight.numel()
             break
@@ -159,29 +222,28 @@ def forward_flops(model: AutoEncoder, encoder_only: bool = False) -> int:
     return flops
 
 
-def median_seconds(fn, device: torch.device, repeats: int) -> float:
+def median_seconds(fn: Callable[[], object], device: torch.device, repeats: int) -> float:
     fn()  # warm-up
     return statistics.median(seconds_of(fn, device) for _ in range(repeats))
 
 
-def between_epochs(spec: CodeSpec, recipe: str, data: dict, device: torch.device, precision: str,
-                   repeats: int) -> dict:
+def between_epochs(spec: CodeSpec, recipe: str, data: dict, device: torch.device, precision: str, repeats: int) -> dict:
     """What the trainer does between two epochs, each part timed alone on this machine (median of
     `repeats`), and split into what a faster device speeds up and what it does not."""
     with tempfile.TemporaryDirectory() as out:
         config = bench_config(spec, device, precision, recipe=recipe, output_dir=out)
         state = new_state(config, EPOCH_IMAGES)
-        train_step(state, data["train"][:config.batch_size])  # the optimizer's state, as the checkpoint holds it
+        train_step(state, data["train"][: config.batch_size])  # the optimizer's state, as the checkpoint holds it
         epochs = config.epochs
         state.history = History([0.05] * (epochs - 2), [0.05] * (epochs - 2), [1.0] * (epochs - 2))
         batches = math.ceil(EPOCH_IMAGES / config.batch_size)  # the next epoch is the last but one
         loss_sum = torch.zeros((), device=device)
         files = RunFiles(config)
         checkpoints = Checkpoints(files.paths.checkpoint, config.checkpoint_interval)
-        quiet_files = RunFiles(config, log_interval=math.inf)        # the log and checkpoint are timed
+        quiet_files = RunFiles(config, log_interval=math.inf)  # the log and checkpoint are timed
         quiet_checkpoints = Checkpoints(files.paths.checkpoint, math.inf)  # apart, below
 
-        def progress_epoch(progress) -> None:
+        def progress_epoch(progress: Progress) -> None:
             progress.model_started(spec.name, epochs, 0)
             progress.epoch_started(epochs, batches, 0)
             for step in range(1, batches + 1):
@@ -210,23 +272,41 @@ def between_epochs(spec: CodeSpec, recipe: str, data: dict, device: torch.device
             f"log rewrite ({epochs} epochs, {log_write * 1000:.1f} ms here) every {LOG_INTERVAL:g} s, per "
             f"{GPU_EPOCH_SECONDS * 1000:.0f} ms epoch": log_write * min(1, GPU_EPOCH_SECONDS / LOG_INTERVAL),
             f"progress, {batches} steps: plain lines": median_seconds(
-                lambda: progress_epoch(LineProgress(io.StringIO())), device, repeats),
+                lambda: progress_epoch(LineProgress(io.StringIO())), device, repeats
+            ),
             f"checkpoint ({checkpoint_bytes / 1e6:.0f} MB, {checkpoint:.2f} s here) every "
-            f"{config.checkpoint_interval:g} s, per {GPU_EPOCH_SECONDS * 1000:.0f} ms epoch":
-                checkpoint * GPU_EPOCH_SECONDS / config.checkpoint_interval,
+            f"{config.checkpoint_interval:g} s, per {GPU_EPOCH_SECONDS * 1000:.0f} ms epoch": checkpoint
+            * GPU_EPOCH_SECONDS
+            / config.checkpoint_interval,
         }
         bars = median_seconds(lambda: progress_epoch(BarProgress(io.StringIO())), device, repeats)
         model = state.model
         train_flops = 3 * forward_flops(model) * EPOCH_IMAGES
         traced = 0 if spec.is_image or spec.units > TRACED_MAX_UNITS else min(TRACED_IMAGES, len(data["test"]))
-        scaled = {"validation": (median_seconds(lambda: evaluate(model, data["valid"], precision), device, repeats),
-                                 forward_flops(model) * len(data["valid"])),
-                  "code trace": (median_seconds(lambda: trace_codes(state, data["test"]), device, repeats),
-                                 forward_flops(model, encoder_only=True) * traced)}
+        scaled = {
+            "validation": (
+                median_seconds(lambda: evaluate(model, data["valid"], precision), device, repeats),
+                forward_flops(model) * len(data["valid"]),
+            ),
+            "code trace": (
+                median_seconds(lambda: trace_codes(state, data["test"]), device, repeats),
+                forward_flops(model, encoder_only=True) * traced,
+            ),
+        }
     gpu_rate = train_flops / GPU_EPOCH_SECONDS
-    return {"model": spec.name, "recipe": recipe, "epochs": epochs, "batches_per_epoch": batches,
-            "fixed_seconds": fixed, "fixed_total_seconds": sum(fixed.values()),
-            "progress_bars_seconds": bars, "budget_seconds": BETWEEN_EPOCH_BUDGET,
-            "training_epoch_flops": train_flops, "gpu_epoch_seconds": GPU_EPOCH_SECONDS,
-            "scaled": {name: {"seconds_here": s, "flops": f, "seconds_at_gpu_rate": f / gpu_rate}
-                       for name, (s, f) in scaled.items()}}
+    return {
+        "model": spec.name,
+        "recipe": recipe,
+        "epochs": epochs,
+        "batches_per_epoch": batches,
+        "fixed_seconds": fixed,
+        "fixed_total_seconds": sum(fixed.values()),
+        "progress_bars_seconds": bars,
+        "budget_seconds": BETWEEN_EPOCH_BUDGET,
+        "training_epoch_flops": train_flops,
+        "gpu_epoch_seconds": GPU_EPOCH_SECONDS,
+        "scaled": {
+            name: {"seconds_here": s, "flops": f, "seconds_at_gpu_rate": f / gpu_rate}
+            for name, (s, f) in scaled.items()
+        },
+    }

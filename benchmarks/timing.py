@@ -1,5 +1,6 @@
 """The benchmark's clocks and contenders: the project's step, timed as the trainer runs it, and
 a typical PyTorch port of the same model, timed in turn on the same machine."""
+
 from __future__ import annotations
 
 import contextlib
@@ -10,22 +11,33 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, TypeVar
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from helpers import (AutoEncoder, CodeSpec, TrainConfig, TrainingState, cuda_tf32, make_optimizer, new_training_state,
-                     train_epoch, train_step)
+from helpers import (
+    AutoEncoder,
+    CodeSpec,
+    TrainConfig,
+    TrainingState,
+    cuda_tf32,
+    make_optimizer,
+    new_training_state,
+    train_epoch,
+    train_step,
+)
 
-EPOCH_IMAGES = 50_000                       # a full training epoch, for extrapolation
+EPOCH_IMAGES = 50_000  # a full training epoch, for extrapolation
 BATCH = 500
 
 # A timer runs one repeat (a short epoch or a few steps) and returns (images, loss or None).
 Timer = Callable[[], "tuple[int, float | None]"]
+T = TypeVar("T")
 
 
 def device_name(device: torch.device) -> str:
@@ -61,10 +73,14 @@ def reset_peak_memory(device: torch.device) -> None:
 def peak_memory(device: torch.device) -> dict[str, float]:
     """Peak process RSS since the last reset (MB), and on CUDA the peak allocated memory."""
     try:
-        status = Path("/proc/self/status").read_text()
-        peak = {"peak_rss_mb": int(re.search(r"VmHWM:\s+(\d+)", status).group(1)) / 1024}
-    except (OSError, AttributeError):  # no /proc: the lifetime peak is the best there is
+        found = re.search(r"VmHWM:\s+(\d+)", Path("/proc/self/status").read_text())
+    except OSError:
+        found = None
+    if found:
+        peak = {"peak_rss_mb": int(found.group(1)) / 1024}
+    else:  # no /proc: the lifetime peak is the best there is
         import resource
+
         scale = 1 if sys.platform == "darwin" else 1024
         peak = {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20}
     if device.type == "cuda":
@@ -83,13 +99,17 @@ def threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(saved)
 
 
-def seconds_of(fn: Callable[[], object], device: torch.device) -> float:
-    """Wall seconds of one call, the device synchronised before and after."""
+def timed(fn: Callable[[], T], device: torch.device) -> tuple[float, T]:
+    """Wall seconds of one call, the device synchronised before and after, and what it returned."""
     sync(device)
     start = time.perf_counter()
-    fn()
+    result = fn()
     sync(device)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, result
+
+
+def seconds_of(fn: Callable[[], object], device: torch.device) -> float:
+    return timed(fn, device)[0]
 
 
 def interleave(timers: dict[str, Timer], repeats: int, device: torch.device) -> dict[str, dict]:
@@ -103,16 +123,19 @@ def interleave(timers: dict[str, Timer], repeats: int, device: torch.device) -> 
         turn = repeat % len(names)
         for name in names[turn:] + names[:turn]:
             torch.manual_seed(repeat)  # every contender's repeat draws the same dropout masks
-            result: list = []
-            seconds[name].append(seconds_of(lambda: result.extend(timers[name]()), device))
-            images[name], loss = result
+            took, (images[name], loss) = timed(timers[name], device)
+            seconds[name].append(took)
             losses[name].append(loss)
     out = {}
     for name in names:
         median = statistics.median(seconds[name][1:])
-        out[name] = {"seconds_per_epoch": median / images[name] * EPOCH_IMAGES,
-                     "images_per_s": images[name] / median, "warmup_seconds": seconds[name][0],
-                     "repeat_seconds": seconds[name][1:], "images_per_repeat": images[name]}
+        out[name] = {
+            "seconds_per_epoch": median / images[name] * EPOCH_IMAGES,
+            "images_per_s": images[name] / median,
+            "warmup_seconds": seconds[name][0],
+            "repeat_seconds": seconds[name][1:],
+            "images_per_repeat": images[name],
+        }
         if losses[name][-1] is not None:
             out[name]["losses"] = losses[name]
     return out
@@ -120,11 +143,13 @@ def interleave(timers: dict[str, Timer], repeats: int, device: torch.device) -> 
 
 # -- The project's step ----------------------------------------------------------------
 
-def bench_config(spec: CodeSpec, device: torch.device, precision: str, **settings: object) -> TrainConfig:
+
+def bench_config(spec: CodeSpec, device: torch.device, precision: str, **settings: Any) -> TrainConfig:
     """The trainer's configuration for `spec` on this device (its outputs go nowhere: the
     benchmark calls only train_epoch and evaluate, which write nothing)."""
-    return TrainConfig(spec.name, **{"device": str(device), "precision": precision,
-                                     "output_dir": tempfile.gettempdir(), **settings})
+    return TrainConfig(
+        spec.name, **{"device": str(device), "precision": precision, "output_dir": tempfile.gettempdir(), **settings}
+    )
 
 
 def new_state(config: TrainConfig, n_train: int) -> TrainingState:
@@ -142,17 +167,20 @@ class ShortRun:
 
 
 def short_run(config: TrainConfig, data: dict[str, torch.Tensor], steps: int) -> ShortRun:
-    train = data["train"][:steps * config.batch_size]
+    train = data["train"][: steps * config.batch_size]
     return ShortRun(new_state(config, len(train)), train)
 
 
-def project_timer(run: ShortRun, sync_every_step: bool = False, n_threads: int | None = None,
-                  allow_tf32: bool = True) -> Timer:
+def project_timer(
+    run: ShortRun, sync_every_step: bool = False, n_threads: int | None = None, allow_tf32: bool = True
+) -> Timer:
     """One short epoch of train_epoch, as the trainer runs it (TF32 on, as its main sets)."""
+
     def once() -> tuple[int, float]:
         with threads(n_threads), cuda_tf32(run.state.device, allow_tf32):
             loss = sync_steps(run) if sync_every_step else train_epoch(run.state, run.train)[0]
         return len(run.train), loss
+
     return once
 
 
@@ -165,6 +193,7 @@ def sync_steps(run: ShortRun) -> float:
 
 
 # -- The typical port ------------------------------------------------------------------
+
 
 class UInt8Images(Dataset):
     """MNIST the way most ports hold it: uint8 images, one float tensor made per sample."""
@@ -188,14 +217,12 @@ class TypicalPort:
     """The same model, loss and optimizer settings as the modern recipe, trained plainly: per-sample
     DataLoader batches, fp32, PyTorch's default AdamW, one .item() per step."""
 
-    def __init__(self, spec: CodeSpec, images: np.ndarray, device: torch.device, batch: int = BATCH,
-                 seed: int = 0):
+    def __init__(self, spec: CodeSpec, images: np.ndarray, device: torch.device, batch: int = BATCH, seed: int = 0):
         config = bench_config(spec, device, "fp32", batch_size=batch, adamw="default")
         torch.manual_seed(seed)
         self.device = device
         self.model = AutoEncoder(spec, "modern", config.dropout).to(device)
-        self.optimizer, self.scheduler = make_optimizer(self.model.parameters(), config,
-                                                        -(-len(images) // batch))
+        self.optimizer, self.scheduler = make_optimizer(self.model.parameters(), config, -(-len(images) // batch))
         self.loader = DataLoader(UInt8Images(images), batch_size=batch, shuffle=True)
 
     def step(self, x: torch.Tensor) -> float:
@@ -208,9 +235,9 @@ class TypicalPort:
         return loss.item()
 
 
-def loader_timer(step: Callable[[torch.Tensor], object], loader: DataLoader, steps: int,
-                 device: torch.device) -> Timer:
+def loader_timer(step: Callable[[torch.Tensor], object], loader: DataLoader, steps: int, device: torch.device) -> Timer:
     """`steps` steps from a fresh iterator of `loader` (its epoch start included), fp32 matmuls."""
+
     def once() -> tuple[int, None]:
         images = 0
         with cuda_tf32(device, False):
@@ -218,6 +245,7 @@ def loader_timer(step: Callable[[torch.Tensor], object], loader: DataLoader, ste
                 step(x.to(device))
                 images += len(x)
         return images, None
+
     return once
 
 

@@ -3,6 +3,7 @@
 Free ports, the MNIST subset, result comparison, log checks. They read the output files with
 plain gzip/pickle, not the project's modules, which may change; each prints what it finds.
 """
+
 import gzip
 import os
 import pickle
@@ -23,11 +24,13 @@ def subset(source, dest, *sizes):
     deeplearning.net pickle."""
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     from helpers import read_mnist
+
     m = read_mnist(source)
     splits = ((m.train_x, m.train_y), (m.valid_x, m.valid_y), (m.test_x, m.test_y))
     counts = dict(size.split("=") for size in sizes)
-    small = tuple((x[:int(counts[name])], y[:int(counts[name])])
-                  for name, (x, y) in zip(("train", "valid", "test"), splits))
+    small = tuple(
+        (x[: int(counts[name])], y[: int(counts[name])]) for name, (x, y) in zip(("train", "valid", "test"), splits)
+    )
     with gzip.open(dest, "wb", compresslevel=1) as f:
         pickle.dump(small, f, protocol=2)
 
@@ -55,7 +58,7 @@ def compare(actual, expected):
             diffs = [i for i, (x, y) in enumerate(zip(a[key], e[key]), 1) if x != y]
             if diffs:
                 i = diffs[0]
-                print(f"{key} differs from epoch {i} ({a[key][i-1]!r} vs {e[key][i-1]!r})")
+                print(f"{key} differs from epoch {i} ({a[key][i - 1]!r} vs {e[key][i - 1]!r})")
     if a["test mse"] != e["test mse"]:
         print(f"test mse {a['test mse']!r} vs {e['test mse']!r}")
 
@@ -78,7 +81,7 @@ EPOCH_LINE = re.compile(r"^(\S+) epoch (\d+)/(\d+): training loss")
 
 def log_events(path, model):
     """("resume", epoch, step) and ("epoch", k, None) for `model`, in the order of the log."""
-    events = []
+    events: list[tuple[str, int, int | None]] = []
     with open(path, errors="replace") as f:
         for line in f:
             resume, epoch = RESUME_LINE.match(line), EPOCH_LINE.match(line)
@@ -103,8 +106,9 @@ def resumed(log, model, epochs):
         if kind == "resume" and n != last + 1:
             problems.append(f"resumed at epoch {n} after epoch {last}")
         if kind == "epoch" and n != last + 1:
-            problems.append(f"epoch {n} trained again after epoch {last}" if n <= last
-                            else f"epoch {n} after epoch {last}")
+            problems.append(
+                f"epoch {n} trained again after epoch {last}" if n <= last else f"epoch {n} after epoch {last}"
+            )
         if kind == "epoch":
             last = n
     if last != int(epochs):
@@ -118,8 +122,11 @@ def resumed(log, model, epochs):
 
 def resume_points(log, model):
     """Where the job's runs resumed: "2 step 3, 5"."""
-    print(", ".join(f"{n}" + (f" step {step}" if step else "")
-                    for kind, n, step in log_events(log, model) if kind == "resume"))
+    print(
+        ", ".join(
+            f"{n}" + (f" step {step}" if step else "") for kind, n, step in log_events(log, model) if kind == "resume"
+        )
+    )
 
 
 def log_problems(*paths):
@@ -128,8 +135,7 @@ def log_problems(*paths):
     for path in paths:
         with open(path, newline="", errors="replace") as f:  # newline="": keep each CR
             text = f.read()
-        found = [f"{text.count(c)} {name}"
-                 for c, name in (("\r", "CR"), ("\x1b", "ESC")) if c in text]
+        found = [f"{text.count(c)} {name}" for c, name in (("\r", "CR"), ("\x1b", "ESC")) if c in text]
         if not epoch_line.search(text):
             found.append("no 'M epoch i/n: training loss' lines")
         if found:

@@ -1,5 +1,6 @@
 """Shared fixtures and helpers: a tiny MNIST-format dataset, the one way tests run the trainer,
 and tiny trained runs made once per session."""
+
 from __future__ import annotations
 
 import gzip
@@ -14,6 +15,7 @@ import torch
 
 import auto_encoder
 from autoencoder import training
+from autoencoder.datasets import IDX_FILES, write_idx
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_SIZES = {"train": 60, "valid": 20, "test": 20}
@@ -29,7 +31,7 @@ def tiny_splits(seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
         images = rng.integers(0, 64, (n, 28, 28))
         for image, label in zip(images, labels):
             row, col = 4 + 2 * (label // 3), 4 + 5 * (label % 3)
-            image[row:row + 8, col:col + 8] = 255
+            image[row : row + 8, col : col + 8] = 255
         splits.append(((images.reshape(n, 784) / 256).astype(np.float32), labels.astype(np.int64)))
     return splits
 
@@ -38,6 +40,13 @@ def write_mnist_pickle(path: Path, splits: list) -> Path:
     with gzip.open(path, "wb") as f:
         pickle.dump(tuple(splits), f, protocol=2)
     return path
+
+
+def write_idx_folder(folder: Path, arrays: dict[str, np.ndarray], gz: bool = True) -> Path:
+    """The four IDX files of `arrays` (keyed like IDX_FILES) in `folder`, gzipped or not."""
+    for key, stem in IDX_FILES.items():
+        write_idx(folder / (f"{stem}.gz" if gz else stem), arrays[key])
+    return folder
 
 
 @pytest.fixture(scope="session")
@@ -96,7 +105,7 @@ def assert_refused(err: str, out: Path, *fragments: str) -> str:
 
 def truncated(path: Path, data: bytes) -> Path:
     """`path` holding the first half of `data`."""
-    path.write_bytes(data[:len(data) // 2])
+    path.write_bytes(data[: len(data) // 2])
     return path
 
 
@@ -109,6 +118,7 @@ def trained_output(tmp_path_factory: pytest.TempPathFactory, tiny_mnist: Path) -
 
 
 # -- Reading what a run wrote ---------------------------------------------------------
+
 
 def weights_of(path: Path) -> dict[str, torch.Tensor]:
     """The state dict of a weights file, loaded as load_model does (without building the model)."""

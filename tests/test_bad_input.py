@@ -1,6 +1,7 @@
 """Bad input besides data: untrusted pickles, impossible options, and outputs the plot scripts
 cannot use. Each ends with one clear `error:` line, a non-zero exit, no traceback, and nothing
 overwritten. Nothing here trains: the plot scripts get untrained weights."""
+
 from __future__ import annotations
 
 import gzip
@@ -18,11 +19,20 @@ import plot_3D
 import plot_4x4
 import plot_training
 from conftest import assert_refused, run_trainer, tiny_splits, truncated
-from helpers import (DEFAULT_MODELS, AutoEncoder, OutputPaths, UserError, load_info, load_lasagne_weights,
-                     load_model, save_info, save_model)
-
+from helpers import (
+    DEFAULT_MODELS,
+    AutoEncoder,
+    OutputPaths,
+    UserError,
+    load_info,
+    load_lasagne_weights,
+    load_model,
+    save_info,
+    save_model,
+)
 
 # -- Untrusted pickles -----------------------------------------------------------------
+
 
 class CreatesAFile:
     """Unpickling this calls open(path, "w"): a stand-in for any code a pickle could run."""
@@ -71,7 +81,8 @@ def test_a_weights_file_that_would_run_code_is_refused_without_running_it(tmp_pa
 
 
 def test_a_data_pickle_or_checkpoint_that_would_run_code_is_refused_by_the_trainer(
-        tmp_path, tiny_mnist, payload, out, capsys):
+    tmp_path, tiny_mnist, payload, out, capsys
+):
     evil, marker = payload
     data = tmp_path / "mnist.pkl.gz"
     with gzip.open(data, "wb") as f:
@@ -97,13 +108,31 @@ def test_original_lasagne_weights_that_would_run_code_are_refused(tmp_path, payl
 
 # -- Options ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("option", [
-    ["--epochs", "0"], ["--epochs", "-3"], ["--epochs", "2.5"], ["--batch-size", "0"],
-    ["--batch-size", "-20"], ["--limit", "0"], ["--limit", "-1"], ["--lr", "0"], ["--lr", "-1"],
-    ["--lr", "inf"], ["--weight-decay", "-0.1"], ["--weight-decay", "nan"], ["--seed", "-1"],
-    ["--seed", str(2 ** 64)], ["--checkpoint-interval", "-1"], ["--recipe", "fancy"],
-    ["--precision", "fp16"], ["--epochs"], ["--dataset", "cifar10"],
-])
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        ["--epochs", "0"],
+        ["--epochs", "-3"],
+        ["--epochs", "2.5"],
+        ["--batch-size", "0"],
+        ["--batch-size", "-20"],
+        ["--limit", "0"],
+        ["--limit", "-1"],
+        ["--lr", "0"],
+        ["--lr", "-1"],
+        ["--lr", "inf"],
+        ["--weight-decay", "-0.1"],
+        ["--weight-decay", "nan"],
+        ["--seed", "-1"],
+        ["--seed", str(2**64)],
+        ["--checkpoint-interval", "-1"],
+        ["--recipe", "fancy"],
+        ["--precision", "fp16"],
+        ["--epochs"],
+        ["--dataset", "cifar10"],
+    ],
+)
 def test_an_impossible_option_value_is_one_error_line(option, capsys):
     with pytest.raises(SystemExit) as exit_info:
         auto_encoder.parse_args(option)
@@ -122,8 +151,9 @@ def test_an_unknown_model_is_refused_before_anything_is_written(model, tiny_mnis
 @pytest.mark.parametrize("device", ["cuda", "cuda:99", "mps", "tpu", "cuda:x", "meta"])
 def test_a_device_that_is_not_there_is_refused_before_anything_is_written(device, tiny_mnist, out, capsys):
     kind = device.split(":")[0]
-    if (kind == "cuda" and device != "cuda:99" and torch.cuda.is_available()) or \
-            (kind == "mps" and torch.backends.mps.is_available()):
+    if (kind == "cuda" and device != "cuda:99" and torch.cuda.is_available()) or (
+        kind == "mps" and torch.backends.mps.is_available()
+    ):
         pytest.skip(f"this machine has {kind}")
     assert run_trainer(out, "--data", str(tiny_mnist), "--device", device) == 2
     assert_refused(capsys.readouterr().err, out, repr(device))
@@ -141,8 +171,7 @@ def test_an_output_folder_below_a_regular_file_is_one_error_line(tmp_path, tiny_
 @pytest.fixture
 def read_only(out: Path):
     """`out` mounted read-only over itself (root only; chmod does not stop root)."""
-    if subprocess.run(["mount", "--bind", "-o", "ro", str(out), str(out)],
-                      capture_output=True).returncode != 0:
+    if subprocess.run(["mount", "--bind", "-o", "ro", str(out), str(out)], capture_output=True).returncode != 0:
         pytest.skip("a read-only bind mount needs root")
     yield out
     subprocess.run(["umount", str(out)], check=True)
@@ -180,17 +209,27 @@ def outputs(tmp_path: Path, untrained: dict[str, Path]) -> Path:
         paths = OutputPaths.of(out, model)
         os.link(weights, paths.init)
         os.link(weights, paths.weights)
-        save_info(paths.info, {"training loss": [0.2, 0.1], "validation loss": [0.2, 0.1],
-                               "epoch time": [1.0, 1.0], "test mse": 0.1,
-                               "config": {"model": model, "dataset": "mnist"}})
-    torch.save({"codes": torch.zeros(3, 20, 3, dtype=torch.float16), "config": {"model": "3D", "dataset": "mnist"}},
-               OutputPaths.of(out, "3D").codes)
+        save_info(
+            paths.info,
+            {
+                "training loss": [0.2, 0.1],
+                "validation loss": [0.2, 0.1],
+                "epoch time": [1.0, 1.0],
+                "test mse": 0.1,
+                "config": {"model": model, "dataset": "mnist"},
+            },
+        )
+    torch.save(
+        {"codes": torch.zeros(3, 20, 3, dtype=torch.float16), "config": {"model": "3D", "dataset": "mnist"}},
+        OutputPaths.of(out, "3D").codes,
+    )
     return out
 
 
 def run_plot(script: str, out: Path, data: Path, *argv: str) -> int:
-    return PLOTS[script].main(["--output-dir", str(out), "--data", str(data), "--device", "cpu",
-                               "--format", "png", *argv])
+    return PLOTS[script].main(
+        ["--output-dir", str(out), "--data", str(data), "--device", "cpu", "--format", "png", *argv]
+    )
 
 
 def assert_plot_refused(err: str, out: Path, before: dict, *fragments: str) -> None:
@@ -206,11 +245,13 @@ def stamps(folder: Path) -> dict[str, tuple[int, int, int]]:
     return {p.name: (p.stat().st_ino, p.stat().st_size, p.stat().st_mtime_ns) for p in folder.iterdir()}
 
 
-@pytest.mark.parametrize("script, model, other", [("plot_3D.py", "3D", "4x4"),
-                                                  ("plot_4x4.py", "4x4", "3D"),
-                                                  ("plot_training.py", "3D", "4x4")])
+@pytest.mark.parametrize(
+    "script, model, other",
+    [("plot_3D.py", "3D", "4x4"), ("plot_4x4.py", "4x4", "3D"), ("plot_training.py", "3D", "4x4")],
+)
 def test_weights_of_the_other_model_are_refused_by_the_plot_scripts(
-        script, model, other, outputs, tiny_mnist, untrained, capsys):
+    script, model, other, outputs, tiny_mnist, untrained, capsys
+):
     weights = OutputPaths.of(outputs, model).weights
     weights.unlink()
     os.link(untrained[other], weights)
@@ -228,27 +269,31 @@ def test_a_truncated_weights_file_is_refused_by_the_plot_scripts(script, outputs
     truncated(weights, data)
     before = stamps(outputs)
     assert run_plot(script, outputs, tiny_mnist) == 2
-    assert_plot_refused(capsys.readouterr().err, outputs, before, str(weights),
-                        "is damaged or truncated")
+    assert_plot_refused(capsys.readouterr().err, outputs, before, str(weights), "is damaged or truncated")
 
 
 FOREIGN_INFO = {
     # name: (what another tool might have left as the info pickle, what the message says)
     "a list of losses": (lambda p: save_info(p, [0.2, 0.1]), "is not a training-info pickle"),
-    "a dict with other keys": (lambda p: save_info(p, {"loss": [0.2], "val_loss": [0.1]}),
-                               "is not a training-info pickle"),
-    "losses that are not numbers": (lambda p: save_info(p, {"training loss": ["low"], "validation loss": []}),
-                                    "holds losses that are not numbers"),
+    "a dict with other keys": (
+        lambda p: save_info(p, {"loss": [0.2], "val_loss": [0.1]}),
+        "is not a training-info pickle",
+    ),
+    "losses that are not numbers": (
+        lambda p: save_info(p, {"training loss": ["low"], "validation loss": []}),
+        "holds losses that are not numbers",
+    ),
     "a PyTorch file": (lambda p: torch.save({"training loss": torch.ones(2)}, p), "is not a readable pickle"),
-    "a truncated gzip": (lambda p: save_info(p, {"training loss": [0.2]}) or truncated(p, p.read_bytes()),
-                         "is not a readable pickle"),
+    "a truncated gzip": (
+        lambda p: save_info(p, {"training loss": [0.2]}) or truncated(p, p.read_bytes()),
+        "is not a readable pickle",
+    ),
 }
 
 
 @pytest.mark.parametrize("script", ["plot_training.py", "plot_3D.py"])
 @pytest.mark.parametrize("case", FOREIGN_INFO)
-def test_a_loss_pickle_from_another_tool_is_refused_by_the_plot_scripts(
-        script, case, outputs, tiny_mnist, capsys):
+def test_a_loss_pickle_from_another_tool_is_refused_by_the_plot_scripts(script, case, outputs, tiny_mnist, capsys):
     make, fragment = FOREIGN_INFO[case]
     info = OutputPaths.of(outputs, "3D").info
     make(info)

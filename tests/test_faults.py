@@ -6,6 +6,7 @@ uninterrupted run gives bit-identical results: a faulty run, resumed, must end e
 Tiny epochs end long before the default checkpoint interval, so a test that needs a
 checkpoint after every epoch asks for one with --checkpoint-interval 0.
 """
+
 from __future__ import annotations
 
 import errno
@@ -25,8 +26,17 @@ import pytest
 import torch
 
 import auto_encoder
-from conftest import (ROOT, assert_same_weights, codes_of, linked_copy, one_error_line, stamp, train, trainer_argv,
-                      weights_of)
+from conftest import (
+    ROOT,
+    assert_same_weights,
+    codes_of,
+    linked_copy,
+    one_error_line,
+    stamp,
+    train,
+    trainer_argv,
+    weights_of,
+)
 from helpers import OutputPaths, load_info
 
 if sys.platform == "win32":
@@ -42,10 +52,11 @@ TIMEOUT = 300  # seconds for any one trainer process (a tiny run takes a few on 
 
 # -- Running the trainer and reading what it wrote ---------------------------------
 
+
 def _trainer_process(argv: list[str], log: str) -> None:
     """The body of a trainer process; its output goes to `log`.stdout and `log`.stderr."""
-    sys.stdout = open(f"{log}.stdout", "w", buffering=1)
-    sys.stderr = open(f"{log}.stderr", "w", buffering=1)
+    sys.stdout = open(f"{log}.stdout", "w", buffering=1)  # noqa: SIM115 (open until the process ends)
+    sys.stderr = open(f"{log}.stderr", "w", buffering=1)  # noqa: SIM115
     sys.exit(auto_encoder.main(argv))
 
 
@@ -63,11 +74,11 @@ class Trainer:
     out: Path
 
     @classmethod
-    def start(cls, out: Path, data: Path, *extra: str) -> "Trainer":
+    def start(cls, out: Path, data: Path, *extra: str) -> Trainer:
         return cls.start_argv(out, trainer_argv(out, data, *TINY, *extra))
 
     @classmethod
-    def start_argv(cls, out: Path, argv: list[str]) -> "Trainer":
+    def start_argv(cls, out: Path, argv: list[str]) -> Trainer:
         out.parent.mkdir(parents=True, exist_ok=True)
         proc = FORKS.Process(target=_trainer_process, args=(argv, str(out)))
         proc.start()
@@ -81,6 +92,10 @@ class Trainer:
 
     def ended(self) -> bool:
         return not self.proc.is_alive()
+
+    def started_or_ended(self) -> bool:
+        """It has said which model it trains (or stopped before it could)."""
+        return "model:" in self.stdout() or self.ended()
 
     def send(self, signum: int) -> None:
         os.kill(self.proc.pid, signum)
@@ -129,16 +144,20 @@ def reference(tmp_path_factory: pytest.TempPathFactory, tiny_mnist: Path) -> Ref
     out = tmp_path_factory.mktemp("reference") / "out"
     command = [sys.executable, str(ROOT / "auto_encoder.py"), *trainer_argv(out, tiny_mnist, *TINY)]
     with open(f"{out}.stdout", "w") as stdout, open(f"{out}.stderr", "w") as stderr:
-        proc = subprocess.Popen(command, stdout=stdout, stderr=stderr,
-                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    wait_until(lambda: "model:" in Path(f"{out}.stdout").read_text() or proc.poll() is not None,
-               "the start")
+        proc = subprocess.Popen(command, stdout=stdout, stderr=stderr, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    wait_until(lambda: "model:" in Path(f"{out}.stdout").read_text() or proc.poll() is not None, "the start")
     started = time.monotonic()
     assert proc.wait(timeout=TIMEOUT) == 0, Path(f"{out}.stderr").read_text()
     paths = OutputPaths.of(out, "3D")
-    return Reference(out, time.monotonic() - started, load_info(paths.info),
-                     weights_of(paths.init), weights_of(paths.weights),
-                     codes_of(paths.codes), paths.log.read_text())
+    return Reference(
+        out,
+        time.monotonic() - started,
+        load_info(paths.info),
+        weights_of(paths.init),
+        weights_of(paths.weights),
+        codes_of(paths.codes),
+        paths.log.read_text(),
+    )
 
 
 def assert_each_file_is_a_whole_version(out: Path, ref: Reference) -> None:
@@ -157,7 +176,7 @@ def assert_each_file_is_a_whole_version(out: Path, ref: Reference) -> None:
         assert state["history"]["validation_loss"] == ref.info["validation loss"][:done]
     if paths.log.exists():
         text, rows = paths.log.read_text(), log_rows(ref.log)
-        assert text.endswith("\n") and log_rows(text) == rows[:len(log_rows(text))]
+        assert text.endswith("\n") and log_rows(text) == rows[: len(log_rows(text))]
         assert "MSE on test data" not in text or text.splitlines()[-2] == ref.log.splitlines()[-2]
     if paths.codes.exists():
         assert torch.equal(codes_of(paths.codes), ref.codes)
@@ -180,14 +199,16 @@ def assert_finished_like_the_reference(out: Path, ref: Reference) -> None:
 
 # -- Crashes and interruptions ---------------------------------------------------------
 
+
 @pytest.mark.parametrize("cadence", [(), EVERY_EPOCH], ids=["default cadence", "checkpoint every epoch"])
 def test_kill_9_at_20_random_moments_leaves_only_whole_files_and_resume_ends_like_no_kill(
-        tmp_path, tiny_mnist, reference, cadence):
+    tmp_path, tiny_mnist, reference, cadence
+):
     rng = random.Random(5)  # the moments are random, the checks are not
     out, killed_mid_run = tmp_path / "out", 0
     for _ in range(KILLS):
         trainer = Trainer.start(out, tiny_mnist, "--resume", *cadence)
-        wait_until(lambda: "model:" in trainer.stdout() or trainer.ended(), "the start")
+        wait_until(trainer.started_or_ended, "the start")
         time.sleep(rng.uniform(0, reference.seconds))
         trainer.proc.kill()  # SIGKILL
         code = trainer.wait()
@@ -202,17 +223,16 @@ def test_kill_9_at_20_random_moments_leaves_only_whole_files_and_resume_ends_lik
     assert_finished_like_the_reference(out, reference)
 
 
-@pytest.mark.parametrize("first, second", [(signal.SIGTERM, signal.SIGINT),
-                                           (signal.SIGINT, signal.SIGTERM)])
+@pytest.mark.parametrize("first, second", [(signal.SIGTERM, signal.SIGINT), (signal.SIGINT, signal.SIGTERM)])
 def test_a_signal_saves_the_checkpoint_a_second_one_during_the_save_is_harmless_and_resume_matches(
-        tmp_path, tiny_mnist, reference, first, second):
+    tmp_path, tiny_mnist, reference, first, second
+):
     trainer = Trainer.start(tmp_path / "out", tiny_mnist)
     paths = OutputPaths.of(trainer.out, "3D")
     wait_until(lambda: paths.init.exists() or trainer.ended(), "the first weights")
     trainer.send(first)  # the handlers are in place once the init weights exist
     saving = f".{paths.checkpoint.name}.*.tmp"
-    wait_until(lambda: any(trainer.out.glob(saving)) or trainer.ended(),
-               "the checkpoint save")
+    wait_until(lambda: any(trainer.out.glob(saving)) or trainer.ended(), "the checkpoint save")
     assert not trainer.ended(), "the trainer ended before it saved"
     trainer.send(second)
     assert trainer.wait() == 128 + first, trainer.stderr()
@@ -227,17 +247,21 @@ def test_a_signal_saves_the_checkpoint_a_second_one_during_the_save_is_harmless_
     assert_finished_like_the_reference(trainer.out, reference)
 
 
-@pytest.mark.parametrize("change, refused", [
-    (["--model", "4x4"], "model 3D (now 4x4)"),
-    (["--recipe", "original"], "recipe modern (now original)"),
-    (["--batch-size", "10"], "batch_size 20 (now 10)"),
-    (["--weight-decay", "0.5"], "weight_decay 0.1 (now 0.5)"),
-    (["--seed", "1"], "seed 0 (now 1)"),
-    (["--limit", "20"], "limit 40 (now 20)"),
-    (["--epochs", "3"], "epochs 2 (now 3)"),
-])
+@pytest.mark.parametrize(
+    "change, refused",
+    [
+        (["--model", "4x4"], "model 3D (now 4x4)"),
+        (["--recipe", "original"], "recipe modern (now original)"),
+        (["--batch-size", "10"], "batch_size 20 (now 10)"),
+        (["--weight-decay", "0.5"], "weight_decay 0.1 (now 0.5)"),
+        (["--seed", "1"], "seed 0 (now 1)"),
+        (["--limit", "20"], "limit 40 (now 20)"),
+        (["--epochs", "3"], "epochs 2 (now 3)"),
+    ],
+)
 def test_a_resume_with_other_settings_is_refused_and_changes_nothing(
-        tmp_path, tiny_mnist, reference, capsys, change, refused):
+    tmp_path, tiny_mnist, reference, capsys, change, refused
+):
     out = linked_copy(reference.out, tmp_path / "out")
     paths = OutputPaths.of(out, "3D")
     if change[:2] == ["--model", "4x4"]:  # another model's finished run in its place
@@ -252,8 +276,7 @@ def test_a_resume_with_other_settings_is_refused_and_changes_nothing(
 
 
 @pytest.mark.parametrize("damage", ["truncated", "weights file", "list"])
-def test_a_damaged_or_foreign_checkpoint_is_refused_on_resume(
-        tmp_path, tiny_mnist, reference, capsys, damage):
+def test_a_damaged_or_foreign_checkpoint_is_refused_on_resume(tmp_path, tiny_mnist, reference, capsys, damage):
     out = tmp_path / "out"
     checkpoint = OutputPaths.of(out, "3D").checkpoint
     out.mkdir()
@@ -272,8 +295,10 @@ def test_a_damaged_or_foreign_checkpoint_is_refused_on_resume(
 
 # -- Full disks ------------------------------------------------------------------------
 
+
 def test_a_full_disk_during_a_checkpoint_save_keeps_the_previous_one_and_resume_finishes(
-        tmp_path, tiny_mnist, reference, monkeypatch, capsys):
+    tmp_path, tiny_mnist, reference, monkeypatch, capsys
+):
     """torch.save on a full disk writes part of the file, then fails (as seen on a tmpfs)."""
     real_save, saves = torch.save, []
 
@@ -299,7 +324,8 @@ def test_a_full_disk_during_a_checkpoint_save_keeps_the_previous_one_and_resume_
 
 @pytest.mark.parametrize("kind", ["log", "info", "weights", "codes"])
 def test_a_failing_write_keeps_the_previous_version_of_that_file_and_names_it(
-        tmp_path, tiny_mnist, reference, monkeypatch, capsys, kind):
+    tmp_path, tiny_mnist, reference, monkeypatch, capsys, kind
+):
     """Resuming a finished run rewrites its results; here the disk is full at the last step."""
     out = linked_copy(reference.out, tmp_path / "out")
     target = getattr(OutputPaths.of(out, "3D"), kind)
@@ -322,15 +348,18 @@ def tmpfs(tmp_path: Path):
     """A real 430 MB tmpfs: room for the init weights and one checkpoint, not two."""
     mount = tmp_path / "tmpfs"
     mount.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=430m", "tmpfs", str(mount)],
-                      capture_output=True).returncode != 0:
+    if (
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=430m", "tmpfs", str(mount)], capture_output=True).returncode
+        != 0
+    ):
         pytest.skip("mounting a tmpfs needs root (the failing-write tests cover the logic)")
     yield mount
     subprocess.run(["umount", str(mount)], check=True)
 
 
 def test_a_really_full_tmpfs_keeps_the_previous_checkpoint_and_resume_finishes_once_freed(
-        tmpfs, tiny_mnist, reference, capsys):
+    tmpfs, tiny_mnist, reference, capsys
+):
     out = tmpfs / "out"
     paths = OutputPaths.of(out, "3D")
     assert train(out, tiny_mnist, *TINY, *EVERY_EPOCH) == 1

@@ -3,11 +3,12 @@
 A stub `python` on PATH records how the job calls the trainer, so no scheduler, GPU or
 training is needed.
 """
+
 from __future__ import annotations
 
 import re
-import signal
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -20,22 +21,28 @@ ROOT = Path(__file__).resolve().parents[1]
 JOBS = ROOT / "jobs"
 SIZES = (JOBS / "sizes.txt").read_text().splitlines()
 # script -> (working-directory variable, array-index variable or None)
-SCRIPTS = {"auto_encoder.pbs": ("PBS_O_WORKDIR", None),
-           "auto_encoder.slurm": ("SLURM_SUBMIT_DIR", None),
-           "sweep.pbs": ("PBS_O_WORKDIR", "PBS_ARRAY_INDEX"),
-           "sweep.slurm": ("SLURM_SUBMIT_DIR", "SLURM_ARRAY_TASK_ID")}
+SCRIPTS = {
+    "auto_encoder.pbs": ("PBS_O_WORKDIR", None),
+    "auto_encoder.slurm": ("SLURM_SUBMIT_DIR", None),
+    "sweep.pbs": ("PBS_O_WORKDIR", "PBS_ARRAY_INDEX"),
+    "sweep.slurm": ("SLURM_SUBMIT_DIR", "SLURM_ARRAY_TASK_ID"),
+}
 ARRAYS = [name for name, (_, index) in SCRIPTS.items() if index]
 SINGLES = [name for name, (_, index) in SCRIPTS.items() if not index]
 ARRAY_RANGE = {"sweep.pbs": r"^#PBS -J 0-(\d+)$", "sweep.slurm": r"^#SBATCH --array=0-(\d+)(?:%\d+)?$"}
 # Stub interpreters: each answers the job's `python -c 'print(sys.executable)'` with its path.
 ANSWER_EXECUTABLE = 'if [ "$1" = -c ]; then echo "$0"; exit 0; fi\n'
-STUB = '#!/bin/sh\n' + ANSWER_EXECUTABLE + 'printf "%s\\n" "$@" > "$STUB_LOG"\n'
+STUB = "#!/bin/sh\n" + ANSWER_EXECUTABLE + 'printf "%s\\n" "$@" > "$STUB_LOG"\n'
 # A trainer that, like auto_encoder.py, saves and exits 143 on SIGTERM.
-TRAINER_ON_SIGTERM = '#!/bin/sh\n' + ANSWER_EXECUTABLE + """\
+TRAINER_ON_SIGTERM = (
+    "#!/bin/sh\n"
+    + ANSWER_EXECUTABLE
+    + """\
 trap 'echo checkpoint saved > "$STUB_LOG"; exit 143' TERM
 echo training > "$STUB_LOG.started"
 for tick in $(seq 200); do sleep 0.05; done
 """
+)
 # A wrapper that runs the interpreter as its child, as pyenv's shims do.
 SHIM = '#!/bin/sh\n{python} "$@"\n'
 
@@ -63,13 +70,24 @@ def run_job(repo: Path, script: str, index: int | None = None, **env: str) -> su
     workdir_var, index_var = SCRIPTS[script]
     home = repo.parent / "home"
     home.mkdir(exist_ok=True)
-    full_env = {"PATH": f"{repo.parent / 'bin'}:/usr/bin:/bin", "HOME": str(home),
-                "STUB_LOG": str(repo.parent / "python.log"), workdir_var: str(repo), **env}
+    full_env = {
+        "PATH": f"{repo.parent / 'bin'}:/usr/bin:/bin",
+        "HOME": str(home),
+        "STUB_LOG": str(repo.parent / "python.log"),
+        workdir_var: str(repo),
+        **env,
+    }
     if index is not None:
         full_env[index_var] = str(index)
     (repo.parent / "python.log").unlink(missing_ok=True)
-    return subprocess.Popen(["bash", str(repo / "jobs" / script)], cwd=home, env=full_env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        ["bash", str(repo / "jobs" / script)],
+        cwd=home,
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def trainer_call(repo: Path, script: str, index: int | None = None, **env: str) -> list[str]:
@@ -110,11 +128,16 @@ def test_array_range_has_one_task_per_listed_size(script: str) -> None:
 
 
 @pytest.mark.parametrize("script", ARRAYS)
-def test_each_array_task_trains_its_size_resumably_into_the_shared_sweep_folder(
-        repo: Path, script: str) -> None:
+def test_each_array_task_trains_its_size_resumably_into_the_shared_sweep_folder(repo: Path, script: str) -> None:
     for index, size in enumerate(SIZES):
         assert trainer_call(repo, script, index) == [
-            "auto_encoder.py", "--model", size, "--resume", "--output-dir", "output/sweep"]
+            "auto_encoder.py",
+            "--model",
+            size,
+            "--resume",
+            "--output-dir",
+            "output/sweep",
+        ]
 
 
 @pytest.mark.parametrize("script", SINGLES)
@@ -127,8 +150,16 @@ def test_a_listed_dataset_trains_into_its_own_sweep_folder(repo: Path, script: s
     (repo / "jobs" / "sizes.txt").write_text("3D\n3D fashion-mnist\n")
     (repo / "data" / "fashion-mnist").mkdir()
     (repo / "data" / "fashion-mnist" / "train-images-idx3-ubyte.gz").touch()
-    assert trainer_call(repo, script, 1) == ["auto_encoder.py", "--model", "3D", "--dataset", "fashion-mnist",
-                                             "--resume", "--output-dir", "output/sweep/fashion-mnist"]
+    assert trainer_call(repo, script, 1) == [
+        "auto_encoder.py",
+        "--model",
+        "3D",
+        "--dataset",
+        "fashion-mnist",
+        "--resume",
+        "--output-dir",
+        "output/sweep/fashion-mnist",
+    ]
 
 
 @pytest.mark.parametrize("script", SINGLES)
@@ -148,15 +179,31 @@ def test_a_dataset_that_was_not_prepared_names_the_command_that_prepares_it(repo
 @pytest.mark.parametrize("script", SINGLES)
 def test_output_dir_and_train_args_reach_the_trainer(repo: Path, script: str) -> None:
     argv = trainer_call(repo, script, OUTPUT_DIR="output/run2", TRAIN_ARGS="--recipe original --epochs 9")
-    assert argv == ["auto_encoder.py", "--resume", "--output-dir", "output/run2",
-                    "--recipe", "original", "--epochs", "9"]
+    assert argv == [
+        "auto_encoder.py",
+        "--resume",
+        "--output-dir",
+        "output/run2",
+        "--recipe",
+        "original",
+        "--epochs",
+        "9",
+    ]
 
 
 @pytest.mark.parametrize("script", ARRAYS)
 def test_sweep_dir_and_train_args_reach_the_trainer(repo: Path, script: str) -> None:
     argv = trainer_call(repo, script, 1, SWEEP_DIR="/scratch/sweep", TRAIN_ARGS="--epochs 20")
-    assert argv == ["auto_encoder.py", "--model", SIZES[1], "--resume",
-                    "--output-dir", "/scratch/sweep", "--epochs", "20"]
+    assert argv == [
+        "auto_encoder.py",
+        "--model",
+        SIZES[1],
+        "--resume",
+        "--output-dir",
+        "/scratch/sweep",
+        "--epochs",
+        "20",
+    ]
 
 
 @pytest.mark.parametrize("script", ARRAYS)
@@ -249,6 +296,7 @@ def test_pbs_jobs_are_rerunnable_on_one_gpu(script: str) -> None:
     assert re.search(r"^#PBS -l select=1:.*ngpus=1", text, re.MULTILINE)
 
 
+@pytest.mark.slow  # real signals between real processes, with sleeps
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_sigterm_to_the_job_shell_reaches_the_trainer_even_behind_a_shim(repo: Path, script: str) -> None:
     trainer = write_script(repo.parent / "real" / "python", TRAINER_ON_SIGTERM)
@@ -267,16 +315,18 @@ def test_sigterm_to_the_job_shell_reaches_the_trainer_even_behind_a_shim(repo: P
 # -- What a user edits and where the logs go ----------------------------------------------
 
 # The directives a user must adapt, per script: partition/queue, account, GPU request.
-EDITED = {"auto_encoder.slurm": ("--partition", "--account", "--gres"),
-          "sweep.slurm": ("--partition", "--account", "--gres"),
-          "auto_encoder.pbs": ("-q", "-A", "ngpus"),
-          "sweep.pbs": ("-q", "-A", "ngpus")}
+EDITED = {
+    "auto_encoder.slurm": ("--partition", "--account", "--gres"),
+    "sweep.slurm": ("--partition", "--account", "--gres"),
+    "auto_encoder.pbs": ("-q", "-A", "ngpus"),
+    "sweep.pbs": ("-q", "-A", "ngpus"),
+}
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_each_script_names_at_its_top_the_lines_to_edit_and_has_them(script: str) -> None:
     text = (JOBS / script).read_text()
-    top = text[:text.index("\n#SBATCH" if script.endswith(".slurm") else "\n#PBS")]
+    top = text[: text.index("\n#SBATCH" if script.endswith(".slurm") else "\n#PBS")]
     header = " ".join(line.lstrip("#").strip() for line in top.splitlines())  # one line: words wrap
     assert "Edit for your cluster" in header
     for word in ("partition" if script.endswith(".slurm") else "queue", "account", "GPU request"):
@@ -295,8 +345,9 @@ def test_job_logs_go_into_a_folder_that_every_clone_has_and_git_ignores() -> Non
         assert [o for pair in outputs for o in pair if o], f"{script} names no log file"
         for output in (o for pair in outputs for o in pair if o):
             assert output.startswith("jobs/logs/"), f"{script}: log {output} is not in jobs/logs/"
-    tracked = subprocess.run(["git", "ls-files", "--error-unmatch", "jobs/logs/.gitignore"], cwd=ROOT,
-                             capture_output=True, text=True)
+    tracked = subprocess.run(
+        ["git", "ls-files", "--error-unmatch", "jobs/logs/.gitignore"], cwd=ROOT, capture_output=True, text=True
+    )
     assert tracked.returncode == 0, "jobs/logs/ is not in the repository: Slurm would not create it"
     for log in ("jobs/logs/auto_encoder-17.out", "jobs/logs/sweep-18_3.out", "jobs/logs/sweep.o19"):
         ignored = subprocess.run(["git", "check-ignore", "--no-index", "-q", log], cwd=ROOT)
@@ -319,7 +370,10 @@ def test_no_setting_that_does_nothing_is_left_in_the_repository() -> None:
 
 # A trainer that exits as after saving on SIGTERM, and answers the job's checkpoint_progress
 # calls with $BEFORE (before it ran) and $AFTER (after).
-TRAINER_SAVED = '#!/bin/sh\n' + ANSWER_EXECUTABLE + """\
+TRAINER_SAVED = (
+    "#!/bin/sh\n"
+    + ANSWER_EXECUTABLE
+    + """\
 if [ "$1" = - ]; then
     cat > /dev/null
     if [ -e "$STUB_LOG.ran" ]; then printf '%s\\n' "$AFTER"; else printf '%s\\n' "$BEFORE"; fi
@@ -329,6 +383,7 @@ printf "%s\\n" "$@" > "$STUB_LOG"
 touch "$STUB_LOG.ran"
 exit "${TRAINER_EXIT:-143}"
 """
+)
 # scontrol: records its arguments; `show job` says the job is $JOB_STATE.
 SCONTROL = """#!/bin/sh
 echo "$*" >> "$SCONTROL_LOG"
@@ -354,10 +409,12 @@ SLURM_SCRIPTS = [name for name in SCRIPTS if name.endswith(".slurm")]
 
 
 @pytest.mark.parametrize("script", SLURM_SCRIPTS)
-@pytest.mark.parametrize("before, after", [("", "3D 1 3"), ("3D 1 3", "3D 2 0"), ("3D 2 0", "3D 2 5"),
-                                           ("3D 9 0", "3D 9 0\n4x4 0 7")])
+@pytest.mark.parametrize(
+    "before, after", [("", "3D 1 3"), ("3D 1 3", "3D 2 0"), ("3D 2 0", "3D 2 5"), ("3D 9 0", "3D 9 0\n4x4 0 7")]
+)
 def test_a_slurm_job_that_saved_on_sigterm_and_progressed_requeues_itself(
-        repo: Path, script: str, before: str, after: str) -> None:
+    repo: Path, script: str, before: str, after: str
+) -> None:
     status, log, calls = slurm_attempt(repo, script, before, after)
     assert calls[-1] == "requeue 42", calls
     assert "requeued to continue (restart 1 of at most 10)" in log
@@ -365,24 +422,29 @@ def test_a_slurm_job_that_saved_on_sigterm_and_progressed_requeues_itself(
 
 
 @pytest.mark.parametrize("script", SLURM_SCRIPTS)
-@pytest.mark.parametrize("before, after, reason", [
-    ("3D 2 5", "3D 2 5", "no progress"),            # e.g. SIGTERM before training got under way
-    ("", "", "no progress"),                          # no checkpoint at all
-    ("3D 4 0", "3D 1 6", "no progress"),             # it started over instead of resuming
-    ("3D 9 0\n4x4 0 7", "3D 1 0\n4x4 0 9", "no progress"),
-    ("3D 1 0", "unreadable", "the checkpoints' epoch and step could not be read")])
+@pytest.mark.parametrize(
+    "before, after, reason",
+    [
+        ("3D 2 5", "3D 2 5", "no progress"),  # e.g. SIGTERM before training got under way
+        ("", "", "no progress"),  # no checkpoint at all
+        ("3D 4 0", "3D 1 6", "no progress"),  # it started over instead of resuming
+        ("3D 9 0\n4x4 0 7", "3D 1 0\n4x4 0 9", "no progress"),
+        ("3D 1 0", "unreadable", "the checkpoints' epoch and step could not be read"),
+    ],
+)
 def test_a_slurm_job_that_made_no_progress_is_not_requeued_and_says_why(
-        repo: Path, script: str, before: str, after: str, reason: str) -> None:
+    repo: Path, script: str, before: str, after: str, reason: str
+) -> None:
     status, log, calls = slurm_attempt(repo, script, before, after)
     assert not any(call.startswith("requeue") for call in calls)
     assert f"requeue: not requeued: {reason}" in log and "resubmit the same command" in log
     assert status == 143
 
 
-@pytest.mark.parametrize("restarts, limit, requeued", [("9", None, True), ("10", None, False),
-                                                        ("1", "2", True), ("2", "2", False)])
-def test_requeues_are_bounded_by_max_requeues(repo: Path, restarts: str, limit: str | None,
-                                               requeued: bool) -> None:
+@pytest.mark.parametrize(
+    "restarts, limit, requeued", [("9", None, True), ("10", None, False), ("1", "2", True), ("2", "2", False)]
+)
+def test_requeues_are_bounded_by_max_requeues(repo: Path, restarts: str, limit: str | None, requeued: bool) -> None:
     env = {"SLURM_RESTART_COUNT": restarts, **({"MAX_REQUEUES": limit} if limit else {})}
     _, log, calls = slurm_attempt(repo, "auto_encoder.slurm", "3D 1 0", "3D 2 0", **env)
     assert ("requeue 42" in calls) == requeued, log
@@ -416,10 +478,13 @@ def test_outside_slurm_a_saved_job_ends_143_with_nothing_to_requeue(repo: Path, 
 
 @pytest.mark.slow
 def test_checkpoint_progress_reads_the_trainers_own_checkpoints(
-        tmp_path: Path, tiny_mnist: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, tiny_mnist: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The epoch and step that the requeue decision compares, from checkpoints the trainer wrote."""
     import sys
+
     from conftest import signal_at_step, train
+
     out = tmp_path / "out"
     signal_at_step(monkeypatch, 5)  # 3 steps an epoch: SIGTERM during epoch 2, step 2
     assert train(out, tiny_mnist, "--model", "3D", "--epochs", "3") == 143
@@ -428,10 +493,16 @@ def test_checkpoint_progress_reads_the_trainers_own_checkpoints(
 
     def progress(models: str) -> str:
         command = f'source jobs/setup.sh && checkpoint_progress "{models}" --resume --output-dir "{out}"'
-        result = subprocess.run(["bash", "-c", command], cwd=ROOT, capture_output=True, text=True,
-                                env={"PATH": "/usr/bin:/bin", "PYTHON": sys.executable})
+        result = subprocess.run(
+            ["bash", "-c", command],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            env={"PATH": "/usr/bin:/bin", "PYTHON": sys.executable},
+        )
         assert result.returncode == 0 and result.stderr == "", result.stderr
         return result.stdout
+
     assert progress("*") == "3D 1 2\n"  # the finished 2D model has no checkpoint left
     assert progress("3D") == "3D 1 2\n"
     assert progress("8x8") == ""

@@ -1,4 +1,5 @@
 """The model: architecture, parameter counts, init, and loading the original's Lasagne weights."""
+
 from __future__ import annotations
 
 import gzip
@@ -8,8 +9,16 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import (AutoEncoder, UserError, count_parameters, load_lasagne_weights, load_model,
-                     parse_code, parse_models, save_model)
+from helpers import (
+    AutoEncoder,
+    UserError,
+    count_parameters,
+    load_lasagne_weights,
+    load_model,
+    parse_code,
+    parse_models,
+    save_model,
+)
 
 ORIGINAL_COUNTS = {"3D": 23_314_050, "4x4": 23_317_300}
 DENSE_RELU_WIDTHS = 1000 + 500 + 250 + 125 + 125 + 250 + 500 + 1000 + 2000
@@ -44,8 +53,9 @@ def test_an_evaluated_digit_does_not_depend_on_the_rest_of_its_batch():
     torch.testing.assert_close(alone, in_batch)
 
 
-@pytest.mark.parametrize("code, code_shape", [("3D", (5, 3)), ("4x4", (5, 1, 4, 4)),
-                                               ("10D", (5, 10)), ("8x8", (5, 1, 8, 8))])
+@pytest.mark.parametrize(
+    "code, code_shape", [("3D", (5, 3)), ("4x4", (5, 1, 4, 4)), ("10D", (5, 10)), ("8x8", (5, 1, 8, 8))]
+)
 def test_encode_decode_and_forward_shapes(code, code_shape):
     model = AutoEncoder(code).eval()  # no dropout: the same input gives the same output
     x = torch.rand(5, 784)
@@ -53,14 +63,14 @@ def test_encode_decode_and_forward_shapes(code, code_shape):
     assert codes.shape == code_shape
     assert model.decode(codes).shape == (5, 1, 28, 28)
     assert torch.equal(model(x), model(x.reshape(5, 1, 28, 28)))
-    assert 0 <= model(x).min() and model(x).max() <= 1
+    assert model(x).min() >= 0 and model(x).max() <= 1
 
 
 def test_image_codes_are_sigmoid_units_and_vector_codes_are_linear():
     torch.manual_seed(0)
     x = torch.rand(50, 784)
     image_code = AutoEncoder("4x4").encode(x)
-    assert 0 < image_code.min() and image_code.max() < 1
+    assert image_code.min() > 0 and image_code.max() < 1
     model = AutoEncoder("3D")
     with torch.no_grad():
         model.code.weight.mul_(1000)  # push a linear code far outside 0..1
@@ -76,12 +86,14 @@ def test_original_init_is_glorot_uniform_with_gain_one():
         limit = (6 / (fan_in + fan_out)) ** 0.5
         assert w.abs().max() <= limit
         if w.numel() > 10_000:  # enough samples for the statistics to be tight
-            assert w.std().item() == pytest.approx(limit / 3 ** 0.5, rel=0.02)
+            assert w.std().item() == pytest.approx(limit / 3**0.5, rel=0.02)
             assert abs(w.mean().item()) < 0.01 * limit
 
 
-@pytest.mark.parametrize("text, name, units, side", [("3D", "3D", 3, None), ("10d", "10D", 10, None),
-                                                      ("4x4", "4x4", 16, 4), ("8x8", "8x8", 64, 8)])
+@pytest.mark.parametrize(
+    "text, name, units, side",
+    [("3D", "3D", 3, None), ("10d", "10D", 10, None), ("4x4", "4x4", 16, 4), ("8x8", "8x8", 64, 8)],
+)
 def test_code_names_parse_into_units(text, name, units, side):
     spec = parse_code(text)
     assert (spec.name, spec.units, spec.side) == (name, units, side)
@@ -117,18 +129,19 @@ def test_loading_weights_of_another_model_is_refused(tmp_path):
 
 # -- The original's Lasagne weights -------------------------------------------------
 
+
 def lasagne_forward(weights: list[np.ndarray], x: np.ndarray, image_code: bool) -> np.ndarray:
     """Lasagne semantics written out in NumPy: Conv2DLayer flips its filters (a true
     convolution, 'valid' mode), DenseLayer computes x @ W with W of shape (in, out)."""
-    relu = lambda a: np.maximum(a, 0)  # noqa: E731
-    sigmoid = lambda a: 1 / (1 + np.exp(-a))  # noqa: E731
+    relu = lambda a: np.maximum(a, 0)
+    sigmoid = lambda a: 1 / (1 + np.exp(-a))
     conv_w, dense = weights[0], weights[1:]
     images = x.reshape(-1, 28, 28)
     flipped = conv_w[:, 0, ::-1, ::-1]
     feature_maps = np.zeros((len(x), 32, 24, 24))
     for a in range(5):
         for b in range(5):
-            feature_maps += images[:, None, a:a + 24, b:b + 24] * flipped[None, :, a, b, None, None]
+            feature_maps += images[:, None, a : a + 24, b : b + 24] * flipped[None, :, a, b, None, None]
     h = relu(feature_maps).reshape(len(x), -1)
     for w in dense[:4]:
         h = relu(h @ w)
@@ -145,15 +158,18 @@ def test_lasagne_weights_reproduce_a_numpy_forward_pass(tmp_path, code):
     rng = np.random.default_rng(1)
     model = AutoEncoder(code, "original")
     shapes = [(32, 1, 5, 5)] + [tuple(layer.weight.shape[::-1]) for layer in model.lasagne_layers()[1:]]
-    weights = [rng.uniform(-1, 1, s) * (6 / (np.prod(s[1:]) + s[0])) ** 0.5 if len(s) == 4
-               else rng.uniform(-1, 1, s) * (6 / sum(s)) ** 0.5 for s in shapes]
+    weights = [
+        rng.uniform(-1, 1, s) * (6 / (np.prod(s[1:]) + s[0])) ** 0.5
+        if len(s) == 4
+        else rng.uniform(-1, 1, s) * (6 / sum(s)) ** 0.5
+        for s in shapes
+    ]
     weights = [w.astype(np.float32) for w in weights]
     path = tmp_path / "auto_encoder_weights.pkl.gz"
     with gzip.open(path, "wb", compresslevel=1) as f:  # random weights barely compress: save the time
         pickle.dump(weights, f, protocol=2)
     x = rng.uniform(0, 1, (4, 784)).astype(np.float32)
-    expected = lasagne_forward([w.astype(np.float64) for w in weights], x.astype(np.float64),
-                               image_code=code == "4x4")
+    expected = lasagne_forward([w.astype(np.float64) for w in weights], x.astype(np.float64), image_code=code == "4x4")
     load_lasagne_weights(model, path)
     with torch.no_grad():
         got = model(torch.from_numpy(x)).reshape(4, 784).double().numpy()

@@ -1,6 +1,7 @@
 """Nothing lost to a forgotten flag: an unfinished run is never overwritten unless the user says
 so, --resume says plainly when it has nothing to resume, a finished run keeps its results and
 not its checkpoint, and a bad option is one line that points at --help."""
+
 from __future__ import annotations
 
 import signal
@@ -31,7 +32,8 @@ def interrupted(tmp_path, tiny_mnist, monkeypatch):
 
 @pytest.mark.slow
 def test_a_rerun_without_resume_refuses_to_overwrite_an_unfinished_run_and_names_the_ways_on(
-        interrupted, tiny_mnist, capsys):
+    interrupted, tiny_mnist, capsys
+):
     paths = OutputPaths.of(interrupted, "3D")
     before = {p: stamp(p) for p in interrupted.iterdir()}
     capsys.readouterr()
@@ -72,19 +74,22 @@ def test_a_finished_run_is_replaced_only_with_restart(tmp_path, tiny_mnist, caps
 def test_resume_with_nothing_to_resume_says_so_plainly_and_trains_from_scratch(tmp_path, tiny_mnist, capsys):
     assert train(tmp_path, tiny_mnist, *EPOCHS, "--resume") == 0
     said = [line for line in capsys.readouterr().out.splitlines() if "--resume found" in line]
-    assert said == [f"3D: --resume found no checkpoint and no finished run in {tmp_path}/: starting from "
-                    "scratch (epoch 1 of 2)"]
+    assert said == [
+        f"3D: --resume found no checkpoint and no finished run in {tmp_path}/: starting from scratch (epoch 1 of 2)"
+    ]
     assert len(load_info(OutputPaths.of(tmp_path, "3D").info)["training loss"]) == 2
 
 
 @pytest.mark.slow
 def test_a_finished_model_keeps_its_results_not_its_checkpoint_and_resume_re_evaluates_them(
-        tmp_path, tiny_mnist, capsys):
+    tmp_path, tiny_mnist, capsys
+):
     assert train(tmp_path, tiny_mnist, *EPOCHS) == 0
     paths = OutputPaths.of(tmp_path, "3D")
     assert not paths.checkpoint.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        p.name for p in (paths.log, paths.info, paths.init, paths.weights, paths.codes))
+        p.name for p in (paths.log, paths.info, paths.init, paths.weights, paths.codes)
+    )
     first, weights = load_info(paths.info), weights_of(paths.weights)
     assert train(tmp_path, tiny_mnist, *EPOCHS, "--resume") == 0
     assert "3D: already trained for 2 epochs; --resume only re-evaluates it" in capsys.readouterr().out
@@ -112,18 +117,21 @@ def test_a_new_peak_rate_on_resume_follows_that_peaks_schedule_from_where_the_ru
     assert stepped(old, resumed_as=new) != stepped(old)
 
 
-@pytest.mark.parametrize("script, argv, words", [
-    (auto_encoder, ["--epochs", "1.5"], "argument --epochs: must be a positive integer, not 1.5"),
-    (auto_encoder, ["--epochs", "-1"], "argument --epochs: must be a positive integer, not -1"),
-    (auto_encoder, ["--dropout", "1"], "argument --dropout: must be a number from 0 up to"),
-    (auto_encoder, ["--resume", "--restart"], "not allowed with argument"),
-    (auto_encoder, ["--banana"], "unrecognized arguments: --banana"),
-    (plot_training, ["--knn-train", "0"], "argument --knn-train: must be a positive integer, not 0"),
-    (plot_3D, ["--format", "bmp"], "argument --format"),
-    (plot_4x4, ["--dataset", "cifar"], "argument --dataset: invalid choice"),
-    (bench_train, ["--steps", "x"], "argument --steps: must be a positive integer, not x"),
-    (gpu_check, ["--timed-epochs", "0"], "argument --timed-epochs: must be a positive integer, not 0"),
-])
+@pytest.mark.parametrize(
+    "script, argv, words",
+    [
+        (auto_encoder, ["--epochs", "1.5"], "argument --epochs: must be a positive integer, not 1.5"),
+        (auto_encoder, ["--epochs", "-1"], "argument --epochs: must be a positive integer, not -1"),
+        (auto_encoder, ["--dropout", "1"], "argument --dropout: must be a number from 0 up to"),
+        (auto_encoder, ["--resume", "--restart"], "not allowed with argument"),
+        (auto_encoder, ["--banana"], "unrecognized arguments: --banana"),
+        (plot_training, ["--knn-train", "0"], "argument --knn-train: must be a positive integer, not 0"),
+        (plot_3D, ["--format", "bmp"], "argument --format"),
+        (plot_4x4, ["--dataset", "cifar"], "argument --dataset: invalid choice"),
+        (bench_train, ["--steps", "x"], "argument --steps: must be a positive integer, not x"),
+        (gpu_check, ["--timed-epochs", "0"], "argument --timed-epochs: must be a positive integer, not 0"),
+    ],
+)
 def test_a_bad_option_of_any_script_is_one_error_line_that_points_at_help(script, argv, words, capsys):
     with pytest.raises(SystemExit) as exit_info:
         script.parse_args(argv)

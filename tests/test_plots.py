@@ -1,4 +1,5 @@
 """The plot scripts: every figure of the original and the new ones, from tiny trained runs."""
+
 from __future__ import annotations
 
 import gzip
@@ -21,8 +22,7 @@ from helpers import PCA, OutputPaths, knn_accuracy, load_info, original_run, tra
 
 # The original project's output/ folder (its logs and Python 2 loss pickles), where one is at hand.
 ORIGINAL_OUTPUT = Path(os.environ.get("ORIGINAL_OUTPUT", "/nonexistent"))
-FIGURES_3D = ["3D_in", "3D_out_1", "3D_out_2", "3D_code_1", "3D_code_2", "3D_code_xy_1",
-              "3D_code_xy_2", "3D_manifold"]
+FIGURES_3D = ["3D_in", "3D_out_1", "3D_out_2", "3D_code_1", "3D_code_2", "3D_code_xy_1", "3D_code_xy_2", "3D_manifold"]
 FIGURES_4x4 = ["4x4_in", "4x4_code_1", "4x4_code_2", "4x4_out_1", "4x4_out_2", "4x4_interpolation"]
 
 
@@ -62,8 +62,11 @@ class Python2Pickler(pickle._Pickler):
 
     def save_py2_str(self, obj: str | bytes) -> None:
         data = obj.encode("latin-1") if isinstance(obj, str) else obj
-        header = pickle.SHORT_BINSTRING + bytes([len(data)]) if len(data) < 256 else \
-            pickle.BINSTRING + struct.pack("<i", len(data))
+        header = (
+            pickle.SHORT_BINSTRING + bytes([len(data)])
+            if len(data) < 256
+            else pickle.BINSTRING + struct.pack("<i", len(data))
+        )
         self.write(header + data)
         self.memoize(obj)
 
@@ -139,8 +142,10 @@ def test_a_script_refuses_a_code_it_cannot_draw_in_one_line(script, model, outpu
 
 @pytest.mark.slow
 def test_a_python2_loss_pickle_is_read_and_drawn(tmp_path, tiny_mnist):
-    losses = {"training loss": [np.float64(0.09), np.float64(0.05)],
-              "validation loss": [np.float64(0.08), np.float64(0.04)]}
+    losses = {
+        "training loss": [np.float64(0.09), np.float64(0.05)],
+        "validation loss": [np.float64(0.08), np.float64(0.04)],
+    }
     path = write_python2_info(tmp_path / "auto_encoder_3D_info.pkl.gz", losses)
     assert b"numpy.core.multiarray" in gzip.decompress(path.read_bytes())
     info = load_info(path)
@@ -166,7 +171,7 @@ def test_the_2016_losses_kept_here_are_the_original_pickles_as_true_means(output
 
 def test_the_2016_curves_are_drawn_under_the_3D_and_4x4_models_unless_left_out():
     ours = {"training loss": [0.06, 0.04], "validation loss": [0.06, 0.05], "test mse": 0.05}
-    labels = lambda fig: [line.get_label() for line in fig.axes[0].lines]  # noqa: E731
+    labels = lambda fig: [line.get_label() for line in fig.axes[0].lines]
     assert "validation (2016 original)" in labels(plot_training.plot_training("3D model", ours, [original_run("3D")]))
     assert original_run("10D") is None
     args = plot_training.parse_args(["--no-2016"])
@@ -176,7 +181,7 @@ def test_the_2016_curves_are_drawn_under_the_3D_and_4x4_models_unless_left_out()
 def test_pca_keeps_the_largest_variance_first_and_reports_what_it_leaves_out():
     u, v = torch.eye(784)[3], torch.eye(784)[500]
     a, b = torch.tensor([3.0, 3, -3, -3]), torch.tensor([1.0, -1, 1, -1])
-    x = 0.5 + a[:, None] * u + b[:, None] * v          # a plane; variance 9 along u, 1 along v
+    x = 0.5 + a[:, None] * u + b[:, None] * v  # a plane; variance 9 along u, 1 along v
     pca = PCA(x)
     mse = pca.mse_by_components(x)
     assert mse[:3] == pytest.approx([10 / 784, 1 / 784, 0], abs=1e-9)
@@ -188,6 +193,7 @@ def test_knn_votes_for_the_majority_of_the_five_nearest_codes():
     train_codes = torch.tensor([[0.0], [1], [2], [10], [11], [12], [13]])
     train_labels = torch.tensor([0, 0, 0, 1, 1, 1, 1])
     test_codes = torch.tensor([[0.5], [12.5], [9.0]])  # of the 5 nearest: 3 say 0; 4 say 1; 4 say 1
+
     def accuracy(truth: list[int]) -> float:
         return knn_accuracy(train_codes, train_labels, test_codes, torch.tensor(truth))
 
@@ -199,8 +205,7 @@ def test_a_tied_knn_vote_goes_to_the_class_of_the_nearest_code():
     train_codes = torch.tensor([[0.0], [3], [1], [4]])
     train_labels = torch.tensor([0, 0, 1, 1])
     for test, nearest_label in ((-0.1, 0), (1.1, 1)):
-        assert knn_accuracy(train_codes, train_labels, torch.tensor([[test]]),
-                                    torch.tensor([nearest_label]), k=4) == 1
+        assert knn_accuracy(train_codes, train_labels, torch.tensor([[test]]), torch.tensor([nearest_label]), k=4) == 1
 
 
 @pytest.mark.slow
@@ -209,13 +214,19 @@ def test_sweep_draws_test_mse_against_code_size_next_to_pca(sweep_output, tiny_m
     assert_written(sweep_output, ["sweep"])
     rows = json.loads((sweep_output / "sweep.json").read_text())["rows"]
     ours = [r for r in rows if r["code"] != "reference"]
-    assert [(r["model"], r["code"], r["units"]) for r in ours] == \
-        [("2D", "vector", 2), ("3D", "vector", 3), ("2x2", "image", 4), ("4x4", "image", 16)]
+    assert [(r["model"], r["code"], r["units"]) for r in ours] == [
+        ("2D", "vector", 2),
+        ("3D", "vector", 3),
+        ("2x2", "image", 4),
+        ("4x4", "image", 16),
+    ]
     pca = [r["pca_test_mse"] for r in sorted(ours, key=lambda r: r["units"])]
     assert pca == sorted(pca, reverse=True)
     assert all(r["per_image"] == pytest.approx(784 * r["test_mse"]) for r in rows)
-    header = ("| dataset | model | seed | epochs | MSE per pixel | squared error per image | PSNR (dB) | "
-              "5-NN accuracy | PCA MSE per pixel |")
+    header = (
+        "| dataset | model | seed | epochs | MSE per pixel | squared error per image | PSNR (dB) | "
+        "5-NN accuracy | PCA MSE per pixel |"
+    )
     assert header in (sweep_output / "sweep.txt").read_text()
     references = [r for r in rows if r["code"] == "reference"]
     assert [round(r["per_image"] / (255 / 256) ** 2, 2) for r in references] == [3.00, 8.01, 13.87]

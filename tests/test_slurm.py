@@ -9,6 +9,7 @@ each requeued run resumed at epoch N >= 2 and trained no epoch twice, compares e
 the same training run without Slurm, checks that the job logs are plain text, and shuts the
 cluster down. On failure its PASS/FAIL lines say which case differed and how.
 """
+
 from __future__ import annotations
 
 import os
@@ -21,19 +22,19 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "jobs" / "local_slurm.sh"
-CANNOT_RUN_HERE = 77    # the script's exit status without Slurm, munge, root or MNIST
-TIMEOUT_S = 2700        # the script's run: 13 minutes on two cores beside two training runs
+CANNOT_RUN_HERE = 77  # the script's exit status without Slurm, munge, root or MNIST
+TIMEOUT_S = 2700  # the script's run: 13 minutes on two cores beside two training runs
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(shutil.which("sbatch") is None,
-                    reason="Slurm is not installed (apt-get install slurm-wlm munge)")
+@pytest.mark.skipif(shutil.which("sbatch") is None, reason="Slurm is not installed (apt-get install slurm-wlm munge)")
 def test_slurm_jobs_resume_by_themselves_after_time_limit_and_preemption_like_runs_without_slurm() -> None:
     env = dict(os.environ)
     if "VENV" not in env and "PYTHON" not in env:
         env["PYTHON"] = sys.executable  # the jobs train with the interpreter running the tests
-    with subprocess.Popen(["bash", str(SCRIPT)], cwd=ROOT, env=env, text=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE) as run:
+    with subprocess.Popen(
+        ["bash", str(SCRIPT)], cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    ) as run:
         try:
             stdout, stderr = run.communicate(timeout=TIMEOUT_S)
         except subprocess.TimeoutExpired:

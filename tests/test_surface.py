@@ -1,5 +1,6 @@
 """helpers.py is the suite's one public surface: it offers every public name of the package's
 modules, each the object its module defines, and training never loads matplotlib."""
+
 from __future__ import annotations
 
 import ast
@@ -53,8 +54,10 @@ def test_each_name_in_helpers_is_the_object_its_module_defines():
 
 def test_training_a_model_never_imports_matplotlib(tiny_mnist, tmp_path):
     argv = trainer_argv(tmp_path, tiny_mnist, "--model", "3D", "--epochs", "1")
-    check = (f"import sys, auto_encoder; code = auto_encoder.main({argv!r}); "
-             "sys.exit(code or 10 * ('matplotlib' in sys.modules))")
+    check = (
+        f"import sys, auto_encoder; code = auto_encoder.main({argv!r}); "
+        "sys.exit(code or 10 * ('matplotlib' in sys.modules))"
+    )
     result = subprocess.run([sys.executable, "-c", check], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     assert (tmp_path / "auto_encoder_3D_weights.pt").is_file()

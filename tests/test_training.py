@@ -1,22 +1,31 @@
 """Training: the output contract, determinism, resuming, signals, divergence and bad options."""
+
 from __future__ import annotations
 
 import io
 import re
 import shutil
 import signal
-import subprocess
-import sys
 import warnings
 
 import pytest
 import torch
 
 import auto_encoder
-from conftest import ROOT, TINY_SIZES, codes_of, signal_at_step, train
 from autoencoder import checkpoint, progress, training
-from helpers import (CPU_BF16_PROBES, DATASETS, RECIPES, Checkpoints, OutputPaths, TrainConfig,
-                     cpu_has_fast_bf16, load_info, load_model, resolve_precision)
+from conftest import ROOT, TINY_SIZES, codes_of, signal_at_step, train
+from helpers import (
+    CPU_BF16_PROBES,
+    DATASETS,
+    RECIPES,
+    Checkpoints,
+    OutputPaths,
+    TrainConfig,
+    cpu_has_fast_bf16,
+    load_info,
+    load_model,
+    resolve_precision,
+)
 
 
 @pytest.mark.slow
@@ -43,10 +52,14 @@ def test_vector_codes_train_at_the_higher_default_peak_lr_and_image_codes_at_the
     assert lrs == {"3D": RECIPES["modern"].lr, "4x4": RECIPES["modern"].image_code_lr}
 
 
-@pytest.mark.parametrize("model", ["3D", "4x4"])
-def test_an_explicit_lr_applies_to_every_code(model):
-    args = auto_encoder.parse_args(["--lr", "0.03"])
-    assert [c.lr for c in auto_encoder.configs_from_args(args, "cpu", "fp32")] == [0.03, 0.03]
+@pytest.mark.parametrize("model, default_lr", [("3D", RECIPES["modern"].lr), ("4x4", RECIPES["modern"].image_code_lr)])
+def test_an_explicit_lr_applies_to_every_code(model, default_lr):
+    def lrs(*argv: str) -> list[float]:
+        args = auto_encoder.parse_args(["--model", model, *argv])
+        return [c.lr for c in auto_encoder.configs_from_args(args, "cpu", "fp32")]
+
+    assert lrs() == [default_lr] != [0.03]
+    assert lrs("--lr", "0.03") == [0.03]
     assert TrainConfig(model, lr=0.03).lr == 0.03
 
 
@@ -94,7 +107,8 @@ def test_sigterm_saves_a_checkpoint_and_says_how_to_resume(tmp_path, tiny_mnist,
 
 @pytest.mark.slow
 def test_an_interrupted_and_resumed_run_ends_exactly_like_an_uninterrupted_one(
-        tmp_path, tiny_mnist, monkeypatch, trained_output):
+    tmp_path, tiny_mnist, monkeypatch, trained_output
+):
     signal_at_step(monkeypatch, 5)
     assert train(tmp_path, tiny_mnist, "--model", "3D", "--epochs", "2") == 128 + signal.SIGTERM
     monkeypatch.undo()
@@ -108,15 +122,23 @@ def test_an_interrupted_and_resumed_run_ends_exactly_like_an_uninterrupted_one(
 
 @pytest.mark.slow
 def test_a_diverging_loss_stops_training_with_a_clear_message(tmp_path, tiny_mnist, capsys):
-    code = train(tmp_path, tiny_mnist, "--model", "3D", "--epochs", "2", "--recipe", "original",
-                 "--lr", "1e30")
+    code = train(tmp_path, tiny_mnist, "--model", "3D", "--epochs", "2", "--recipe", "original", "--lr", "1e30")
     err = capsys.readouterr().err
     assert code == 3 and "lower --lr and rerun with --resume" in err and "Traceback" not in err
     assert not OutputPaths.of(tmp_path, "3D").weights.exists()
 
 
-@pytest.mark.parametrize("option", [["--epochs", "0"], ["--batch-size", "-5"], ["--limit", "0"],
-                                    ["--lr", "nan"], ["--recipe", "fancy"], ["--precision", "fp8"]])
+@pytest.mark.parametrize(
+    "option",
+    [
+        ["--epochs", "0"],
+        ["--batch-size", "-5"],
+        ["--limit", "0"],
+        ["--lr", "nan"],
+        ["--recipe", "fancy"],
+        ["--precision", "fp8"],
+    ],
+)
 def test_invalid_option_values_are_one_line_errors(option, capsys):
     with pytest.raises(SystemExit) as exit_info:
         auto_encoder.parse_args(option)
@@ -145,8 +167,7 @@ class FakeClock:
 
 
 @pytest.mark.slow
-def test_a_checkpoint_is_saved_once_the_interval_has_passed_and_after_the_last_epoch(
-        tmp_path, tiny_mnist, monkeypatch):
+def test_a_checkpoint_is_saved_once_the_interval_has_passed_and_after_the_last_epoch(tmp_path, tiny_mnist, monkeypatch):
     clock, saved_after = FakeClock(step=10.0), []  # 3 steps an epoch: 30 s
     real_step, real_save = training.train_step, Checkpoints.save
 
@@ -171,7 +192,8 @@ def test_a_checkpoint_is_saved_once_the_interval_has_passed_and_after_the_last_e
 
 @pytest.mark.slow
 def test_resuming_a_finished_model_says_in_one_line_that_it_only_re_evaluates(
-        tmp_path, tiny_mnist, trained_output, capsys):
+    tmp_path, tiny_mnist, trained_output, capsys
+):
     out = tmp_path / "out"
     shutil.copytree(trained_output, out)
     assert train(out, tiny_mnist, "--model", "3D", "--epochs", "2", "--resume") == 0
@@ -194,13 +216,20 @@ def test_the_original_recipe_refuses_a_weight_decay_it_would_ignore(tmp_path, ti
 
 
 @pytest.mark.slow
-def test_the_config_is_stored_whole_in_the_info_pickle_and_the_checkpoint(trained_output, tmp_path, tiny_mnist,
-                                                                          monkeypatch):
+def test_the_config_is_stored_whole_in_the_info_pickle_and_the_checkpoint(
+    trained_output, tmp_path, tiny_mnist, monkeypatch
+):
     paths = OutputPaths.of(trained_output, "4x4")
     stored = load_info(paths.info)["config"]
     assert TrainConfig(**stored) == TrainConfig(
-        "4x4", batch_size=20, epochs=2, precision="fp32", device="cpu", output_dir=str(trained_output),
-        data_source=stored["data_source"])
+        "4x4",
+        batch_size=20,
+        epochs=2,
+        precision="fp32",
+        device="cpu",
+        output_dir=str(trained_output),
+        data_source=stored["data_source"],
+    )
     signal_at_step(monkeypatch, 4)  # a checkpoint stays only while a run is unfinished
     assert train(tmp_path, tiny_mnist, "--model", "4x4", "--epochs", "2") == 128 + signal.SIGTERM
     saved = torch.load(OutputPaths.of(tmp_path, "4x4").checkpoint, weights_only=True)["config"]
@@ -215,7 +244,8 @@ def test_without_a_terminal_each_epoch_is_one_plain_line(tmp_path, tiny_mnist, c
         assert "\r" not in text and "\x1b" not in text
     lines = [line for line in captured.out.splitlines() if line.startswith("3D epoch")]
     assert len(lines) == 2 and re.fullmatch(
-        r"3D epoch 2/2: training loss \d\.\d{5}, validation loss \d\.\d{5}, \d+\.\d s", lines[1])
+        r"3D epoch 2/2: training loss \d\.\d{5}, validation loss \d\.\d{5}, \d+\.\d s", lines[1]
+    )
 
 
 def test_without_a_terminal_a_long_epoch_also_reports_now_and_then(monkeypatch):
@@ -261,18 +291,26 @@ def test_a_deprecation_or_future_warning_from_the_project_fails_the_suite():
 
 def recipe_table_rows() -> list[tuple[str, list[str]]]:
     """docs/recipes.md's rows of every value, as the table in autoencoder/recipes.py gives them."""
+
     def shown(value: object) -> str:
         if value is None:
             return "–"
         if isinstance(value, tuple):
             return ", ".join(f"{v:g}" for v in value)
         if isinstance(value, dict):  # dataset: {key: value}
-            return "; ".join(f"{dataset}: " + ", ".join(f"{key} {v:g}" for key, v in values.items())
-                             for dataset, values in value.items()) or "–"
+            return (
+                "; ".join(
+                    f"{dataset}: " + ", ".join(f"{key} {v:g}" for key, v in values.items())
+                    for dataset, values in value.items()
+                )
+                or "–"
+            )
         return f"{value:g}" if isinstance(value, float) else str(value)
 
-    return [(name, [shown(getattr(RECIPES[r], name)) for r in ("original", "modern")])
-            for name in RECIPES["modern"].__dataclass_fields__]
+    return [
+        (name, [shown(getattr(RECIPES[r], name)) for r in ("original", "modern")])
+        for name in RECIPES["modern"].__dataclass_fields__
+    ]
 
 
 def test_the_recipes_page_lists_every_value_of_the_recipe_table():
@@ -287,6 +325,7 @@ def test_large_vector_codes_take_the_values_measured_on_their_dataset_and_the_ot
     def values(model: str, dataset: str = "mnist") -> tuple:
         config = TrainConfig(model, dataset=dataset)
         return config.epochs, config.weight_decay, config.dropout
+
     small_code_values = (46, 0.1, 0.1)
     for model in ("30D", "64D"):  # docs/recipes.md has the trials behind each
         assert values(model) == (70, 0.5, 0.0)
