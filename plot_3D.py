@@ -8,8 +8,9 @@ Writes into --output-dir: 3D_in (the first ten test images), 3D_out_1 / 3D_out_2
 reconstructions before / after training), 3D_code_1 / 3D_code_2 (the codes of the test set
 in 3-D, coloured by class), 3D_code_xy_1 / 3D_code_xy_2 (their three 2-D projections),
 3D_manifold (images decoded from a grid through the code space), 3D_code_evolution.gif (the
-codes of 2,000 test images at every epoch) and 3D_explorer.html (a page to turn and probe the
-code in a browser, docs/explorer.md). Any 3-unit vector code works, given with --model.
+codes of 2,000 test images at every epoch, each frame saying its scale against the last) and
+3D_explorer.html (a page to turn and probe the code in a browser, docs/explorer.md). Any 3-unit
+vector code works, given with --model.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import argparse
 import os
 import sys
 import tempfile
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,8 @@ GIF_FRAMES = 60                           # at most; long runs show evenly space
 GIF_FPS = 5
 CENTRAL = (0.005, 0.995)                  # the quantiles of each unit the code figures' axes span
 POINT_SIZE = 5
+TITLE_WIDTH = 70                          # characters a line of the 3-D scatter's title fits in
+Z_LABEL_ROOM = 0.1                        # of the GIF's width: the z axis's labels, right of its axes
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -86,11 +90,16 @@ def axes_3d(fig: Any, rect: tuple[float, ...] | None = None) -> Any:
     return ax
 
 
+def wrapped(title: str, width: int = TITLE_WIDTH) -> str:
+    """`title` with each line broken at spaces to at most `width` characters (--limit kept whole)."""
+    return "\n".join(textwrap.fill(line, width, break_on_hyphens=False) for line in title.splitlines())
+
+
 def plot_code_3d(codes: np.ndarray, labels: np.ndarray, title: str, dataset: DatasetSpec) -> Any:
     fig = pyplot().figure(figsize=(8, 6.5), layout="constrained")
     ax = axes_3d(fig)
     scatter_codes(ax, codes, labels, (0, 1, 2), POINT_SIZE)
-    ax.set_title(title)
+    ax.set_title(wrapped(title))   # a --limit run's title is wider than the figure
     class_legend(fig, dataset, loc="outside right center")
     return fig
 
@@ -159,22 +168,42 @@ def load_code_trace(run: TrainedRun) -> np.ndarray:
     return trace.float().numpy()
 
 
-def save_code_evolution(run: TrainedRun, trace: np.ndarray, output_dir: Path) -> None:
-    """M_code_evolution.gif: the stored codes of the first test images, epoch by epoch."""
-    from matplotlib.animation import FuncAnimation
-    labels = run.test_y[:trace.shape[1]]
-    frames = np.unique(np.linspace(0, len(trace) - 1, min(len(trace), GIF_FRAMES)).round().astype(int))
+def scale_against(codes: np.ndarray, last: np.ndarray) -> float:
+    """How wide the axes of `codes` are against those of `last`: the geometric mean over the units."""
+    spans = [np.diff(code_limits(c), axis=0)[0] for c in (codes, last)]
+    return float(np.exp(np.mean(np.log(spans[0] / spans[1]))))
+
+
+def code_evolution(trace: np.ndarray, labels: np.ndarray, heading: str, dataset: DatasetSpec) -> tuple[Any, Any]:
+    """The figure of the code evolution and the function that draws epoch N into it.
+
+    Each frame spans its own codes (the trained cloud is often several times smaller than the
+    first epoch's, and one scale for all would shrink it to a dot), so each says its scale.
+    """
     fig = pyplot().figure(figsize=(6.4, 5.6), dpi=80)
-    ax = axes_3d(fig, (0, 0.02, 0.84, 0.86))
-    class_legend(fig, run.dataset, loc="center right")
+    legend = class_legend(fig, dataset, loc="center right")
+    beside = 1 - legend.get_window_extent(fig.canvas.get_renderer()).width / fig.bbox.width
+    ax = axes_3d(fig, (0, 0.02, beside - Z_LABEL_ROOM, 0.84))   # fixed, so the axes never jump
+    last = len(trace) - 1
 
     def draw(epoch: int) -> None:
         for points in list(ax.collections):
             points.remove()
         scatter_codes(ax, trace[epoch], labels, (0, 1, 2), POINT_SIZE)
-        ax.set_title(f"{run.spec.name} code of {trace.shape[1]:,} {run.dataset.test_set}\n"
-                     + ("before training" if epoch == 0 else f"after epoch {epoch} of {len(trace) - 1}"))
+        when = "before training" if epoch == 0 else f"after epoch {epoch} of {last}"
+        scale = ("axes span the central 99% of each unit" if epoch == last else
+                 f"axes {scale_against(trace[epoch], trace[last]):.2g}x as wide as in the last frame")
+        ax.set_title(f"{heading}\n{when}\n{scale}")
 
+    return fig, draw
+
+
+def save_code_evolution(run: TrainedRun, trace: np.ndarray, output_dir: Path) -> None:
+    """M_code_evolution.gif: the stored codes of the first test images, epoch by epoch."""
+    from matplotlib.animation import FuncAnimation
+    heading = f"{run.spec.name} code of {trace.shape[1]:,} {run.dataset.test_set}"
+    fig, draw = code_evolution(trace, run.test_y[:trace.shape[1]], heading, run.dataset)
+    frames = np.unique(np.linspace(0, len(trace) - 1, min(len(trace), GIF_FRAMES)).round().astype(int))
     path = output_dir / f"{run.spec.name}_code_evolution.gif"
     save_gif(FuncAnimation(fig, draw, frames=frames), path, GIF_FPS)
     pyplot().close(fig)

@@ -129,8 +129,9 @@ def plot_training(title: str, ours: dict | None, others: list[dict]) -> Any:
 
 
 def save_training_figures(args: argparse.Namespace, specs: list[CodeSpec]) -> None:
+    """M_training for each model in `specs` or given with --info; one line names them."""
     given = {model_of_info(path): path for path in args.info}
-    dataset = dataset_spec(args.dataset)
+    dataset, written = dataset_spec(args.dataset), []
     for name in dict.fromkeys([s.name for s in specs] + list(given)):
         ours_path = OutputPaths.of(args.output_dir, name).info
         ours = load_run_info(ours_path, args.dataset) if ours_path.is_file() else None
@@ -141,6 +142,8 @@ def save_training_figures(args: argparse.Namespace, specs: list[CodeSpec]) -> No
         heading = f"{name} model{dataset.on_title}"
         save_figure(plot_training(heading, ours, others[:len(OTHER_STYLES)]), args.output_dir,
                     f"{name}_training", args.format)
+        written.append(f"{name}_training")
+    print(f"loss curves: {', '.join(written)} written to {args.output_dir}/ ({', '.join(args.format)})")
 
 
 def info_of(args: argparse.Namespace, spec: CodeSpec) -> dict:

@@ -6,6 +6,7 @@ import gzip
 import json
 import os
 import pickle
+import re
 import shutil
 import struct
 from pathlib import Path
@@ -18,7 +19,8 @@ import plot_3D
 import plot_4x4
 import plot_training
 from conftest import train
-from helpers import PCA, OutputPaths, knn_accuracy, load_info, original_run, train_command
+from helpers import (PCA, OutputPaths, dataset_spec, knn_accuracy, load_info, original_run, pyplot, train_command,
+                     use_file_backend)
 
 # The original project's output/ folder (its logs and Python 2 loss pickles), where one is at hand.
 ORIGINAL_OUTPUT = Path(os.environ.get("ORIGINAL_OUTPUT", "/nonexistent"))
@@ -236,3 +238,74 @@ def test_sweep_draws_test_mse_against_code_size_next_to_pca(sweep_output, tiny_m
 def test_image_figures_work_for_any_image_code_size(sweep_output, tiny_mnist):
     assert run(plot_4x4, sweep_output, tiny_mnist, "--model", "2x2") == 0
     assert_written(sweep_output, [name.replace("4x4", "2x2") for name in FIGURES_4x4])
+
+
+# -- The figures a trial run makes: titles inside the figure, the evolution's scale, what is reported --
+
+LONG_WHEN = "after 500 epochs on the first 50,000 training images (--limit)"
+
+
+def growing_trace(epochs: int = 3, images: int = 200) -> np.ndarray:
+    """Codes of `images` test images whose spread grows tenfold an epoch, as a 3D run's trace."""
+    cloud = np.random.default_rng(0).normal(size=(images, 3)) * np.array([1.0, 2.0, 0.5])
+    return np.stack([cloud * 10.0 ** epoch for epoch in range(epochs + 1)])
+
+
+@pytest.mark.parametrize("dataset", ["mnist", "fashion-mnist", "kmnist"])
+def test_a_limited_runs_3d_code_title_fits_inside_the_figure(dataset):
+    use_file_backend()
+    spec = dataset_spec(dataset)
+    title = (f"3D code of the 10,000 {spec.test_set}, {LONG_WHEN} (test MSE 0.0609)\n"
+             "axes span the central 99% of each unit")
+    fig = plot_3D.plot_code_3d(growing_trace()[-1], np.arange(200) % 10, title, spec)
+    fig.canvas.draw()
+    shown = fig.axes[0].title.get_window_extent()
+    assert fig.bbox.x0 <= shown.x0 and shown.x1 <= fig.bbox.x1 and shown.y1 <= fig.bbox.y1
+    assert "--limit" in fig.axes[0].get_title()
+    pyplot().close(fig)
+
+
+@pytest.mark.parametrize("dataset", ["mnist", "fashion-mnist"])
+def test_each_frame_of_the_code_evolution_says_its_scale_against_the_last_frame(dataset):
+    use_file_backend()
+    trace = growing_trace()
+    fig, draw = plot_3D.code_evolution(trace, np.arange(200) % 10, "3D code of 200 test images",
+                                       dataset_spec(dataset))
+    ax, legend = fig.axes[0], fig.legends[0]
+    spans, titles = [], []
+    for epoch in range(len(trace)):
+        draw(epoch)
+        fig.canvas.draw()
+        spans.append(np.array([np.diff(limits())[0] for limits in (ax.get_xlim, ax.get_ylim, ax.get_zlim)]))
+        titles.append(ax.get_title())
+        z_axis = ax.zaxis.get_tightbbox(fig.canvas.get_renderer())   # its tick labels and its label
+        assert not z_axis.overlaps(legend.get_window_extent()), f"the legend covers the z axis at epoch {epoch}"
+    for span, title in zip(spans[:-1], titles):
+        said = float(re.search(r"axes (\S+)x as wide as in the last frame", title).group(1))
+        assert said == pytest.approx(np.exp(np.mean(np.log(span / spans[-1]))), rel=0.05)
+    assert "axes 0.001x as wide" in titles[0] and "central 99%" in titles[-1]
+    pyplot().close(fig)
+
+
+def assert_reported(folder: Path, before: set[Path], printed: str) -> None:
+    """Every file a script wrote into `folder` is named, with its format, in what it printed."""
+    written = set(folder.iterdir()) - before
+    assert written
+    for path in written:
+        assert path.stem in printed and path.suffix[1:] in printed, f"{path.name} was written but not reported"
+
+
+def test_plot_training_names_every_loss_figure_it_writes(tmp_path, capsys):
+    folder = tmp_path / "original-recipe"
+    shutil.copytree(Path(__file__).parents[1] / "docs" / "results" / "original-recipe", folder,
+                    ignore=shutil.ignore_patterns("*_training.*"))
+    before = set(folder.iterdir())
+    assert plot_training.main(["--output-dir", str(folder), "--format", "jpg,png"]) == 0
+    assert_reported(folder, before, capsys.readouterr().out)
+
+
+@pytest.mark.slow
+def test_plot_training_names_every_figure_and_table_it_writes(outputs, tiny_mnist, capsys):
+    before = set(outputs.iterdir())
+    assert run(plot_training, outputs, tiny_mnist) == 0
+    assert_reported(outputs, before, capsys.readouterr().out)
