@@ -164,14 +164,22 @@ function niceTicks(lo, hi, count) {   // round values between lo and hi, about `
 }
 const tickText = v => String(Number(v.toPrecision(4)));
 
-function text(ctx, words, x, y, align = 'center') {   // on a white box, kept inside the canvas
-  const width = ctx.measureText(words).width, left = clamp(align === 'center' ? x - width / 2 :
-    align === 'right' ? x - width : x, 2, size - width - 2), top = clamp(y - 8, 2, size - 18);
+function text(ctx, words, places, always = true) {   // on a white box inside the canvas, at the first
+  const width = ctx.measureText(words).width;          // of `places` where it covers no other label
+  const boxes = places.map(([x, y, align = 'center']) => {
+    const left = clamp(align === 'center' ? x - width / 2 : align === 'right' ? x - width : x, 2, size - width - 2);
+    const top = clamp(y - 8, 2, size - 18);
+    return { text: words, left: left - 2, top, right: left + width + 2, bottom: top + 16 };
+  });
+  const free = boxes.find(b => labelBoxes.every(o => b.right < o.left || o.right < b.left ||
+                                                     b.bottom < o.top || o.bottom < b.top));
+  const box = free ?? (always ? boxes[0] : null);
+  if (!box) return;
   ctx.fillStyle = 'rgba(255,255,255,0.9)';
-  ctx.fillRect(left - 2, top, width + 4, 16);
+  ctx.fillRect(box.left, box.top, box.right - box.left, 16);
   ctx.fillStyle = '#333';
-  ctx.fillText(words, left, top + 12);
-  labelBoxes.push({ text: words, left: left - 2, top, right: left + width + 2, bottom: top + 16 });
+  ctx.fillText(words, box.left + 2, box.top + 12);
+  labelBoxes.push(box);
 }
 
 function segment(ctx, [x0, y0], [x1, y1], color) {
@@ -210,10 +218,13 @@ function labelTurned(ctx, cam) {   // ticks and names on each axis's outermost b
       const [x, y] = project(edge.point(toNormal(v, a)), cam);
       segment(ctx, [x, y], [x + 5 * out[0], y + 5 * out[1]], '#888');
       const away = 10 + Math.abs(out[0]) * ctx.measureText(tickText(v)).width / 2 + Math.abs(out[1]) * 8;
-      text(ctx, tickText(v), x + away * out[0], y + away * out[1]);
+      text(ctx, tickText(v), [[x + away * out[0], y + away * out[1]]], false);
     });
-    const name = axisName(state.axes[a]), away = 38 + Math.abs(out[0]) * ctx.measureText(name).width / 2;
-    text(ctx, name, edge.mid[0] + away * out[0], edge.mid[1] + away * out[1]);
+    const name = axisName(state.axes[a]), away = 30 + Math.abs(out[0]) * ctx.measureText(name).width / 2;
+    text(ctx, name, [0, 0.3, -0.3, 0.6, -0.6, 0.9, -0.9].map(t => {   // the middle of the edge, else along it
+      const [x, y] = project(edge.point(t), cam);
+      return [x + away * out[0], y + away * out[1]];
+    }));
   }
 }
 
@@ -226,13 +237,13 @@ function labelFlat(ctx, cam) {   // a 2-D view: ticks in the frame, outside the 
     const p = project(a === 0 ? [toNormal(v, 0), 0, 0] : [0, toNormal(v, 1), 0], cam);
     if (a === 0) {
       segment(ctx, [p[0], f.y1], [p[0], f.y1 + 4], '#888');
-      text(ctx, tickText(v), p[0], f.y1 + 12);
+      text(ctx, tickText(v), [[p[0], f.y1 + 12]], false);
     } else {
       segment(ctx, [f.x0 - 4, p[1]], [f.x0, p[1]], '#888');
-      text(ctx, tickText(v), f.x0 - 6, p[1], 'right');
+      text(ctx, tickText(v), [[f.x0 - 6, p[1], 'right']], false);
     }
   }));
-  text(ctx, axisName(state.axes[0]), (f.x0 + f.x1) / 2, size - 9);
+  text(ctx, axisName(state.axes[0]), [[(f.x0 + f.x1) / 2, size - 9]]);
   if (AXES > 1) {
     const name = axisName(state.axes[1]), width = ctx.measureText(name).width;
     ctx.save();
