@@ -369,6 +369,20 @@ def test_a_right_click_picks_nothing_and_picking_a_point_twice_draws_no_line_to_
 
 
 @needs_chromium
+def test_a_picks_ring_goes_when_its_class_is_hidden(pages, desktop):
+    page, run = pages["4x4"]
+    opened(desktop, page)
+    point = desktop.evaluate("explorer.point(9)")
+    desktop.click(point["x"], point["y"])
+    ring = f"""(() => {{ const c = document.getElementById('scatter'), b = c.getBoundingClientRect();
+      return [...c.getContext('2d').getImageData({point["x"]} - b.left - c.clientLeft + 5,
+        {point["y"]} - b.top - c.clientTop - 5, 1, 1).data.slice(0, 3)]; }})()"""   # on the ring, off the +
+    assert max(desktop.evaluate(ring)) <= 60   # black, antialiased
+    desktop.evaluate(f"document.querySelectorAll('#legend button')[{int(run.test_y[9])}].click()")
+    assert sum(desktop.evaluate(ring)) >= 300 and desktop.evaluate("explorer.state().picks") == [9]
+
+
+@needs_chromium
 def test_arrow_keys_move_the_cursor_and_the_page_says_where_it_is_in_text(pages, desktop):
     opened(desktop, pages["3D"][0])
     desktop.evaluate("document.getElementById('scatter').focus()")
