@@ -12,6 +12,7 @@ const FLAT_FRAME = { left: 56, right: 10, top: 10, bottom: 38 };   // a 2-D view
 const TURN = { yaw: -0.6, pitch: 0.45 }, FLAT = { yaw: 0, pitch: Math.PI / 2 };
 const is3D = data.units === 3;         // the units are the axes; else principal components are
 const AXES = Math.min(3, data.units);
+const GRID_ROWS = AXES > 1 ? GRID : 1;   // a 1-unit code's slice is a line
 const state = { ...(is3D ? TURN : FLAT), zoom: 1, pan: [0, 0], flat: !is3D, axes: [0, 1, 2].slice(0, AXES),
                 colorBy: 'class', hidden: new Set(), hover: -1, picks: [], cursor: null, cursorFrom: -1 };
 let codes, labels, errors, images, layers;   // the test set and the decoder, unpacked
@@ -459,7 +460,7 @@ function pick(i) {
 function setupControls() {
   const box = el('controls');
   if (data.side) {   // image codes: a KxK grid of cells, dragged up or down
-    const cell = Math.max(24, Math.floor(200 / data.side));
+    const cell = Math.max(28, Math.floor(200 / data.side));
     box.innerHTML = `<div id="cells" role="group" aria-label="code cells" ` +
       `style="grid-template-columns: repeat(${data.side}, ${cell}px)"></div>`;
     ranges.forEach((_, u) => {
@@ -501,7 +502,7 @@ function setCursor(code, from) {
       const v = state.cursor[u];
       div.style.background = `rgb(${[0, 0, 0].fill(255 - Math.round(255 * v))})`;
       div.style.color = v > 0.5 ? '#fff' : '#000';
-      div.textContent = data.side <= 8 ? v.toFixed(2) : '';
+      div.textContent = data.side <= 4 ? v.toFixed(2) : data.side <= 8 ? v.toFixed(2).replace(/^0/, '') : '';
     });
   } else {
     el('controls').querySelectorAll('label').forEach((label, u) => {
@@ -566,7 +567,7 @@ let grid = { key: '', done: 0, codes: [] }, gridWaiters = [];
 
 function gridCodes() {
   const codesOf = [];
-  for (let row = 0; row < GRID; row++) {
+  for (let row = 0; row < GRID_ROWS; row++) {
     for (let column = 0; column < GRID; column++) {
       const code = Float64Array.from(state.cursor), target = [column, GRID - 1 - row].slice(0, AXES).map(
         (step, a) => fromNormal(-1 + 2 * step / (GRID - 1), a));
@@ -587,11 +588,11 @@ function scheduleGrid() {
     state.axes[a]), a) + 1) / 2 : 0.5);
   mark.style.left = `${100 * clamp(x, 0, 1)}%`;
   mark.style.top = `${100 * clamp(1 - y, 0, 1)}%`;
-  el('grid-text').textContent = `${GRID}x${GRID} codes evenly over the box of ${axisName(state.axes[0])}` +
+  el('grid-text').textContent = `${GRID}x${GRID_ROWS} codes evenly over the box of ${axisName(state.axes[0])}` +
     (AXES > 1 ? ` and ${axisName(state.axes[1])}` : '') + ', the other coordinates at the cursor\u2019s (+).';
   if (key === grid.key) return;
   const restart = grid.done >= grid.codes.length;
-  grid = { key, done: 0, codes: codesOf, image: new Float64Array(GRID * GRID * PIXELS) };
+  grid = { key, done: 0, codes: codesOf, image: new Float64Array(GRID_ROWS * GRID * PIXELS) };
   if (restart) setTimeout(gridStep, 0);
 }
 
@@ -730,7 +731,7 @@ function main() {
   setupFind();
   setupHint();
   const canvasGrid = el('grid');
-  [canvasGrid.width, canvasGrid.height] = [28 * GRID, 28 * GRID];
+  [canvasGrid.width, canvasGrid.height] = [28 * GRID, 28 * GRID_ROWS];
   setCursor(Array.from({ length: data.units }, (_, u) => (is3D ? (bounds[u][0] + bounds[u][1]) / 2 :
     data.pca.mean[u])), -1);
 }
