@@ -116,7 +116,7 @@ def _hex_colors() -> list[str]:
     return ["#" + "".join(f"{round(255 * c):02x}" for c in rgb[:3]) for rgb in class_colors()]
 
 
-def code_pca(codes: np.ndarray) -> dict:
+def _code_pca(codes: np.ndarray) -> dict:
     """The codes' principal components (one a row, largest variance first, each signed so that its
     largest entry is positive) with their share of the variance, and the mean; in float64."""
     codes = codes.astype(np.float64)
@@ -130,12 +130,12 @@ def code_pca(codes: np.ndarray) -> dict:
             "variance": (variances / (variances.sum() or 1)).tolist()}
 
 
-def image_errors(model: AutoEncoder, test_x: torch.Tensor, codes: torch.Tensor) -> np.ndarray:
+def _image_errors(model: AutoEncoder, test_x: torch.Tensor, codes: torch.Tensor) -> np.ndarray:
     """Each test image's squared error a pixel, rebuilt from its code by PyTorch's decoder."""
     return ((decode_all(model, codes).float().cpu() - test_x.float().cpu()) ** 2).mean(1).numpy()
 
 
-def numbers_line(run: TrainedRun, quality: dict, count: int) -> str:
+def _numbers_line(run: TrainedRun, quality: dict, count: int) -> str:
     """The header's facts, each once: how the code was trained, how good it is, what is shown."""
     spec, info = run.spec, run.info
     epochs, limit = len(info["training loss"]), info.get("config", {}).get("limit")
@@ -157,10 +157,10 @@ def _page_data(run: TrainedRun) -> dict:
             "legend": dataset.legend_title, "testSet": dataset.test_set, "colors": _hex_colors(),
             "count": len(codes), "codes": _blob(codes.numpy().astype("<f4")),
             "labels": _blob(run.test_y.astype(np.uint8)),
-            "errors": _blob(image_errors(stage.model, run.test_x, stage.codes).astype("<f4")),
+            "errors": _blob(_image_errors(stage.model, run.test_x, stage.codes).astype("<f4")),
             "decoder": _decoder_data(stage.model)}
     if spec.units != 3:  # other codes are seen through their principal components
-        data["pca"] = code_pca(codes.numpy())
+        data["pca"] = _code_pca(codes.numpy())
     return data
 
 
@@ -170,7 +170,7 @@ def _render_page(run: TrainedRun, quality: dict) -> str:
     template, script = ((folder / name).read_text() for name in _PAGE_FILES)
     data = _page_data(run)
     fills = {"title": html.escape(f"{run.spec.name} code explorer, {run.dataset.title}"),
-             "numbers": html.escape(numbers_line(run, quality, data["count"])),
+             "numbers": html.escape(_numbers_line(run, quality, data["count"])),
              "legend": html.escape(run.dataset.legend_title),
              "sprite": "data:image/png;base64," + _blob(_sprite(run.test_x.cpu().numpy())),
              # JSON may not close the <script> element that holds it
