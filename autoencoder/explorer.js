@@ -160,7 +160,9 @@ function niceTicks(lo, hi, count) {   // round values between lo and hi, about `
   const raw = (hi - lo) / count, power = 10 ** Math.floor(Math.log10(raw));
   const step = power * ([1, 2, 5, 10].find(m => m * power >= raw) ?? 10);
   const ticks = [];
-  for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) ticks.push(Math.abs(v) < step * 1e-9 ? 0 : v);
+  for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) {
+    ticks.push(Math.abs(v) < step * 1e-9 ? 0 : v);   // no -0 from rounding
+  }
   return ticks;
 }
 const tickText = v => String(Number(v.toPrecision(4)));
@@ -253,7 +255,8 @@ function labelFlat(ctx, cam) {   // a 2-D view: ticks in the frame, outside the 
     ctx.fillStyle = '#333';
     ctx.fillText(name, -width / 2, 4);
     ctx.restore();
-    labelBoxes.push({ text: name, left: 2, top: (f.y0 + f.y1 - width) / 2, right: 16, bottom: (f.y0 + f.y1 + width) / 2 });
+    const middle = (f.y0 + f.y1) / 2;
+    labelBoxes.push({ text: name, left: 2, top: middle - width / 2, right: 16, bottom: middle + width / 2 });
   }
 }
 
@@ -651,7 +654,8 @@ function setupLegend() {
     });
     el('legend').append(button);
   });
-  const logs = Array.from(errors, e => Math.log(Math.max(e, 1e-12))), [lo, hi] = [0.01, 0.99].map(p => quantile(logs, p));
+  const logs = Array.from(errors, e => Math.log(Math.max(e, 1e-12)));
+  const [lo, hi] = [0.01, 0.99].map(p => quantile(logs, p));
   errorColors = logs.map(v => rampColor((v - lo) / (hi - lo || 1)));
   const ramp = document.createElement('span');
   ramp.id = 'ramp';
@@ -671,7 +675,8 @@ function setupViewChoice() {   // codes of more than 3 units: any principal comp
   const names = ['across', 'up', 'deep'].slice(0, AXES);
   const options = data.pca.variance.map((_, k) => `<option value="${k}">${axisName(k)}</option>`).join('');
   el('view-choice').innerHTML = (AXES === 3 ? '<label><input type="checkbox" id="turned"> 3-D</label> ' : '') +
-    names.map((name, a) => `<label id="axis-${a}-label">${name} <select id="axis-${a}">${options}</select></label>`).join(' ');
+    names.map((name, a) => `<label id="axis-${a}-label">${name} <select id="axis-${a}">${options}</select></label>`)
+      .join(' ');
   const update = () => {
     state.axes = names.map((_, a) => Number(el(`axis-${a}`).value));
     state.flat = !el('turned')?.checked;
@@ -751,7 +756,6 @@ window.explorer = {
   state: () => ({ ...state, hidden: [...state.hidden], cursor: Array.from(state.cursor), bounds, ranges, size }),
   point: i => toClient(screenOf(i)),
   cursor: () => toClient(cursorScreen()),
-  shown: i => shownPoint(i),
   labels: () => labelBoxes.map(box => ({ ...box, ...toClient([box.left, box.top]) })),
   grid: () => grid.codes.map(code => Array.from(code)),
   settled: () => (grid.done >= grid.codes.length ? Promise.resolve() : new Promise(r => gridWaiters.push(r))),

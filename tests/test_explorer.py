@@ -473,7 +473,8 @@ def test_the_grid_shows_the_decodings_of_the_slice_through_the_cursor_as_it_move
     cursor, codes = desktop.evaluate("explorer.state().cursor"), np.array(desktop.evaluate("explorer.grid()"))
     assert codes.shape == (49, 3) and np.allclose(codes[:, 2], cursor[2])
     bounds = desktop.evaluate("explorer.state().bounds")
-    assert np.allclose(codes[:7, 0], np.linspace(*bounds[0], 7)) and np.allclose(codes[::7, 1], np.linspace(*bounds[1], 7)[::-1])
+    assert np.allclose(codes[:7, 0], np.linspace(*bounds[0], 7))
+    assert np.allclose(codes[::7, 1], np.linspace(*bounds[1], 7)[::-1])
     pixels = np.array(desktop.evaluate("[...document.getElementById('grid').getContext('2d')"
                                        ".getImageData(0, 0, 196, 196).data]")).reshape(7, 28, 7, 28, 4)[..., 0]
     theirs = decode_all(run.stages[-1].model, torch.tensor(codes, dtype=torch.float32)).numpy().reshape(7, 7, 28, 28)
