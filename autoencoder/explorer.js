@@ -1,16 +1,23 @@
 // The code explorer's script. explorer.py puts it into the page after the data block it reads;
-// plain DOM and canvas, no library. docs/explorer.md describes the page.
+// plain DOM and canvas, no library. docs/explorer.md describes the page; `window.explorer` is the
+// small hook the tests and the benchmark call.
 'use strict';
 
-const data = JSON.parse(document.getElementById('data').textContent);
 const el = id => document.getElementById(id);
-const PIXELS = 784, STRIP_STEPS = 10, SIZE = 600, POINT = data.count > 1000 ? 3 : 6;
-const CENTRAL = [0.005, 0.995];   // the quantiles the sliders and the view span, as in the figures
-const is3D = data.units === 3;   // a 3-D scatter of the codes; else their first two principal components
-const state = { yaw: is3D ? -0.6 : 0, pitch: is3D ? 0.45 : Math.PI / 2, zoom: 1,
-                hidden: new Set(), hover: -1, picks: [], cursor: null };
-let codes, labels, images, layers;   // the test set and the decoder, unpacked
-let ranges, normalize, points, screen;   // units' central 99 %; view scaling; view places; canvas places
+const data = JSON.parse(el('data').textContent);
+const PIXELS = 784, STRIP_STEPS = 10, GRID = 7, NEIGHBOURS = 8;
+const ZOOM = [0.5, 40];                // the bounds of the zoom, 1 = the whole central box
+const CENTRAL = [0.005, 0.995];        // the quantiles the view's box spans, as in the figures
+const FLAT_FRAME = { left: 56, right: 10, top: 10, bottom: 38 };   // a 2-D view's ticks live in this frame
+const TURN = { yaw: -0.6, pitch: 0.45 }, FLAT = { yaw: 0, pitch: Math.PI / 2 };
+const is3D = data.units === 3;         // the units are the axes; else principal components are
+const AXES = Math.min(3, data.units);
+const GRID_ROWS = AXES > 1 ? GRID : 1;   // a 1-unit code's slice is a line
+const state = { ...(is3D ? TURN : FLAT), zoom: 1, pan: [0, 0], flat: !is3D, axes: [0, 1, 2].slice(0, AXES),
+                colorBy: 'class', hidden: new Set(), hover: -1, picks: [], cursor: null, cursorFrom: -1 };
+let codes, labels, errors, images, layers;   // the test set and the decoder, unpacked
+let ranges, bounds, points, screen = new Float64Array(0), labelBoxes = [], errorColors;
+let size = 600;                        // the canvas's side in CSS pixels, as the page lays it out
 
 // -- Data: base64 arrays, and the images in one PNG the browser has decoded ---------------------
 
@@ -51,7 +58,8 @@ function readImages() {   // the sprite's 28x28 tiles, row by row, as bytes (pix
 
 const codeOf = i => codes.subarray(i * data.units, (i + 1) * data.units);
 const imageOf = i => Array.from(images.subarray(i * PIXELS, (i + 1) * PIXELS), b => b / 256);
-const caption = i => (data.legend === 'digit' ? 'digit ' : '') + data.classes[labels[i]];
+const className = k => (data.legend === 'digit' ? 'digit ' : '') + data.classes[k];
+const caption = i => className(labels[i]);
 const format = code => Array.from(code, v => v.toPrecision(3)).join(', ');
 const thousands = n => n.toLocaleString('en-US');
 const clamp = (v, lo, hi) => Math.min(hi, Math.max(lo, v));
@@ -67,9 +75,12 @@ function decode(code) {
   let h = Float64Array.from(code);
   layers.forEach((layer, k) => {
     const out = new Float64Array(layer.rows), last = k === layers.length - 1;
+    const active = [];   // ReLU leaves many inputs at zero: only the others are multiplied
+    h.forEach((v, c) => v !== 0 && active.push(c));
     for (let r = 0; r < layer.rows; r++) {
       let sum = 0;
-      for (let c = 0, i = r * layer.cols; c < layer.cols; c++, i++) sum += layer.weights[i] * h[c];
+      const row = r * layer.cols;
+      for (const c of active) sum += layer.weights[row + c] * h[c];
       const v = sum * layer.scales[r] + layer.biases[r];
       out[r] = last ? 1 / (1 + Math.exp(-v)) : Math.max(v, 0);
     }
@@ -87,31 +98,94 @@ function drawImage(canvas, values, width = 28) {   // dark ink on white, as in t
   canvas.getContext('2d').putImageData(image, 0, 0);
 }
 
-// -- The scatter: codes (or their first two principal components) turned, zoomed and projected -----
+// -- The view: three axes (units, or any three principal components), turned, zoomed and panned --
 
-function view(code) {   // a code's place in the view, before scaling (a 1-unit code has one component)
-  if (is3D) return Array.from(code);
-  const [one, two = 0] = data.pca.axes.map(axis => axis.reduce((s, a, u) => s + a * (code[u] - data.pca.mean[u]), 0));
-  return [one, two, 0];
+const axisName = k => (is3D ? `unit ${k + 1}` : `PC ${k + 1} (${(100 * data.pca.variance[k]).toFixed(1)} %)`);
+
+function viewCoord(code, k) {   // a code's value on axis k: a unit, or its principal component k
+  if (is3D) return code[k];
+  const { mean, components } = data.pca;
+  return components[k].reduce((s, a, u) => s + a * (code[u] - mean[u]), 0);
 }
 
-function normalizer(views) {   // each view axis's central 99 % to -1..1, so outliers do not squeeze the rest
-  const bounds = [0, 1, 2].map(a => CENTRAL.map(p => quantile(views.map(v => v[a]), p)));
-  return v => v.map((x, a) => (2 * x - bounds[a][0] - bounds[a][1]) / (bounds[a][1] - bounds[a][0] || 1));
+const toNormal = (value, a) => (2 * value - bounds[a][0] - bounds[a][1]) / (bounds[a][1] - bounds[a][0] || 1);
+const fromNormal = (n, a) => bounds[a][0] + (n + 1) / 2 * (bounds[a][1] - bounds[a][0]);
+const normalView = code => [0, 1, 2].map(a => (a < AXES ? toNormal(viewCoord(code, state.axes[a]), a) : 0));
+
+function setAxes() {   // each shown axis's central 99 % to -1..1, so outliers do not squeeze the rest
+  const values = state.axes.map(k => Array.from({ length: data.count }, (_, i) => viewCoord(codeOf(i), k)));
+  bounds = values.map(v => CENTRAL.map(p => quantile(v, p)));
+  points = new Float64Array(3 * data.count);
+  values.forEach((v, a) => v.forEach((x, i) => { points[3 * i + a] = toNormal(x, a); }));
 }
 
-function project([a, b, c]) {   // turn about the third axis, tilt, scale: [x, y, depth] on the canvas
-  const cy = Math.cos(state.yaw), sy = Math.sin(state.yaw), cp = Math.cos(state.pitch), sp = Math.sin(state.pitch);
-  const a1 = cy * a - sy * b, b1 = sy * a + cy * b, scale = (is3D ? 0.27 : 0.35) * SIZE * state.zoom;
-  return [SIZE / 2 + scale * a1, SIZE / 2 - scale * (cp * c + sp * b1), sp * c - cp * b1];
+function frame() {   // the plotting area in CSS pixels: the whole canvas, or inside a 2-D view's ticks
+  const f = state.flat ? FLAT_FRAME : { left: 0, right: 0, top: 0, bottom: 0 };
+  return { x0: f.left, y0: f.top, x1: size - f.right, y1: size - f.bottom };
 }
 
-const AXES = is3D ? ['unit 1', 'unit 2', 'unit 3'] : ['PC 1', 'PC 2'];
-const ORIGIN = [-1, -1, is3D ? -1 : 0];   // the corner the axes start from
-const along = (a, to) => ORIGIN.map((v, k) => (k === a ? to : v));
+function camera() {
+  const f = frame(), side = Math.min(f.x1 - f.x0, f.y1 - f.y0);
+  return { x: (f.x0 + f.x1) / 2 + state.pan[0] * size, y: (f.y0 + f.y1) / 2 + state.pan[1] * size,
+           scale: (state.flat ? 0.45 : 0.3) * side * state.zoom,
+           cy: Math.cos(state.yaw), sy: Math.sin(state.yaw), cp: Math.cos(state.pitch), sp: Math.sin(state.pitch) };
+}
 
-function line(ctx, from, to, color) {
-  const [x0, y0] = project(from), [x1, y1] = project(to);
+function project([a, b, c], cam = camera()) {   // turn about the third axis, tilt: [x, y, depth] on the canvas
+  const a1 = cam.cy * a - cam.sy * b, b1 = cam.sy * a + cam.cy * b;
+  return [cam.x + cam.scale * a1, cam.y - cam.scale * (cam.cp * c + cam.sp * b1), cam.sp * c - cam.cp * b1];
+}
+
+function unproject(x, y, depth, cam = camera()) {   // the view point at canvas (x, y) and this depth
+  const a1 = (x - cam.x) / cam.scale, up = (cam.y - y) / cam.scale;
+  const c = cam.cp * up + cam.sp * depth, b1 = cam.sp * up - cam.cp * depth;
+  return [cam.cy * a1 + cam.sy * b1, -cam.sy * a1 + cam.cy * b1, c];
+}
+
+function zoomAt(x, y, zoom) {   // the view point under (x, y) stays there
+  const cam = camera(), next = clamp(zoom, ...ZOOM), f = next / state.zoom;
+  state.pan = [state.pan[0] + (x - cam.x) * (1 - f) / size, state.pan[1] + (y - cam.y) * (1 - f) / size];
+  state.zoom = next;
+  draw();
+}
+
+function resetView() {
+  Object.assign(state, state.flat ? FLAT : TURN, { zoom: 1, pan: [0, 0] });
+  draw();
+}
+
+// -- Drawing the scatter, its box, ticks and labels ---------------------------------------------
+
+function niceTicks(lo, hi, count) {   // round values between lo and hi, about `count` of them
+  const raw = (hi - lo) / count, power = 10 ** Math.floor(Math.log10(raw));
+  const step = power * ([1, 2, 5, 10].find(m => m * power >= raw) ?? 10);
+  const ticks = [];
+  for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) {
+    ticks.push(Math.abs(v) < step * 1e-9 ? 0 : v);   // no -0 from rounding
+  }
+  return ticks;
+}
+const tickText = v => String(Number(v.toPrecision(4)));
+
+function text(ctx, words, places, always = true) {   // on a white box inside the canvas, at the first
+  const width = ctx.measureText(words).width;          // of `places` where it covers no other label
+  const boxes = places.map(([x, y, align = 'center']) => {
+    const left = clamp(align === 'center' ? x - width / 2 : align === 'right' ? x - width : x, 2, size - width - 2);
+    const top = clamp(y - 8, 2, size - 18);
+    return { text: words, left: left - 2, top, right: left + width + 2, bottom: top + 16 };
+  });
+  const free = boxes.find(b => labelBoxes.every(o => b.right < o.left || o.right < b.left ||
+                                                     b.bottom < o.top || o.bottom < b.top));
+  const box = free ?? (always ? boxes[0] : null);
+  if (!box) return;
+  ctx.fillStyle = 'rgba(255,255,255,0.9)';
+  ctx.fillRect(box.left, box.top, box.right - box.left, 16);
+  ctx.fillStyle = '#333';
+  ctx.fillText(words, box.left + 2, box.top + 12);
+  labelBoxes.push(box);
+}
+
+function segment(ctx, [x0, y0], [x1, y1], color) {
   ctx.strokeStyle = color;
   ctx.beginPath();
   ctx.moveTo(x0, y0);
@@ -119,32 +193,71 @@ function line(ctx, from, to, color) {
   ctx.stroke();
 }
 
-function drawBox(ctx) {   // the edges of the central 99 % box, and the axes darker
-  for (let corner = 0; corner < 2 ** AXES.length; corner++) {
-    const from = ORIGIN.map((v, a) => (corner >> a & 1 ? 1 : v));
-    AXES.forEach((_, a) => from[a] < 0 && line(ctx, from, from.map((v, k) => (k === a ? 1 : v)), '#e4e4e4'));
+function drawBox(ctx, cam) {   // the edges of the central 99 % box
+  for (let corner = 0; corner < 8; corner++) {
+    const from = [0, 1, 2].map(a => (corner >> a & 1 ? 1 : -1));
+    [0, 1, 2].forEach(a => from[a] < 0 && segment(ctx, project(from, cam),
+      project(from.map((v, k) => (k === a ? 1 : v)), cam), '#ddd'));
   }
-  AXES.forEach((_, a) => line(ctx, ORIGIN, along(a, 1.15), '#888'));
 }
 
-function cross(ctx, [x, y]) {
-  ctx.strokeStyle = '#000';
-  ctx.beginPath();
-  ctx.moveTo(x - 10, y);
-  ctx.lineTo(x + 10, y);
-  ctx.moveTo(x, y - 10);
-  ctx.lineTo(x, y + 10);
-  ctx.stroke();
+function labelTurned(ctx, cam) {   // ticks and names on each axis's outermost box edge, pointing outwards
+  const centre = project([0, 0, 0], cam);
+  for (let a = 0; a < AXES; a++) {
+    const edges = [[-1, -1], [-1, 1], [1, -1], [1, 1]].map(([s, t]) => {
+      const point = n => [0, 1, 2].map(k => (k === a ? n : k === (a + 1) % 3 ? s : t));
+      const mid = project(point(0), cam);
+      return { point, mid, far: Math.hypot(mid[0] - centre[0], mid[1] - centre[1]) + mid[1] * 1e-3 };
+    });
+    const edge = edges.reduce((best, e) => (e.far > best.far ? e : best));
+    const [ends0, ends1] = [project(edge.point(-1), cam), project(edge.point(1), cam)];
+    const length = Math.hypot(ends1[0] - ends0[0], ends1[1] - ends0[1]);
+    if (length < 40) continue;   // the axis points at the viewer
+    let out = [edge.mid[0] - centre[0], edge.mid[1] - centre[1]];
+    const norm = Math.hypot(...out) || 1;
+    out = out.map(v => v / norm);
+    segment(ctx, ends0, ends1, '#888');
+    niceTicks(...bounds[a], Math.max(2, Math.round(length / 90))).forEach(v => {
+      const [x, y] = project(edge.point(toNormal(v, a)), cam);
+      segment(ctx, [x, y], [x + 5 * out[0], y + 5 * out[1]], '#888');
+      const away = 10 + Math.abs(out[0]) * ctx.measureText(tickText(v)).width / 2 + Math.abs(out[1]) * 8;
+      text(ctx, tickText(v), [[x + away * out[0], y + away * out[1]]], false);
+    });
+    const name = axisName(state.axes[a]), away = 30 + Math.abs(out[0]) * ctx.measureText(name).width / 2;
+    text(ctx, name, [0, 0.3, -0.3, 0.6, -0.6, 0.9, -0.9].map(t => {   // the middle of the edge, else along it
+      const [x, y] = project(edge.point(t), cam);
+      return [x + away * out[0], y + away * out[1]];
+    }));
+  }
 }
 
-function labelAxes(ctx) {   // on a white halo, readable over the points
-  Object.assign(ctx, { font: '12px sans-serif', fillStyle: '#333', strokeStyle: '#fff', lineWidth: 3 });
-  AXES.forEach((name, a) => {
-    const [x, y] = project(along(a, 1.2));
-    ctx.strokeText(name, x, y);
-    ctx.fillText(name, x, y);
-  });
-  ctx.lineWidth = 1;
+function labelFlat(ctx, cam) {   // a 2-D view: ticks in the frame, outside the points
+  const f = frame(), corner = unproject(f.x0, f.y1, 0, cam), far = unproject(f.x1, f.y0, 0, cam);
+  ctx.strokeStyle = '#888';
+  ctx.strokeRect(f.x0, f.y0, f.x1 - f.x0, f.y1 - f.y0);
+  const axes = [[0, corner[0], far[0]], [1, corner[1], far[1]]].slice(0, AXES);
+  axes.forEach(([a, lo, hi]) => niceTicks(fromNormal(lo, a), fromNormal(hi, a), 6).forEach(v => {
+    const p = project(a === 0 ? [toNormal(v, 0), 0, 0] : [0, toNormal(v, 1), 0], cam);
+    if (a === 0) {
+      segment(ctx, [p[0], f.y1], [p[0], f.y1 + 4], '#888');
+      text(ctx, tickText(v), [[p[0], f.y1 + 12]], false);
+    } else {
+      segment(ctx, [f.x0 - 4, p[1]], [f.x0, p[1]], '#888');
+      text(ctx, tickText(v), [[f.x0 - 6, p[1], 'right']], false);
+    }
+  }));
+  text(ctx, axisName(state.axes[0]), [[(f.x0 + f.x1) / 2, size - 9]]);
+  if (AXES > 1) {
+    const name = axisName(state.axes[1]), width = ctx.measureText(name).width;
+    ctx.save();
+    ctx.translate(10, (f.y0 + f.y1) / 2);
+    ctx.rotate(-Math.PI / 2);
+    ctx.fillStyle = '#333';
+    ctx.fillText(name, -width / 2, 4);
+    ctx.restore();
+    const middle = (f.y0 + f.y1) / 2;
+    labelBoxes.push({ text: name, left: 2, top: middle - width / 2, right: 16, bottom: middle + width / 2 });
+  }
 }
 
 function ring(ctx, [x, y], radius, color) {
@@ -156,91 +269,171 @@ function ring(ctx, [x, y], radius, color) {
   ctx.lineWidth = 1;
 }
 
-function draw() {
-  const canvas = el('scatter'), ctx = canvas.getContext('2d'), ratio = window.devicePixelRatio || 1;
-  if (canvas.width !== SIZE * ratio) canvas.width = canvas.height = SIZE * ratio;   // sharp on dense screens
-  ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
-  ctx.fillStyle = '#fff';
-  ctx.fillRect(0, 0, SIZE, SIZE);
-  drawBox(ctx);
-  screen = points.map(project);
-  const shown = [...points.keys()].filter(i => !state.hidden.has(labels[i]));
-  for (const i of shown.sort((i, j) => screen[i][2] - screen[j][2])) {   // far ones first
-    ctx.fillStyle = data.colors[labels[i]];
-    ctx.fillRect(screen[i][0] - POINT / 2, screen[i][1] - POINT / 2, POINT, POINT);
-  }
-  state.picks.forEach(i => ring(ctx, screen[i], 7, '#000'));
-  if (state.hover >= 0) ring(ctx, screen[state.hover], 9, '#555');
-  cross(ctx, project(normalize(view(state.cursor))));
-  labelAxes(ctx);
+function cross(ctx, [x, y]) {   // the code cursor: black on a white halo, visible on any point
+  [['#fff', 5], ['#000', 2]].forEach(([color, width]) => {
+    ctx.strokeStyle = color;
+    ctx.lineWidth = width;
+    ctx.beginPath();
+    ctx.moveTo(x - 11, y);
+    ctx.lineTo(x + 11, y);
+    ctx.moveTo(x, y - 11);
+    ctx.lineTo(x, y + 11);
+    ctx.stroke();
+  });
+  ctx.lineWidth = 1;
 }
 
-function nearest(event) {   // the shown point within 8 px of the pointer, else -1
-  const box = el('scatter').getBoundingClientRect(), x = event.clientX - box.left, y = event.clientY - box.top;
-  let best = -1, distance = 64;
-  screen.forEach(([px, py], i) => {
-    const d = (px - x) ** 2 + (py - y) ** 2;
-    if (d < distance && !state.hidden.has(labels[i])) [best, distance] = [i, d];
-  });
+const shownPoint = i => !state.hidden.has(labels[i]);
+const colorOf = i => (state.colorBy === 'error' ? errorColors[i] : data.colors[labels[i]]);
+
+function draw() {
+  const canvas = el('scatter'), ctx = canvas.getContext('2d'), ratio = window.devicePixelRatio || 1;
+  size = canvas.clientWidth || size;
+  const pixels = Math.round(size * ratio);
+  if (canvas.width !== pixels) canvas.width = canvas.height = pixels;   // sharp on dense screens
+  ctx.setTransform(pixels / size, 0, 0, pixels / size, 0, 0);
+  ctx.fillStyle = '#fff';
+  ctx.fillRect(0, 0, size, size);
+  const cam = camera(), f = frame(), dot = data.count > 1000 ? clamp(size / 200, 2, 4) : 6;
+  ctx.save();
+  ctx.beginPath();
+  ctx.rect(f.x0, f.y0, f.x1 - f.x0, f.y1 - f.y0);
+  ctx.clip();
+  if (!state.flat) drawBox(ctx, cam);
+  screen = new Float64Array(3 * data.count);
+  for (let i = 0; i < data.count; i++) screen.set(project(points.subarray(3 * i, 3 * i + 3), cam), 3 * i);
+  const shown = [...Array(data.count).keys()].filter(shownPoint);
+  if (!state.flat) shown.sort((i, j) => screen[3 * i + 2] - screen[3 * j + 2]);   // far ones first
+  for (const i of shown) {
+    ctx.fillStyle = colorOf(i);
+    ctx.fillRect(screen[3 * i] - dot / 2, screen[3 * i + 1] - dot / 2, dot, dot);
+  }
+  state.picks.filter(shownPoint).forEach(i => ring(ctx, screenOf(i), 7, '#000'));
+  if (state.hover >= 0) ring(ctx, screenOf(state.hover), 9, '#555');
+  cross(ctx, cursorScreen(cam));
+  ctx.restore();
+  labelBoxes = [];
+  ctx.font = '12px system-ui, sans-serif';
+  (state.flat ? labelFlat : labelTurned)(ctx, cam);
+}
+
+const screenOf = i => [screen[3 * i], screen[3 * i + 1]];
+const cursorScreen = (cam = camera()) => project(normalView(state.cursor), cam);
+
+function canvasPoint(event) {   // CSS pixels on the canvas, inside its border
+  const canvas = el('scatter'), box = canvas.getBoundingClientRect();
+  return [event.clientX - box.left - canvas.clientLeft, event.clientY - box.top - canvas.clientTop];
+}
+
+function nearest([x, y], radius) {   // the shown point nearest (x, y) within `radius` px, else -1
+  let best = -1, distance = radius * radius;
+  for (let i = 0; i < data.count; i++) {
+    const d = (screen[3 * i] - x) ** 2 + (screen[3 * i + 1] - y) ** 2;
+    if (d < distance && shownPoint(i)) [best, distance] = [i, d];
+  }
   return best;
 }
 
-// -- Pointer drags: the scatter turns, a code cell changes its value -----------------------------
+// -- Pointers: turn, pan, pinch, place or drag the cursor, pick ---------------------------------
 
-let drag = null;
-function startDrag(event, move, end = () => {}) {
-  drag = { x: event.clientX, y: event.clientY, moved: false, move, end };
-  event.preventDefault();
-}
-addEventListener('pointermove', e => {
-  if (!drag) return;
-  const dx = e.clientX - drag.x, dy = e.clientY - drag.y;
-  drag.moved = drag.moved || Math.abs(dx) + Math.abs(dy) > 3;
-  if (drag.moved) drag.move(dx, dy);
-});
-addEventListener('pointerup', e => {
-  if (drag) drag.end(drag.moved, e);
-  drag = null;
-});
+const pointers = new Map();
+let gesture = null;
 
 function setupScatter() {
   const canvas = el('scatter');
-  canvas.addEventListener('pointerdown', e => {
-    const { yaw, pitch } = state;
-    startDrag(e, (dx, dy) => {
-      if (!is3D) return;
-      state.yaw = yaw + dx * 0.01;
-      state.pitch = clamp(pitch + dy * 0.01, -Math.PI / 2, Math.PI / 2);
-      draw();
-    }, (moved, up) => moved || pick(nearest(up)));
+  canvas.addEventListener('pointerdown', event => {
+    if (event.button !== 0) return;   // a right click opens the menu, and picks nothing
+    event.preventDefault();
+    canvas.focus();
+    canvas.setPointerCapture(event.pointerId);
+    const p = canvasPoint(event), [cx, cy] = cursorScreen();
+    pointers.set(event.pointerId, p);
+    if (pointers.size === 2) {
+      const [a, b] = pointers.values();
+      gesture = { kind: 'pinch', distance: Math.hypot(a[0] - b[0], a[1] - b[1]) || 1, zoom: state.zoom,
+                  pan: [...state.pan], middle: [(a[0] + b[0]) / 2, (a[1] + b[1]) / 2], moved: true };
+      return;
+    }
+    const kind = Math.hypot(p[0] - cx, p[1] - cy) <= 14 ? 'cursor' : state.flat || event.shiftKey ? 'pan' : 'turn';
+    gesture = { kind, start: p, moved: false, yaw: state.yaw, pitch: state.pitch, pan: [...state.pan],
+                touch: event.pointerType === 'touch' };
   });
-  canvas.addEventListener('pointermove', e => drag || hover(nearest(e)));
-  canvas.addEventListener('pointerleave', () => hover(-1));
-  canvas.addEventListener('wheel', e => {
-    e.preventDefault();
-    state.zoom *= Math.exp(-(e.deltaMode === 1 ? 33 : 1) * e.deltaY * 0.001);   // lines or pixels
+  canvas.addEventListener('pointermove', event => {
+    const p = canvasPoint(event);
+    if (!pointers.has(event.pointerId)) return hover(nearest(p, 10));
+    pointers.set(event.pointerId, p);
+    if (gesture.kind === 'pinch') return pinch();
+    const dx = p[0] - gesture.start[0], dy = p[1] - gesture.start[1];
+    gesture.moved = gesture.moved || Math.abs(dx) + Math.abs(dy) > 4;
+    if (!gesture.moved) return;
+    if (gesture.kind === 'cursor') return placeCursor(p);
+    if (gesture.kind === 'turn') {
+      state.yaw = gesture.yaw + dx * 0.01;
+      state.pitch = clamp(gesture.pitch + dy * 0.01, -Math.PI / 2, Math.PI / 2);
+    } else {
+      state.pan = [gesture.pan[0] + dx / size, gesture.pan[1] + dy / size];
+    }
     draw();
-  }, { passive: false });
-  data.classes.forEach((name, k) => {
-    const button = document.createElement('button'), swatch = document.createElement('span');
-    swatch.style.background = data.colors[k];
-    button.append(swatch, name);
-    button.addEventListener('click', () => {
-      state.hidden.has(k) ? state.hidden.delete(k) : state.hidden.add(k);
-      button.classList.toggle('off', state.hidden.has(k));
-      draw();
-    });
-    el('legend').append(button);
   });
-  el('hint').textContent = (is3D ? 'Drag to turn the codes, wheel to zoom. ' :
-    'The codes\u2019 first two principal components; wheel to zoom. ') +
-    'Hover over a point to see its image; click it to pick it and set the cursor (+) to its code. ' +
-    `The legend hides and shows ${data.legend === 'digit' ? 'digits' : 'classes'}.`;
+  const release = event => {
+    if (!pointers.delete(event.pointerId)) return;
+    if (gesture && !gesture.moved && event.type === 'pointerup') {
+      const p = canvasPoint(event), i = nearest(p, gesture.touch ? 16 : 10);
+      i >= 0 ? pick(i) : placeCursor(p);
+    }
+    if (pointers.size === 0) gesture = null;
+    else if (gesture?.kind === 'pinch') gesture = { kind: 'pan', start: [...pointers.values()][0], moved: true,
+                                                    pan: [...state.pan] };
+  };
+  canvas.addEventListener('pointerup', release);
+  canvas.addEventListener('pointercancel', release);
+  canvas.addEventListener('pointerleave', () => pointers.size || hover(-1));
+  canvas.addEventListener('dblclick', resetView);
+  canvas.addEventListener('wheel', event => {
+    event.preventDefault();
+    const [x, y] = canvasPoint(event);
+    zoomAt(x, y, state.zoom * Math.exp(-(event.deltaMode === 1 ? 33 : 1) * event.deltaY * 0.001));   // lines or pixels
+  }, { passive: false });
+  canvas.addEventListener('keydown', keyboard);
+  new ResizeObserver(() => draw()).observe(canvas);
+  el('reset').addEventListener('click', resetView);
 }
 
-// -- The panels: the point under the pointer, the cursor, the strip between two picks ------------
+function pinch() {   // two fingers: the distance between them zooms, their middle pans
+  const [a, b] = pointers.values(), g = gesture, middle = [(a[0] + b[0]) / 2, (a[1] + b[1]) / 2];
+  const zoom = clamp(g.zoom * Math.hypot(a[0] - b[0], a[1] - b[1]) / g.distance, ...ZOOM), f = zoom / g.zoom;
+  state.zoom = zoom;
+  state.pan = g.pan;
+  const cam = camera();   // where the view point under the fingers' first middle lands, then moved under the middle
+  const x = middle[0] - (g.middle[0] - cam.x) * f, y = middle[1] - (g.middle[1] - cam.y) * f;
+  state.pan = [g.pan[0] + (x - cam.x) / size, g.pan[1] + (y - cam.y) / size];
+  draw();
+}
 
-let shownPoint = -1;
+function keyboard(event) {   // arrows move the cursor on the screen's plane; + and - zoom; 0 resets
+  const step = (event.shiftKey ? 0.1 : 0.02) * size, [x, y] = cursorScreen();
+  const moves = { ArrowLeft: [-step, 0], ArrowRight: [step, 0], ArrowUp: [0, -step], ArrowDown: [0, step] };
+  if (moves[event.key]) placeCursor([x + moves[event.key][0], y + moves[event.key][1]]);
+  else if (event.key === '+' || event.key === '=') zoomAt(size / 2, size / 2, state.zoom * 1.25);
+  else if (event.key === '-') zoomAt(size / 2, size / 2, state.zoom / 1.25);
+  else if (event.key === '0' || event.key === 'Home') resetView();
+  else return;
+  event.preventDefault();
+}
+
+function placeCursor([x, y]) {   // the code at (x, y) on the plane through the cursor that faces the viewer
+  const view = unproject(x, y, cursorScreen()[2]), code = Float64Array.from(state.cursor);
+  for (let a = 0; a < AXES; a++) {
+    const k = state.axes[a], change = fromNormal(view[a], a) - viewCoord(code, k);
+    if (is3D) code[k] += change;
+    else data.pca.components[k].forEach((v, u) => { code[u] += change * v; });
+  }
+  setCursor(code.map((v, u) => clamp(v, ...ranges[u])), -1);
+}
+
+// -- The panels: the point under the pointer, the cursor, its neighbours and slice, the strip ----
+
+let shownImage = -1;
 function hover(i) {
   if (i === state.hover) return;
   state.hover = i;
@@ -250,39 +443,42 @@ function hover(i) {
 
 function showPoint() {
   const i = state.hover >= 0 ? state.hover : state.picks.at(-1) ?? -1;
-  if (i < 0 || i === shownPoint) return;
-  shownPoint = i;
-  const image = imageOf(i), output = decode(codeOf(i));
-  drawImage(el('input'), image);
-  drawImage(el('output'), output);
-  const error = image.reduce((sum, v, p) => sum + (v - output[p]) ** 2, 0) / PIXELS;
+  if (i < 0 || i === shownImage) return;
+  shownImage = i;
+  drawImage(el('input'), imageOf(i));
+  drawImage(el('output'), decode(codeOf(i)));
+  el('input').setAttribute('aria-label', `test image ${thousands(i + 1)}, ${caption(i)}`);
+  el('output').setAttribute('aria-label', `its reconstruction`);
   el('point').textContent = `${caption(i)}, test image ${thousands(i + 1)} of ${thousands(data.count)}; ` +
-    `code (${format(codeOf(i))}); squared error ${error.toFixed(4)} a pixel`;
+    `code (${format(codeOf(i))}); squared error ${errors[i].toFixed(4)} a pixel`;
 }
 
 function pick(i) {
-  if (i < 0) return;
-  state.picks = [...state.picks, i].slice(-2);
+  if (state.picks.at(-1) !== i) state.picks = [...state.picks, i].slice(-2);   // no line from a point to itself
   showPoint();
-  setCursor(codeOf(i));
+  setCursor(codeOf(i), i);
   drawStrip();
 }
 
 function setupControls() {
   const box = el('controls');
   if (data.side) {   // image codes: a KxK grid of cells, dragged up or down
-    const cell = Math.max(18, Math.floor(200 / data.side));
-    box.innerHTML = `<div id="cells" style="grid-template-columns: repeat(${data.side}, ${cell}px)"></div>`;
+    const cell = Math.max(28, Math.floor(200 / data.side));
+    box.innerHTML = `<div id="cells" role="group" aria-label="code cells" ` +
+      `style="grid-template-columns: repeat(${data.side}, ${cell}px)"></div>`;
     ranges.forEach((_, u) => {
       const div = document.createElement('div');
       div.style.height = `${cell}px`;
-      div.addEventListener('pointerdown', e => {
-        const start = state.cursor[u];
-        startDrag(e, (dx, dy) => setUnit(u, clamp(start - dy / 100, 0, 1)));
+      div.addEventListener('pointerdown', event => {
+        const start = state.cursor[u], y = event.clientY;
+        div.setPointerCapture(event.pointerId);
+        div.onpointermove = e => setUnit(u, clamp(start - (e.clientY - y) / 100, 0, 1));
+        event.preventDefault();
       });
+      div.addEventListener('pointerup', () => { div.onpointermove = null; });
       el('cells').append(div);
     });
-  } else {   // vector codes: a slider over each unit's central 99 %
+  } else {   // vector codes: a slider over each unit's whole range in the test set
     ranges.forEach(([lo, hi], u) => {
       const label = document.createElement('label');
       label.innerHTML = `unit ${u + 1} <input type="range" min="${lo}" max="${hi}" step="${(hi - lo) / 1000}">` +
@@ -294,33 +490,126 @@ function setupControls() {
 }
 
 function setUnit(u, value) {
-  state.cursor[u] = value;
-  showCursor();
+  const code = Float64Array.from(state.cursor);
+  code[u] = value;
+  setCursor(code, -1);
 }
 
-function setCursor(code) {
-  state.cursor = Float32Array.from(code);
-  showCursor();
-}
-
-function showCursor() {
-  drawImage(el('decoded'), decode(state.cursor));
+function setCursor(code, from) {
+  state.cursor = Float64Array.from(code);
+  state.cursorFrom = from;
+  const decoded = decode(state.cursor);
+  drawImage(el('decoded'), decoded);
   if (data.side) {
     el('cells').childNodes.forEach((div, u) => {
       const v = state.cursor[u];
       div.style.background = `rgb(${[0, 0, 0].fill(255 - Math.round(255 * v))})`;
       div.style.color = v > 0.5 ? '#fff' : '#000';
-      div.textContent = data.side <= 8 ? v.toFixed(2) : '';
+      div.textContent = data.side <= 4 ? v.toFixed(2) : data.side <= 8 ? v.toFixed(2).replace(/^0/, '') : '';
     });
-    el('cursor-text').textContent = 'Drag a cell up or down to change its value (black = 1, white = 0).';
   } else {
     el('controls').querySelectorAll('label').forEach((label, u) => {
       label.querySelector('input').value = state.cursor[u];
       label.querySelector('output').textContent = state.cursor[u].toPrecision(3);
     });
-    el('cursor-text').textContent = `code (${format(state.cursor)})`;
   }
+  const near = showNeighbours();
+  const votes = new Map();
+  near.forEach(({ index }) => votes.set(labels[index], (votes.get(labels[index]) ?? 0) + 1));
+  const [top, count] = [...votes].reduce((best, v) => (v[1] > best[1] ? v : best));
+  const words = (data.side ? 'Drag a cell up or down (black = 1, white = 0). The decoding' :
+    `Code (${format(state.cursor)}). Its decoding`) + ` is nearest to test images of ${className(top)} ` +
+    `(${count} of the ${near.length} nearest).`;
+  el('cursor-text').textContent = words;
+  el('decoded').setAttribute('aria-label', words);
+  scheduleGrid();
   draw();
+}
+
+function nearestCodes(code, k, except) {   // the k test codes nearest `code` (Euclidean), nearest first
+  const best = [];
+  for (let i = 0; i < data.count; i++) {
+    if (i === except) continue;
+    let d = 0;
+    for (let u = 0, j = i * data.units; u < data.units; u++, j++) d += (codes[j] - code[u]) ** 2;
+    if (best.length < k || d < best.at(-1).d) {
+      best.splice(best.findIndex(b => b.d > d) >>> 0, 0, { index: i, d });   // -1 >>> 0 appends
+      best.length = Math.min(best.length, k);
+    }
+  }
+  return best.map(({ index, d }) => ({ index, distance: Math.sqrt(d) }));
+}
+
+function showNeighbours() {
+  const near = nearestCodes(state.cursor, NEIGHBOURS, state.cursorFrom);
+  el('neighbours').childNodes.forEach((button, n) => {
+    const { index, distance } = near[n];
+    button.dataset.index = index;
+    button.dataset.distance = distance;
+    drawImage(button.firstChild, imageOf(index));
+    button.lastChild.textContent = `${data.classes[labels[index]]} \u00b7 ${distance.toPrecision(3)}`;
+    button.setAttribute('aria-label', `test image ${thousands(index + 1)}, ${caption(index)}, ` +
+      `distance ${distance.toPrecision(3)}`);
+  });
+  return near;
+}
+
+function setupNeighbours() {
+  for (let n = 0; n < Math.min(NEIGHBOURS, data.count - 1); n++) {
+    const button = document.createElement('button');
+    button.type = 'button';
+    button.innerHTML = '<canvas width="28" height="28"></canvas><span></span>';
+    button.addEventListener('click', () => pick(Number(button.dataset.index)));
+    el('neighbours').append(button);
+  }
+}
+
+// The grid: the decodings of the plane through the cursor spanned by the first two axes, over the
+// view's box, worked out a few cells at a time so the page stays responsive while the cursor moves.
+let grid = { key: '', done: 0, codes: [] }, gridWaiters = [];
+
+function gridCodes() {
+  const codesOf = [];
+  for (let row = 0; row < GRID_ROWS; row++) {
+    for (let column = 0; column < GRID; column++) {
+      const code = Float64Array.from(state.cursor), target = [column, GRID - 1 - row].slice(0, AXES).map(
+        (step, a) => fromNormal(-1 + 2 * step / (GRID - 1), a));
+      for (let a = 0; a < Math.min(2, AXES); a++) {
+        const k = state.axes[a], change = target[a] - viewCoord(code, k);
+        if (is3D) code[k] += change;
+        else data.pca.components[k].forEach((v, u) => { code[u] += change * v; });
+      }
+      codesOf.push(code);
+    }
+  }
+  return codesOf;
+}
+
+function scheduleGrid() {
+  const codesOf = gridCodes(), key = codesOf.map(c => Array.from(c).join()).join(';');
+  const mark = el('grid-mark'), [x, y] = [0, 1].map(a => a < AXES ? (toNormal(viewCoord(state.cursor,
+    state.axes[a]), a) + 1) / 2 : 0.5);
+  mark.style.left = `${100 * clamp(x, 0, 1)}%`;
+  mark.style.top = `${100 * clamp(1 - y, 0, 1)}%`;
+  el('grid-text').textContent = `${GRID}x${GRID_ROWS} codes evenly over the box of ${axisName(state.axes[0])}` +
+    (AXES > 1 ? ` and ${axisName(state.axes[1])}` : '') + ', the other coordinates at the cursor\u2019s (+).';
+  if (key === grid.key) return;
+  const restart = grid.done >= grid.codes.length;
+  grid = { key, done: 0, codes: codesOf, image: new Float64Array(GRID_ROWS * GRID * PIXELS) };
+  if (restart) setTimeout(gridStep, 0);
+}
+
+function gridStep() {
+  const start = performance.now();
+  while (grid.done < grid.codes.length && performance.now() - start < 12) {
+    const cell = grid.done++, row = Math.floor(cell / GRID), column = cell % GRID;
+    decode(grid.codes[cell]).forEach((v, p) => {
+      grid.image[(row * 28 + Math.floor(p / 28)) * 28 * GRID + column * 28 + p % 28] = v;
+    });
+  }
+  drawImage(el('grid'), grid.image, 28 * GRID);
+  if (grid.done < grid.codes.length) return setTimeout(gridStep, 0);
+  gridWaiters.splice(0).forEach(resolve => resolve());
 }
 
 function drawStrip() {
@@ -333,124 +622,156 @@ function drawStrip() {
     });
   }
   drawImage(el('strip'), strip, 28 * STRIP_STEPS);
-  const [i, j] = state.picks;
-  el('strip-text').textContent = `From ${caption(i)} (test image ${thousands(i + 1)}) to ${caption(j)} ` +
+  const [i, j] = state.picks, words = `From ${caption(i)} (test image ${thousands(i + 1)}) to ${caption(j)} ` +
     `(test image ${thousands(j + 1)}): ${STRIP_STEPS} codes evenly spaced on the line between theirs.`;
+  el('strip-text').textContent = words;
+  el('strip').setAttribute('aria-label', words);
 }
 
-function showNumbers() {
-  const q = data.quality, trained = data.limit ? `, on ${thousands(data.limit)} training images` : '';
-  el('numbers').textContent = `Test MSE ${q.test_mse.toFixed(4)} (PCA with ${data.units} components: ` +
-    `${q.pca_test_mse.toFixed(4)}). ${data.knn}-NN ${data.legend} accuracy of the code ` +
-    `${q.knn_accuracy.toFixed(3)} (PCA's ${q.pca_knn_accuracy.toFixed(3)}). ${data.dataset}, ${data.epochs} ` +
-    `of the ${data.recipe} recipe${trained}; ${thousands(data.count)} ${data.testSet}.`;
+// -- The legend, colours, the choice of axes, finding an image ----------------------------------
+
+const RAMP = ['#440154', '#3b528b', '#21918c', '#5ec962', '#fde725'];   // viridis, low to high error
+
+function rampColor(t) {
+  const at = clamp(t, 0, 1) * (RAMP.length - 1), k = Math.min(Math.floor(at), RAMP.length - 2), f = at - k;
+  const [a, b] = [RAMP[k], RAMP[k + 1]].map(c => [1, 3, 5].map(s => parseInt(c.slice(s, s + 2), 16)));
+  return `rgb(${a.map((v, n) => Math.round(v + f * (b[n] - v))).join()})`;
 }
 
-// -- #demo and #selftest: a scripted interaction through real DOM events, and the checks ---------
-
-function hash(id) {   // FNV-1a of a canvas's pixels: tells whether a drawing changed
-  const canvas = el(id), pixels = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
-  let h = 2166136261;
-  for (const v of pixels) h = Math.imul(h ^ v, 16777619);
-  return (h >>> 0).toString(16);
-}
-
-function pointer(target, type, x, y) {
-  target.dispatchEvent(new PointerEvent(type, { clientX: x, clientY: y, bubbles: true, cancelable: true }));
-}
-
-function dragOn(target, x, y, dx, dy) {
-  pointer(target, 'pointerdown', x, y);
-  pointer(target, 'pointermove', x + dx, y + dy);
-  pointer(target, 'pointerup', x + dx, y + dy);
-}
-
-function interact() {
-  const record = {}, canvas = el('scatter'), box = canvas.getBoundingClientRect();
-  const change = (name, ids, act) => {
-    const before = ids.map(hash);
-    act();
-    record[name] = { before, after: ids.map(hash) };
-  };
-  const click = i => dragOn(canvas, box.left + screen[i][0], box.top + screen[i][1], 0, 0);
-  if (!data.side) {
-    change('sliders', ['decoded', 'scatter'], () => el('controls').querySelectorAll('input').forEach(slider => {
-      slider.value = 0.75 * Number(slider.min) + 0.25 * Number(slider.max);
-      slider.dispatchEvent(new Event('input', { bubbles: true }));
-    }));
-  }
-  const last = data.count - 1, [x, y] = [box.left + screen[last][0], box.top + screen[last][1]];
-  change('hover', ['input', 'output'], () => pointer(canvas, 'pointermove', x, y));
-  pointer(canvas, 'pointerleave', x, y);
-  const wheel = deltaY => canvas.dispatchEvent(new WheelEvent('wheel', { deltaY, cancelable: true }));
-  change('zoom', ['scatter'], () => wheel(-200));
-  wheel(200);
-  const legend = el('legend').children[labels[0]];   // the first image's class: hidden, then shown again
-  change('legend', ['scatter'], () => legend.click());
-  legend.click();
-  const other = Math.max(0, labels.findIndex(label => label !== labels[0]));
-  change('pick', ['input', 'output', 'decoded'], () => click(0));
-  change('secondPick', ['strip', 'decoded'], () => click(other));
-  if (is3D) change('rotate', ['scatter'], () => dragOn(canvas, box.left + 300, box.top + 300, 40, 20));
-  if (data.side) {
-    const cell = el('cells').firstChild.getBoundingClientRect();
-    change('cell', ['decoded'], () => dragOn(el('cells').firstChild, cell.left + 5, cell.top + 5, 0, -40));
-  }
-  record.picks = state.picks;
-  return record;
-}
-
-function selfTest(result) {   // decodings of 100 random codes in the test codes' range, timings, images
-  let seed = 20;
-  const random = () => (seed = (seed * 1664525 + 1013904223) % 4294967296) / 4294967296;
-  const tests = Array.from({ length: 100 }, () => Float32Array.from(ranges, ([lo, hi]) => lo + random() * (hi - lo)));
-  result.codes = tests.map(code => Array.from(code));
-  result.decoded = tests.map(code => Array.from(decode(code), v => Math.round(v * 1e6) / 1e6));
-  const times = tests.slice(0, 31).map(code => {
-    const start = performance.now();
-    decode(code);
-    return performance.now() - start;
+function setupLegend() {
+  data.classes.forEach((name, k) => {
+    const button = document.createElement('button'), swatch = document.createElement('span');
+    button.type = 'button';
+    button.setAttribute('aria-pressed', 'true');
+    button.title = `show or hide ${className(k)}`;
+    swatch.style.background = data.colors[k];
+    button.append(swatch, name);
+    button.addEventListener('click', () => {
+      state.hidden.has(k) ? state.hidden.delete(k) : state.hidden.add(k);
+      button.setAttribute('aria-pressed', String(!state.hidden.has(k)));
+      if (state.hover >= 0 && !shownPoint(state.hover)) state.hover = -1;
+      draw();
+    });
+    el('legend').append(button);
   });
-  result.decodeMs = quantile(times, 0.5);
-  result.imageChecksum = images.reduce((sum, byte, k) => sum + byte * (k % 251 + 1), 0);   // read back exactly?
-  result.scatter = el('scatter').getBoundingClientRect().toJSON();
+  const logs = Array.from(errors, e => Math.log(Math.max(e, 1e-12)));
+  const [lo, hi] = [0.01, 0.99].map(p => quantile(logs, p));
+  errorColors = logs.map(v => rampColor((v - lo) / (hi - lo || 1)));
+  const ramp = document.createElement('span');
+  ramp.id = 'ramp';
+  ramp.hidden = true;
+  ramp.innerHTML = `squared error a pixel ${Math.exp(lo).toPrecision(2)} <i style="background: linear-gradient(` +
+    `to right, ${RAMP.join()})"></i> ${Math.exp(hi).toPrecision(2)}`;
+  el('legend').append(ramp);
+  el('color-by').addEventListener('change', event => {
+    state.colorBy = event.target.value;
+    ramp.hidden = state.colorBy !== 'error';
+    draw();
+  });
 }
 
-function report(result) {
-  result.errors = pageErrors;
-  el('selftest').textContent = JSON.stringify(result);
-  el('selftest-summary').textContent = `Self-test: ${pageErrors.length} errors; ready after ` +
-    `${Math.round(result.readyMs)} ms; decoding takes ${result.decodeMs?.toFixed(1)} ms a code (median).`;
+function setupViewChoice() {   // codes of more than 3 units: any principal components, in 2-D or 3-D
+  if (is3D || data.units < 2) return;
+  const names = ['across', 'up', 'deep'].slice(0, AXES);
+  const options = data.pca.variance.map((_, k) => `<option value="${k}">${axisName(k)}</option>`).join('');
+  el('view-choice').innerHTML = (AXES === 3 ? '<label><input type="checkbox" id="turned"> 3-D</label> ' : '') +
+    names.map((name, a) => `<label id="axis-${a}-label">${name} <select id="axis-${a}">${options}</select></label>`)
+      .join(' ');
+  const update = () => {
+    state.axes = names.map((_, a) => Number(el(`axis-${a}`).value));
+    state.flat = !el('turned')?.checked;
+    if (AXES === 3) el('axis-2-label').hidden = state.flat;
+    setAxes();
+    resetView();
+    scheduleGrid();
+  };
+  names.forEach((_, a) => { el(`axis-${a}`).value = String(a); el(`axis-${a}`).addEventListener('change', update); });
+  el('turned')?.addEventListener('change', update);
+  if (AXES === 3) el('axis-2-label').hidden = true;
 }
+
+function setupFind() {
+  el('find-index').max = String(data.count);
+  el('find-class').innerHTML = data.classes.map((name, k) => `<option value="${k}">${className(k)}</option>`).join('');
+  const byIndex = () => {
+    const i = Number(el('find-index').value) - 1;
+    if (Number.isInteger(i) && i >= 0 && i < data.count) pick(i);
+  };
+  el('find-go').addEventListener('click', byIndex);
+  el('find-index').addEventListener('keydown', e => e.key === 'Enter' && byIndex());
+  el('find-next').addEventListener('click', () => {
+    const k = Number(el('find-class').value), from = state.picks.at(-1) ?? -1;
+    for (let n = 1; n <= data.count; n++) {
+      const i = (from + n) % data.count;
+      if (labels[i] === k) return pick(i);
+    }
+  });
+}
+
+function setupHint() {
+  const moves = state.flat ? 'drag to pan' : 'drag to turn, shift-drag to pan';
+  el('hint').textContent = `Wheel or pinch to zoom at the pointer, ${moves}, double-click or Reset view to ` +
+    'reset. Hover over a point to see its image; click it to pick it. Click anywhere else, or drag the +, ' +
+    'to move the code cursor; with the plot focused, the arrow keys move it (shift: further), + and - zoom. ' +
+    `The legend hides and shows ${data.legend === 'digit' ? 'digits' : 'classes'}.`;
+  el('scatter').setAttribute('aria-label', `Scatter of the codes of ${thousands(data.count)} ${data.testSet}`);
+}
+
+// -- Start, and the hook the tests and the benchmark call ---------------------------------------
 
 function main() {
-  [codes, labels, images, layers] = [floats(data.codes), bytes(data.labels), readImages(), readDecoder()];
+  [codes, labels, errors, images, layers] = [floats(data.codes), bytes(data.labels), floats(data.errors),
+    readImages(), readDecoder()];
   ranges = Array.from({ length: data.units }, (_, u) => {
-    const values = Array.from({ length: data.count }, (_, i) => codes[i * data.units + u]);
-    return CENTRAL.map(p => quantile(values, p));
+    let lo = Infinity, hi = -Infinity;
+    for (let i = u; i < codes.length; i += data.units) [lo, hi] = [Math.min(lo, codes[i]), Math.max(hi, codes[i])];
+    return [lo, hi];
   });
-  const views = Array.from({ length: data.count }, (_, i) => view(codeOf(i)));
-  normalize = normalizer(views);
-  points = views.map(normalize);
-  showNumbers();
+  setAxes();
   setupScatter();
+  setupLegend();
+  setupViewChoice();
   setupControls();
-  setCursor(ranges.map(([lo, hi]) => (lo + hi) / 2));
-  const result = { readyMs: performance.now() };
-  if (location.hash === '#demo' || location.hash === '#selftest') result.interaction = interact();
-  if (location.hash === '#selftest') {
-    selfTest(result);
-    report(result);
-  }
+  setupNeighbours();
+  setupFind();
+  setupHint();
+  const canvasGrid = el('grid');
+  [canvasGrid.width, canvasGrid.height] = [28 * GRID, 28 * GRID_ROWS];
+  setCursor(Array.from({ length: data.units }, (_, u) => (is3D ? (bounds[u][0] + bounds[u][1]) / 2 :
+    data.pca.mean[u])), -1);
 }
 
-// Everything runs once the page has loaded (the sprite with it), before headless Chromium's --dump-dom.
-addEventListener('load', () => {
+let started;
+window.explorer = {
+  ready: new Promise((resolve, reject) => { started = { resolve, reject }; }),
+  decode: code => Array.from(decode(code)),
+  timeDecode(n) {   // the median time of n decodings of random codes, in ms
+    const times = Array.from({ length: n }, () => {
+      const code = ranges.map(([lo, hi]) => lo + Math.random() * (hi - lo)), start = performance.now();
+      decode(code);
+      return performance.now() - start;
+    });
+    return quantile(times, 0.5);
+  },
+  state: () => ({ ...state, hidden: [...state.hidden], cursor: Array.from(state.cursor), bounds, ranges, size }),
+  point: i => toClient(screenOf(i)),
+  cursor: () => toClient(cursorScreen()),
+  labels: () => labelBoxes.map(box => ({ ...box, ...toClient([box.left, box.top]) })),
+  grid: () => grid.codes.map(code => Array.from(code)),
+  settled: () => (grid.done >= grid.codes.length ? Promise.resolve() : new Promise(r => gridWaiters.push(r))),
+};
+
+function toClient([x, y]) {   // canvas CSS pixels to the window's
+  const canvas = el('scatter'), box = canvas.getBoundingClientRect();
+  return { x: box.left + canvas.clientLeft + x, y: box.top + canvas.clientTop + y };
+}
+
+addEventListener('load', () => {   // the sprite has loaded with the page
   try {
     main();
+    started.resolve({ readyMs: performance.now() });
   } catch (error) {
-    pageErrors.push(`the explorer could not start: ${error}`);
-    el('numbers').textContent = pageErrors.at(-1);
-    if (location.hash === '#selftest') report({});
+    el('numbers').textContent = `The explorer could not start: ${error}`;
+    started.reject(error);
   }
 });

@@ -22,10 +22,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from .analysis import KNN_NEIGHBOURS, PCA, trained_quality
+from .analysis import KNN_NEIGHBOURS, trained_quality
+from .device import decode_all
 from .files import write_text_atomic
 from .model import AutoEncoder
-from .trained_run import TrainedRun, epochs_text
+from .trained_run import TrainedRun
 
 EXPLORER_BITS = 12    # bits of each stored decoder weight (the packing here and in explorer.js is 12-bit)
 SPRITE_COLUMNS = 100  # test images a row of the PNG sprite: 10,000 make a 2800x2800 image
@@ -115,40 +116,72 @@ def _hex_colors() -> list[str]:
     return ["#" + "".join(f"{round(255 * c):02x}" for c in rgb[:3]) for rgb in class_colors()]
 
 
-def _page_data(run: TrainedRun, quality: dict) -> dict:
-    """Everything the page shows, in plain JSON types."""
+def _code_pca(codes: np.ndarray) -> dict:
+    """The codes' principal components (one a row, largest variance first, each signed so that its
+    largest entry is positive) with their share of the variance, and the mean; in float64."""
+    codes = codes.astype(np.float64)
+    mean = codes.mean(0)
+    variances, vectors = np.linalg.eigh(np.cov(codes - mean, rowvar=False, bias=True).reshape(len(mean), -1))
+    order = np.argsort(variances)[::-1]
+    components = vectors[:, order].T
+    components *= np.sign(components[np.arange(len(components)), np.abs(components).argmax(1)])[:, None]
+    variances = np.clip(variances[order], 0, None)
+    return {"mean": mean.tolist(), "components": components.tolist(),
+            "variance": (variances / (variances.sum() or 1)).tolist()}
+
+
+def _image_errors(model: AutoEncoder, test_x: torch.Tensor, codes: torch.Tensor) -> np.ndarray:
+    """Each test image's squared error a pixel, rebuilt from its code by PyTorch's decoder."""
+    return ((decode_all(model, codes).float().cpu() - test_x.float().cpu()) ** 2).mean(1).numpy()
+
+
+def _numbers_line(run: TrainedRun, quality: dict, count: int) -> str:
+    """The header's facts, each once: how the code was trained, how good it is, what is shown."""
+    spec, info = run.spec, run.info
+    epochs, limit = len(info["training loss"]), info.get("config", {}).get("limit")
+    seen = f"the first {limit:,}" if limit else f"all {len(run.splits.train_x):,}"
+    shape = f" ({spec.side}x{spec.side} image)" if spec.is_image else ""
+    legend = run.dataset.legend_title
+    return (f"A {spec.units}-unit code{shape}, trained for {epochs} epoch{'s' * (epochs != 1)} "
+            f"({info['config']['recipe']} recipe) on {seen} training images. "
+            f"Test MSE {quality['test_mse']:.4f} (PCA with {spec.units} components: {quality['pca_test_mse']:.4f}); "
+            f"{KNN_NEIGHBOURS}-NN {legend} accuracy {quality['knn_accuracy']:.3f} "
+            f"(PCA: {quality['pca_knn_accuracy']:.3f}). {count:,} {run.dataset.test_set}.")
+
+
+def _page_data(run: TrainedRun) -> dict:
+    """Everything the page's script reads, in plain JSON types."""
     stage, spec, dataset = run.stages[-1], run.spec, run.dataset
     codes = stage.codes.cpu().float()
-    config = run.info.get("config", {})
-    data = {"model": spec.name, "units": spec.units, "side": spec.side, "recipe": stage.model.architecture,
-            "epochs": epochs_text(run.info), "limit": config.get("limit"), "dataset": dataset.title,
-            "classes": list(dataset.classes), "legend": dataset.legend_title, "testSet": dataset.test_set,
-            "colors": _hex_colors(), "knn": KNN_NEIGHBOURS, "count": len(codes),
-            "quality": {key: quality[key] for key in
-                        ("test_mse", "pca_test_mse", "knn_accuracy", "pca_knn_accuracy")},
-            "codes": _blob(codes.numpy().astype("<f4")), "labels": _blob(run.test_y.astype(np.uint8)),
+    data = {"model": spec.name, "units": spec.units, "side": spec.side, "classes": list(dataset.classes),
+            "legend": dataset.legend_title, "testSet": dataset.test_set, "colors": _hex_colors(),
+            "count": len(codes), "codes": _blob(codes.numpy().astype("<f4")),
+            "labels": _blob(run.test_y.astype(np.uint8)),
+            "errors": _blob(_image_errors(stage.model, run.test_x, stage.codes).astype("<f4")),
             "decoder": _decoder_data(stage.model)}
-    if spec.units != 3:  # the 2-D view: the codes' first two principal components
-        pca = PCA(codes)
-        data["pca"] = {"mean": pca.mean.tolist(), "axes": pca.components[:, :2].T.tolist()}
+    if spec.units != 3:  # other codes are seen through their principal components
+        data["pca"] = _code_pca(codes.numpy())
     return data
 
 
-def _render_page(data: dict, images: np.ndarray) -> str:
-    """explorer.html with its script, the data and the images (N, 784) filled in."""
+def _render_page(run: TrainedRun, quality: dict) -> str:
+    """explorer.html with its script, the numbers, the data and the test images filled in."""
     folder = Path(__file__).parent
     template, script = ((folder / name).read_text() for name in _PAGE_FILES)
-    fills = {"title": html.escape(f"{data['model']} code explorer, {data['dataset']}"),
-             "sprite": "data:image/png;base64," + _blob(_sprite(images)),
+    data = _page_data(run)
+    fills = {"title": html.escape(f"{run.spec.name} code explorer, {run.dataset.title}"),
+             "numbers": html.escape(_numbers_line(run, quality, data["count"])),
+             "legend": html.escape(run.dataset.legend_title),
+             "sprite": "data:image/png;base64," + _blob(_sprite(run.test_x.cpu().numpy())),
              # JSON may not close the <script> element that holds it
              "data": json.dumps(data, separators=(",", ":")).replace("<", "\\u003c"), "script": script}
-    return re.sub(r"\{\{(title|sprite|data|script)\}\}", lambda m: fills[m.group(1)], template)
+    return re.sub(r"\{\{(\w+)\}\}", lambda m: fills[m.group(1)], template)
 
 
 def write_explorer(run: TrainedRun, output_dir: str | Path, quality: dict) -> Path:
     """Write M_explorer.html for the run's trained model; `quality` is its `code_quality` row."""
     path = explorer_path(output_dir, run.spec.name)
-    write_text_atomic(path, _render_page(_page_data(run, quality), run.test_x.cpu().numpy()))
+    write_text_atomic(path, _render_page(run, quality))
     return path
 
 
