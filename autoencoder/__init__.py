@@ -1,19 +1,25 @@
-"""The suite's code, one concern a module. Scripts and notebooks import it through the
-top-level `helpers.py`, which names every public function, class and constant.
+"""Deep autoencoders for MNIST and its kin: the library behind auto_encoder.py and the plot scripts.
 
-    errors       UserError, DataError: problems a user can fix, shown as one line
-    files        atomic writes, safe pickles, the info pickle, OutputPaths
-    datasets     MNIST, Fashion-MNIST, KMNIST: classes, names, and the file formats
-    sources      load_dataset: --data, the data/ cache, then downloads
-    model        AutoEncoder, CodeSpec, save_model / load_model, Lasagne weights
-    device       devices, precision, batched evaluation (reconstruction_mse)
-    recipes      TrainConfig, the two recipes' hyperparameters, the optimizer and schedule
-    training     Run: the epoch loop, checkpoints, what training writes
-    progress     bars on a terminal, plain lines in a log
-    cli          option types, the data options, one-line errors
-    figures      drawing and saving figures (matplotlib, imported on first use)
-    trained_run  a trained run's outputs, loaded for the plot scripts
-    analysis     PCA, k-NN accuracy, the code-quality and sweep tables
-    reference    the 2016 run's losses, from its published logs
-    explorer     the code explorer: one HTML page (explorer.html, explorer.js) from a trained run
+The names below are the API a notebook needs (docs/api.md has an example); everything else lives
+in the modules, one concern each (docs/architecture.md):
+
+    from autoencoder import load_trained_run, parse_code, encode_all, decode_all
+    run = load_trained_run("output", parse_code("3D"))       # weights, info and test set of a run
+    codes = encode_all(run.stages[-1].model, run.test_x)      # (10000, 3)
 """
+from __future__ import annotations
+
+from .analysis import PCA, knn_accuracy
+from .datasets import DATASETS, Splits
+from .device import decode_all, encode_all, reconstruction_mse
+from .errors import DataError, TrainingDiverged, UserError
+from .model import AutoEncoder, CodeSpec, load_model, parse_code, save_model
+from .recipes import RECIPES, Recipe, TrainConfig
+from .sources import load_dataset
+from .trained_run import TrainedRun, load_trained_run
+from .training import evaluate
+
+__all__ = ["AutoEncoder", "CodeSpec", "parse_code", "load_model", "save_model", "TrainConfig", "RECIPES",
+           "Recipe", "DATASETS", "Splits", "load_dataset", "encode_all", "decode_all", "reconstruction_mse",
+           "evaluate", "TrainedRun", "load_trained_run", "PCA", "knn_accuracy", "UserError", "DataError",
+           "TrainingDiverged"]

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -12,9 +11,6 @@ from .datasets import Splits
 from .device import encode_all, reconstruction_mse
 from .files import write_text_atomic
 from .model import AutoEncoder
-
-if TYPE_CHECKING:
-    from .trained_run import TrainedRun
 
 KNN_NEIGHBOURS = 5
 KNN_TRAIN = 10000       # training codes the k-NN classifier is fitted on, by default
@@ -101,14 +97,6 @@ def code_quality(model: AutoEncoder, splits: Splits, pca: PCA, device: torch.dev
             "knn_accuracy": knn_accuracy(encode_all(model, train_x).cpu(), train_y,
                                          test_codes.cpu(), test_y),
             "pca_knn_accuracy": knn_accuracy(pca.encode(train_x, units), train_y, pca_test, test_y)}
-
-
-def trained_quality(run: "TrainedRun", knn_train: int = KNN_TRAIN) -> dict:
-    """`code_quality` of a run's trained model, as plot_training.py's table has it, from the test
-    codes and test MSE the run already holds."""
-    stage = run.stages[-1]
-    pca, _ = fit_pca(run.splits, [run.info])
-    return code_quality(stage.model, run.splits, pca, run.test_x.device, knn_train, (stage.codes, stage.test_mse))
 
 
 def write_table(output_dir: Path, name: str, note: str, rows: list[dict],

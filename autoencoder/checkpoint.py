@@ -7,9 +7,9 @@ from pathlib import Path
 
 import torch
 
+from .cli import training_command
 from .errors import UserError, diverged
 from .files import torch_load, torch_save_atomic
-from .cli import training_command
 from .recipes import RECORDED_CHANGES, RESUME_KEYS, TrainConfig, change_learning_rate
 from .training import History, PartialEpoch, TrainingState
 

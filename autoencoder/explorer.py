@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .analysis import KNN_NEIGHBOURS, trained_quality
+from .analysis import KNN_NEIGHBOURS, KNN_TRAIN, code_quality, fit_pca
 from .device import decode_all
 from .files import write_text_atomic
 from .model import AutoEncoder
@@ -176,6 +176,14 @@ def _render_page(run: TrainedRun, quality: dict) -> str:
              # JSON may not close the <script> element that holds it
              "data": json.dumps(data, separators=(",", ":")).replace("<", "\\u003c"), "script": script}
     return re.sub(r"\{\{(\w+)\}\}", lambda m: fills[m.group(1)], template)
+
+
+def trained_quality(run: TrainedRun, knn_train: int = KNN_TRAIN) -> dict:
+    """`code_quality` of a run's trained model, as plot_training.py's table has it, from the test
+    codes and test MSE the run already holds."""
+    stage = run.stages[-1]
+    pca, _ = fit_pca(run.splits, [run.info])
+    return code_quality(stage.model, run.splits, pca, run.test_x.device, knn_train, (stage.codes, stage.test_mse))
 
 
 def write_explorer(run: TrainedRun, output_dir: str | Path, quality: dict) -> Path:

@@ -9,16 +9,12 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
 from .datasets import DatasetSpec
-from .device import decode_all
 from .files import atomic_path
-
-if TYPE_CHECKING:
-    from .trained_run import TrainedRun
 
 FIGURE_FORMATS = ("jpg", "eps", "png", "pdf", "svg")
 FIGURE_DPI = 100
@@ -100,19 +96,6 @@ def image_row(images: np.ndarray, title: str, captions: list[str] | None = None)
             ax.set_title(captions[i], fontsize=10 if max(len(c) for c in captions) < 10 else 8)
     fig.suptitle(title)
     return fig
-
-
-def save_input_output_rows(run: "TrainedRun", output_dir: Path, formats: list[str]) -> None:
-    """M_in (the first test images) and M_out_1 / M_out_2 (their reconstructions before/after)."""
-    x = run.test_x[:SHOWN_DIGITS]
-    name = run.spec.name
-    captions = [run.dataset.caption(label) for label in run.test_y[:SHOWN_DIGITS]]
-    save_figure(image_row(x.reshape(-1, 28, 28).cpu().numpy(), f"Input: the first {len(x)} {run.dataset.test_set}",
-                          captions), output_dir, f"{name}_in", formats)
-    for stage in run.stages:
-        images = decode_all(stage.model, stage.codes[:SHOWN_DIGITS]).reshape(-1, 28, 28).cpu().numpy()
-        title = f"{name} model output, {stage.when} (test MSE {stage.test_mse:.4f})"
-        save_figure(image_row(images, title), output_dir, f"{name}_out_{stage.figure_suffix}", formats)
 
 
 def mosaic(images: np.ndarray, pad: int = 2) -> np.ndarray:

@@ -12,8 +12,20 @@ from typing import Callable
 
 import numpy as np
 
-from .datasets import (DATASETS, DEFAULT_DATASET, IDX_FILES, DatasetSpec, Splits, check_identity, dataset_spec,
-                       find_idx_files, read_dataset, read_idx_folder, read_pickle_splits, write_idx)
+from .datasets import (
+    DATASETS,
+    DEFAULT_DATASET,
+    IDX_FILES,
+    DatasetSpec,
+    Splits,
+    check_identity,
+    dataset_spec,
+    find_idx_files,
+    read_dataset,
+    read_idx_folder,
+    read_pickle_splits,
+    write_idx,
+)
 from .errors import DataError
 from .files import sha256_of
 

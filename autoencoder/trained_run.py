@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .checkpoint import Checkpoints, describe_saved_run
+from .cli import training_command
 from .datasets import DEFAULT_DATASET, DatasetSpec, Splits, dataset_spec
 from .device import encode_all, pick_device, reconstruction_mse
 from .errors import UserError
-from .checkpoint import Checkpoints, describe_saved_run
-from .cli import training_command
 from .files import OutputPaths, load_info, torch_load
 from .model import AutoEncoder, CodeSpec, load_model
 from .run_files import epochs_text

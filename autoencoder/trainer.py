@@ -22,8 +22,18 @@ from .model import count_parameters
 from .progress import Progress
 from .recipes import TrainConfig
 from .run_files import RunFiles, changes_text, epochs_text
-from .training import (Interrupted, StopFlag, TrainingState, evaluate, folds_single_image_batch, new_training_state,
-                       recompute_batch_norm, record_epoch, trace_codes, train_epoch)
+from .training import (
+    Interrupted,
+    StopFlag,
+    TrainingState,
+    evaluate,
+    folds_single_image_batch,
+    new_training_state,
+    recompute_batch_norm,
+    record_epoch,
+    trace_codes,
+    train_epoch,
+)
 
 
 def describe(state: TrainingState) -> str:

@@ -22,8 +22,8 @@ from typing import Callable, Iterator
 import torch
 
 from .datasets import Splits, dataset_spec
-from .errors import UserError
 from .device import EVAL_BATCH, autocast, map_batches, reconstruction_mse
+from .errors import UserError
 from .model import AutoEncoder
 from .progress import Progress
 from .recipes import TrainConfig, make_optimizer

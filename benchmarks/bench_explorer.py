@@ -7,6 +7,7 @@ file, inflating its data, the first drawing), and the in-page decoder's time for
 of 31), over --repeats fresh loads. Timings are reported, never asserted. `Browser`, the small
 DevTools-protocol driver used here, is also what tests/test_explorer.py drives the page with.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,9 +23,18 @@ from pathlib import Path
 
 CHROMIUM = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
 # Headless, offline and quiet: without the networking switches Chromium tries the network many times.
-CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--hide-scrollbars", "--remote-debugging-pipe")
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+    "--remote-debugging-pipe",
+)
 KEYS = {"ArrowLeft": 37, "ArrowUp": 38, "ArrowRight": 39, "ArrowDown": 40, "Home": 36, "Enter": 13}
 
 
@@ -46,13 +56,23 @@ class Browser:
         to_chromium, self._out = os.pipe()
         self._in, from_chromium = os.pipe()
 
-        def pipes_as_3_and_4():   # Chromium reads commands on fd 3 and answers on fd 4
+        def pipes_as_3_and_4():  # Chromium reads commands on fd 3 and answers on fd 4
             os.dup2(to_chromium, 3)
             os.dup2(from_chromium, 4)
-        self._process = subprocess.Popen([CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={self._profile.name}",
-                                          f"--window-size={width},{height}", "about:blank"],
-                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                         preexec_fn=pipes_as_3_and_4, pass_fds=(3, 4))
+
+        self._process = subprocess.Popen(
+            [
+                CHROMIUM,
+                *CHROMIUM_FLAGS,
+                f"--user-data-dir={self._profile.name}",
+                f"--window-size={width},{height}",
+                "about:blank",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=pipes_as_3_and_4,
+            pass_fds=(3, 4),
+        )
         os.close(to_chromium)
         os.close(from_chromium)
         self._buffer, self._next_id, self.events, self.errors = b"", 0, [], []
@@ -61,8 +81,9 @@ class Browser:
         self.session = self.send("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
         for domain in ("Page", "Runtime"):
             self.send(f"{domain}.enable")
-        self.send("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=scale,
-                  mobile=mobile)
+        self.send(
+            "Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=scale, mobile=mobile
+        )
         if mobile:
             self.send("Emulation.setTouchEmulationEnabled", enabled=True, maxTouchPoints=5)
 
@@ -122,8 +143,16 @@ class Browser:
     def mouse(self, kind: str, x: float, y: float, button: str = "left", **extra) -> None:
         """A real mouse event: kind is mousePressed, mouseMoved, mouseReleased or mouseWheel."""
         buttons = {"none": 0, "left": 1, "right": 2, "middle": 4}[button] if kind != "mouseReleased" else 0
-        self.send("Input.dispatchMouseEvent", type=kind, x=x, y=y, button=button, buttons=buttons,
-                  clickCount=extra.pop("clickCount", 1 if kind in ("mousePressed", "mouseReleased") else 0), **extra)
+        self.send(
+            "Input.dispatchMouseEvent",
+            type=kind,
+            x=x,
+            y=y,
+            button=button,
+            buttons=buttons,
+            clickCount=extra.pop("clickCount", 1 if kind in ("mousePressed", "mouseReleased") else 0),
+            **extra,
+        )
 
     def click(self, x: float, y: float, button: str = "left", count: int = 1) -> None:
         for n in range(1, count + 1):
@@ -133,8 +162,12 @@ class Browser:
     def drag(self, start: tuple[float, float], end: tuple[float, float], steps: int = 5, **modifiers) -> None:
         self.mouse("mousePressed", *start, **modifiers)
         for k in range(1, steps + 1):
-            self.mouse("mouseMoved", start[0] + (end[0] - start[0]) * k / steps,
-                       start[1] + (end[1] - start[1]) * k / steps, **modifiers)
+            self.mouse(
+                "mouseMoved",
+                start[0] + (end[0] - start[0]) * k / steps,
+                start[1] + (end[1] - start[1]) * k / steps,
+                **modifiers,
+            )
         self.mouse("mouseReleased", *end, **modifiers)
 
     def wheel(self, x: float, y: float, delta_y: float) -> None:
@@ -142,14 +175,23 @@ class Browser:
 
     def touch(self, kind: str, *points: tuple[float, float]) -> None:
         """Touch points (touchStart, touchMove, touchEnd), one id each."""
-        self.send("Input.dispatchTouchEvent", type=kind,
-                  touchPoints=[{"x": x, "y": y, "id": k} for k, (x, y) in enumerate(points)])
-        self.evaluate("new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")   # moves come by frame
+        self.send(
+            "Input.dispatchTouchEvent",
+            type=kind,
+            touchPoints=[{"x": x, "y": y, "id": k} for k, (x, y) in enumerate(points)],
+        )
+        self.evaluate("new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")  # moves come by frame
 
     def key(self, key: str, modifiers: int = 0) -> None:
         for kind in ("rawKeyDown", "keyUp"):
-            self.send("Input.dispatchKeyEvent", type=kind, key=key, code=key, modifiers=modifiers,
-                      windowsVirtualKeyCode=KEYS.get(key, 0))
+            self.send(
+                "Input.dispatchKeyEvent",
+                type=kind,
+                key=key,
+                code=key,
+                modifiers=modifiers,
+                windowsVirtualKeyCode=KEYS.get(key, 0),
+            )
 
     def screenshot(self, path: Path) -> Path:
         Path(path).write_bytes(base64.b64decode(self.send("Page.captureScreenshot", format="png")["data"]))
@@ -177,13 +219,13 @@ def measure(page: Path, repeats: int) -> dict:
             ready.append(browser.open(page.resolve().as_uri())["readyMs"])
             decode.append(browser.evaluate("explorer.timeDecode(31)"))
         errors = browser.errors
-    return {"page": str(page), "bytes": page.stat().st_size, "ready_ms": ready, "decode_ms": decode,
-            "errors": errors}
+    return {"page": str(page), "bytes": page.stat().st_size, "ready_ms": ready, "decode_ms": decode, "errors": errors}
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("pages", nargs="+", type=Path, help="M_explorer.html files the plot scripts wrote")
     p.add_argument("--repeats", type=int, default=5, help="fresh loads of each page (default 5)")
     args = p.parse_args(argv)
@@ -197,9 +239,11 @@ def main(argv: list[str] | None = None) -> int:
     load = os.getloadavg()[0]
     for page in args.pages:
         r = measure(page, args.repeats)
-        print(f"{r['page']}: {r['bytes']:,} bytes; ready after {min(r['ready_ms']):.0f} to {max(r['ready_ms']):.0f} ms "
-              f"(median {statistics.median(r['ready_ms']):.0f}); decoding a code {min(r['decode_ms']):.1f} to "
-              f"{max(r['decode_ms']):.1f} ms (median of 31 per load); errors: {r['errors'] or 'none'}")
+        print(
+            f"{r['page']}: {r['bytes']:,} bytes; ready after {min(r['ready_ms']):.0f} to {max(r['ready_ms']):.0f} ms "
+            f"(median {statistics.median(r['ready_ms']):.0f}); decoding a code {min(r['decode_ms']):.1f} to "
+            f"{max(r['decode_ms']):.1f} ms (median of 31 per load); errors: {r['errors'] or 'none'}"
+        )
     print(f"load average at the start: {load:.1f} on {os.cpu_count()} CPUs")
     return 0
 

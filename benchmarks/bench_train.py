@@ -31,22 +31,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: helpers.py is one folder up
 
+from autoencoder.cli import OneLineParser, positive_float, positive_int, run_main
+from autoencoder.datasets import DATASETS, DEFAULT_DATASET
+from autoencoder.device import pick_device, resolve_precision
+from autoencoder.files import write_text_atomic
+from autoencoder.model import parse_models
+from autoencoder.recipes import RECIPES
+from autoencoder.sources import load_dataset
+from autoencoder.training import data_tensors
 from curves import loss_curves, original_precision
-from helpers import (
-    DATASETS,
-    DEFAULT_DATASET,
-    RECIPES,
-    OneLineParser,
-    data_tensors,
-    load_dataset,
-    parse_models,
-    pick_device,
-    positive_float,
-    positive_int,
-    resolve_precision,
-    run_main,
-    write_text_atomic,
-)
 from report import print_report
 from studies import between_epochs, eval_levers, scaling, step_levers, throughput, time_to_quality
 from timing import BATCH, as_uint8, device_name, results_path, threads

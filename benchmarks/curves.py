@@ -20,7 +20,11 @@ from dataclasses import replace
 
 import torch
 
-from helpers import CodeSpec, TrainConfig, cuda_tf32, evaluate, original_run, train_epoch
+from autoencoder.device import cuda_tf32
+from autoencoder.model import CodeSpec
+from autoencoder.recipes import TrainConfig
+from autoencoder.reference import original_run
+from autoencoder.training import evaluate, train_epoch
 from timing import bench_config, new_state
 
 CURVE_SEEDS = (0, 1, 2)

@@ -25,23 +25,14 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script: helpers.py is one folder up
 
-from helpers import (  # noqa: E402
-    DEFAULT_DATASET,
-    OneLineParser,
-    OutputPaths,
-    TrainConfig,
-    cuda_tf32,
-    data_tensors,
-    load_dataset,
-    load_info,
-    original_test_mse,
-    pick_device,
-    positive_int,
-    resolve_precision,
-    run_main,
-    train_epoch,
-    write_text_atomic,
-)
+from autoencoder.cli import OneLineParser, positive_int, run_main
+from autoencoder.datasets import DEFAULT_DATASET
+from autoencoder.device import cuda_tf32, pick_device, resolve_precision
+from autoencoder.files import OutputPaths, load_info, write_text_atomic
+from autoencoder.recipes import TrainConfig
+from autoencoder.reference import original_test_mse
+from autoencoder.sources import load_dataset
+from autoencoder.training import data_tensors, train_epoch
 from timing import device_name, new_state, seconds_of  # noqa: E402
 
 REFERENCE_RUN = ROOT / "docs" / "results"  # the default run on the 2-core CPU

@@ -16,24 +16,19 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from helpers import (
-    LOG_INTERVAL,
+from autoencoder.checkpoint import Checkpoints
+from autoencoder.datasets import Splits
+from autoencoder.device import cuda_tf32, reconstruction_mse
+from autoencoder.model import AutoEncoder, CodeSpec
+from autoencoder.progress import BarProgress, LineProgress, Progress
+from autoencoder.reference import original_test_mse
+from autoencoder.run_files import LOG_INTERVAL, RunFiles
+from autoencoder.training import (
     TRACED_IMAGES,
     TRACED_MAX_UNITS,
-    AutoEncoder,
-    BarProgress,
-    Checkpoints,
-    CodeSpec,
     History,
-    LineProgress,
-    Progress,
-    RunFiles,
-    Splits,
-    cuda_tf32,
     data_tensors,
     evaluate,
-    original_test_mse,
-    reconstruction_mse,
     record_epoch,
     start_epoch,
     trace_codes,

@@ -20,17 +20,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from helpers import (
-    AutoEncoder,
-    CodeSpec,
-    TrainConfig,
-    TrainingState,
-    cuda_tf32,
-    make_optimizer,
-    new_training_state,
-    train_epoch,
-    train_step,
-)
+from autoencoder.device import cuda_tf32
+from autoencoder.model import AutoEncoder, CodeSpec
+from autoencoder.recipes import TrainConfig, make_optimizer
+from autoencoder.training import TrainingState, new_training_state, train_epoch, train_step
 
 EPOCH_IMAGES = 50_000  # a full training epoch, for extrapolation
 BATCH = 500

@@ -16,8 +16,10 @@ import pytest
 import torch
 
 import autoencoder.sources
+from autoencoder.datasets import find_idx_files, read_mnist
+from autoencoder.errors import DataError
+from autoencoder.sources import MNIST_WHEEL_MEMBER
 from conftest import assert_refused, run_trainer, tiny_splits, truncated, write_idx_folder, write_mnist_pickle
-from helpers import MNIST_WHEEL_MEMBER, DataError, find_idx_files, read_mnist
 
 # -- Data ------------------------------------------------------------------------------
 

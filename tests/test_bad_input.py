@@ -18,18 +18,10 @@ import auto_encoder
 import plot_3D
 import plot_4x4
 import plot_training
+from autoencoder.errors import UserError
+from autoencoder.files import OutputPaths, load_info, save_info
+from autoencoder.model import DEFAULT_MODELS, AutoEncoder, load_lasagne_weights, load_model, save_model
 from conftest import assert_refused, run_trainer, tiny_splits, truncated
-from helpers import (
-    DEFAULT_MODELS,
-    AutoEncoder,
-    OutputPaths,
-    UserError,
-    load_info,
-    load_lasagne_weights,
-    load_model,
-    save_info,
-    save_model,
-)
 
 # -- Untrusted pickles -----------------------------------------------------------------
 
@@ -182,7 +174,9 @@ def test_a_read_only_output_folder_is_one_error_line_and_its_files_stay(read_onl
     err = capsys.readouterr().err
     line = [line for line in err.splitlines() if "error:" in line]
     assert "Traceback" not in err and len(line) == 1
-    assert line[0].startswith(f"error: cannot write {read_only}/auto_encoder_3D") and "(Read-only file system)" in line[0]
+    assert (
+        line[0].startswith(f"error: cannot write {read_only}/auto_encoder_3D") and "(Read-only file system)" in line[0]
+    )
     assert (read_only / "auto_encoder_3D.txt").read_text() == "previous run\n"
 
 

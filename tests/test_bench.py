@@ -16,8 +16,11 @@ import curves
 import gpu_check
 import timing
 from autoencoder import training
+from autoencoder.device import tf32_switches
+from autoencoder.files import OutputPaths, load_info
+from autoencoder.model import load_model, parse_code
+from autoencoder.training import TrainingState, train_step
 from conftest import ROOT, tiny_splits, train
-from helpers import OutputPaths, TrainingState, load_info, load_model, parse_code, tf32_switches, train_step
 
 pytestmark = pytest.mark.slow
 

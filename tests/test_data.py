@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 
 import autoencoder.sources
-from autoencoder.datasets import write_idx
+from autoencoder.datasets import Splits, read_idx, read_mnist, write_idx
+from autoencoder.errors import DataError
+from autoencoder.sources import MNIST_WHEEL_MEMBER, load_mnist
 from conftest import tiny_splits, write_idx_folder, write_mnist_pickle
-from helpers import MNIST_WHEEL_MEMBER, DataError, Splits, load_mnist, read_idx, read_mnist
 
 N_TRAIN, N_TEST = 72, 12  # the last sixth of the training images (12) becomes validation
 

@@ -7,7 +7,6 @@ files are used where FASHION_MNIST_DATA names them.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -21,8 +20,11 @@ import autoencoder.sources
 import plot_3D
 import plot_4x4
 import plot_training
+from autoencoder.datasets import DATASETS, dataset_spec, read_dataset
+from autoencoder.errors import DataError
+from autoencoder.files import OutputPaths, load_info
+from autoencoder.sources import load_dataset
 from conftest import train, write_idx_folder
-from helpers import DATASETS, DataError, OutputPaths, dataset_spec, load_dataset, load_info, read_dataset
 
 N_TRAIN, N_TEST = 72, 24  # the last sixth of the training images (12) become validation
 

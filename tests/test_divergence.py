@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from autoencoder.files import OutputPaths, load_info
 from conftest import assert_same_weights, linked_copy, one_error_line, signal_at_step, stamp, train, weights_of
-from helpers import OutputPaths, load_info
 
 pytestmark = pytest.mark.slow
 

@@ -7,6 +7,7 @@ each page's weight and its decoder's largest difference from PyTorch (docs/explo
 
     PYTHONPATH=. python tests/test_explorer.py output docs/results
 """
+
 from __future__ import annotations
 
 import base64
@@ -18,23 +19,28 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from bench_explorer import CHROMIUM, Browser
 from torch import nn
 
 import plot_3D
 import plot_4x4
-from bench_explorer import CHROMIUM, Browser
+from autoencoder.datasets import Splits, dataset_spec
+from autoencoder.device import decode_all, encode_all, reconstruction_mse
+from autoencoder.explorer import fold_decoder, write_explorer
+from autoencoder.files import OutputPaths
+from autoencoder.model import AutoEncoder, load_model
+from autoencoder.trained_run import Stage, TrainedRun
 from conftest import tiny_splits
-from helpers import (AutoEncoder, OutputPaths, Splits, Stage, TrainedRun, dataset_spec, decode_all, encode_all,
-                     fold_decoder, load_model, reconstruction_mse, write_explorer)
 
 needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium here (apt-get install chromium)")
 SIZES = {"1400x900": (1400, 900, False), "1024x768": (1024, 768, False), "390x844": (390, 844, True)}
-TOLERANCE = 2 / 255           # the in-page decoder against PyTorch's, a pixel
+TOLERANCE = 2 / 255  # the in-page decoder against PyTorch's, a pixel
 MODELS = ("3D", "4x4")
 QUALITY = {"test_mse": 0.0123, "pca_test_mse": 0.0456, "knn_accuracy": 0.875, "pca_knn_accuracy": 0.5}
 
 
 # -- Pages from untrained models: random weights and batch-norm statistics, the tiny test set ---------
+
 
 def untrained_run(name: str) -> TrainedRun:
     """A run of model `name` as load_trained_run gives it, without training, so these tests are quick.
@@ -54,9 +60,10 @@ def untrained_run(name: str) -> TrainedRun:
     test_x = torch.from_numpy(splits.test_x)
     codes = encode_all(model, test_x)
     stage = Stage(2, model, "after 2 epochs", codes, reconstruction_mse(model, test_x, codes=codes))
-    info = {"training loss": [0.1, 0.05], "validation loss": [0.1, 0.06], "config": {"limit": 60}}
-    return TrainedRun(model.spec, dataset_spec("mnist"), OutputPaths.of("none", name), info, [stage], test_x,
-                      splits.test_y, splits)
+    info = {"training loss": [0.1, 0.05], "validation loss": [0.1, 0.06], "config": {"limit": 60, "recipe": "modern"}}
+    return TrainedRun(
+        model.spec, dataset_spec("mnist"), OutputPaths.of("none", name), info, [stage], test_x, splits.test_y, splits
+    )
 
 
 @pytest.fixture(scope="module")
@@ -68,8 +75,9 @@ def pages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Tra
 
 
 def page_data(page: Path) -> dict:
-    return json.loads(re.search(r'<script id="data" type="application/json">(.*?)</script>', page.read_text(),
-                                re.S).group(1))
+    return json.loads(
+        re.search(r'<script id="data" type="application/json">(.*?)</script>', page.read_text(), re.S).group(1)
+    )
 
 
 def page_array(data: dict, key: str, dtype: str) -> np.ndarray:
@@ -82,7 +90,7 @@ def page_decoder(data: dict):
     for layer in data["decoder"]:
         packed = np.frombuffer(base64.b64decode(layer["weights"]), np.uint8).reshape(-1, 3).astype(np.int32)
         pairs = np.stack([packed[:, 0] | (packed[:, 1] & 15) << 8, packed[:, 1] >> 4 | packed[:, 2] << 4], 1)
-        q = (pairs.ravel()[:layer["rows"] * layer["cols"]] ^ 0x800) - 0x800   # sign of 12 bits
+        q = (pairs.ravel()[: layer["rows"] * layer["cols"]] ^ 0x800) - 0x800  # sign of 12 bits
         scales, biases = (page_array(layer, k, "<f4") for k in ("scales", "biases"))
         layers.append((q.reshape(layer["rows"], layer["cols"]) * scales[:, None].astype(np.float64), biases))
 
@@ -92,6 +100,7 @@ def page_decoder(data: dict):
             h = h @ weight.T + bias
             h = np.maximum(h, 0) if k < len(layers) - 1 else 1 / (1 + np.exp(-h))
         return h
+
     return decode
 
 
@@ -103,6 +112,7 @@ def random_codes(run: TrainedRun, n: int = 100) -> torch.Tensor:
 
 
 # -- The page, read in Python ------------------------------------------------------------------
+
 
 def test_folding_batch_norm_into_the_dense_layers_keeps_the_decoders_output():
     run = untrained_run("3D")
@@ -144,9 +154,11 @@ def test_the_page_holds_the_runs_codes_class_names_and_each_images_error(pages):
 def test_the_header_says_each_fact_once_and_no_path(pages, tmp_path):
     text = pages["4x4"][0].read_text()
     numbers = re.search(r'<p id="numbers">(.*?)</p>', text).group(1)
-    assert numbers == ("A 16-unit code (4x4 image), trained for 2 epochs (modern recipe) on the first 60 training "
-                       "images. Test MSE 0.0123 (PCA with 16 components: 0.0456); 5-NN digit accuracy 0.875 "
-                       "(PCA: 0.500). 20 test digits.")
+    assert numbers == (
+        "A 16-unit code (4x4 image), trained for 2 epochs (modern recipe) on the first 60 training "
+        "images. Test MSE 0.0123 (PCA with 16 components: 0.0456); 5-NN digit accuracy 0.875 "
+        "(PCA: 0.500). 20 test digits."
+    )
     shown = text.split('<img id="sprite"')[0]
     assert str(pages["4x4"][0].parent) not in shown and "/tmp" not in shown
 
@@ -158,7 +170,7 @@ def test_the_principal_components_are_numpys_with_their_share_of_the_variance(pa
     components, variance = np.array(pca["components"]), np.array(pca["variance"])
     assert np.allclose(components @ components.T, np.eye(16), atol=1e-9)
     singular = np.linalg.svd(codes - codes.mean(0), compute_uv=False)
-    assert np.allclose(variance, singular ** 2 / (singular ** 2).sum(), atol=1e-9)
+    assert np.allclose(variance, singular**2 / (singular**2).sum(), atol=1e-9)
     projected = (codes - pca["mean"]) @ components.T
     assert np.allclose(projected.var(0) / projected.var(0).sum(), variance, atol=1e-9)
 
@@ -167,10 +179,11 @@ def test_the_page_is_written_again_byte_for_byte(pages, tmp_path):
     page, run = pages["4x4"]
     again = write_explorer(run, tmp_path, QUALITY)
     assert again.read_bytes() == page.read_bytes()
-    assert [p.name for p in tmp_path.iterdir()] == ["4x4_explorer.html"]   # no temporary left
+    assert [p.name for p in tmp_path.iterdir()] == ["4x4_explorer.html"]  # no temporary left
 
 
 # -- The page in headless Chromium: every screen ----------------------------------------------------
+
 
 @pytest.fixture(scope="module", params=list(SIZES))
 def browser(request):
@@ -216,7 +229,7 @@ def test_every_panel_fits_inside_the_window_and_no_text_is_under_12_px(name, pag
     assert layout["scrollWidth"] <= layout["width"] and layout["small"] == []
     for panel in layout["panels"]:
         assert panel["left"] >= 0 and panel["right"] <= layout["width"], panel
-        assert panel["top"] >= -1 and panel["bottom"] <= layout["height"] + 1, panel   # scrolled to, within a pixel
+        assert panel["top"] >= -1 and panel["bottom"] <= layout["height"] + 1, panel  # scrolled to, within a pixel
     assert browser.errors == []
 
 
@@ -233,6 +246,7 @@ def test_the_canvas_is_as_large_as_the_page_makes_it_and_picking_uses_that_size(
 
 
 # -- Navigation ------------------------------------------------------------------------------------------
+
 
 @needs_chromium
 @pytest.mark.parametrize("name", MODELS)
@@ -291,7 +305,7 @@ def test_dragging_turns_the_3d_view_and_shift_dragging_pans_it(pages, desktop):
     desktop.drag((x, y), (x + 50, y))
     assert desktop.evaluate("explorer.state().yaw") == pytest.approx(yaw + 0.5)
     before = desktop.evaluate("explorer.point(0)")
-    desktop.drag((x, y), (x + 30, y + 20), modifiers=8)   # shift
+    desktop.drag((x, y), (x + 30, y + 20), modifiers=8)  # shift
     assert_moved(before, desktop.evaluate("explorer.point(0)"), 30, 20)
 
 
@@ -301,7 +315,7 @@ def test_labels_stay_inside_the_canvas_and_off_the_points_at_any_zoom(name, page
     page, run = pages[name]
     opened(desktop, page)
     box = desktop.evaluate("document.getElementById('scatter').getBoundingClientRect().toJSON()")
-    for notches in (0, 10, 20):   # zoomed in 0, 10 and 30 wheel notches
+    for notches in (0, 10, 20):  # zoomed in 0, 10 and 30 wheel notches
         for _ in range(notches):
             desktop.wheel(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, -100)
         labels = desktop.evaluate("explorer.labels()")
@@ -312,12 +326,18 @@ def test_labels_stay_inside_the_canvas_and_off_the_points_at_any_zoom(name, page
             assert box["top"] <= label["y"] and label["y"] + height <= box["bottom"]
         if notches == 0:
             points = desktop.evaluate(f"Array.from({{length: {len(run.test_y)}}}, (_, i) => explorer.point(i))")
-            covered = [p for p in points for label in labels if label["x"] <= p["x"] <= label["x"] +
-                       label["right"] - label["left"] and label["y"] <= p["y"] <= label["y"] + 16]
+            covered = [
+                p
+                for p in points
+                for label in labels
+                if label["x"] <= p["x"] <= label["x"] + label["right"] - label["left"]
+                and label["y"] <= p["y"] <= label["y"] + 16
+            ]
             assert covered == []
 
 
 # -- The code cursor ---------------------------------------------------------------------------------
+
 
 @needs_chromium
 @pytest.mark.parametrize("name", MODELS)
@@ -348,8 +368,10 @@ def test_the_sliders_span_every_test_code_and_hovering_moves_no_control(pages, d
     sliders = desktop.evaluate("[...document.querySelectorAll('#controls input')].map(s => [+s.min, +s.max])")
     codes = run.stages[-1].codes.numpy()
     assert np.allclose(sliders, np.stack([codes.min(0), codes.max(0)], 1), rtol=1e-6)
-    controls = "[...document.querySelectorAll('#panels input, #panels button, #panels select')].map(e => " \
-               "[e.getBoundingClientRect().x, e.getBoundingClientRect().y])"
+    controls = (
+        "[...document.querySelectorAll('#panels input, #panels button, #panels select')].map(e => "
+        "[e.getBoundingClientRect().x, e.getBoundingClientRect().y])"
+    )
     before = desktop.evaluate(controls)
     point = desktop.evaluate("explorer.point(7)")
     desktop.mouse("mouseMoved", point["x"], point["y"], "none")
@@ -376,8 +398,8 @@ def test_a_picks_ring_goes_when_its_class_is_hidden(pages, desktop):
     desktop.click(point["x"], point["y"])
     ring = f"""(() => {{ const c = document.getElementById('scatter'), b = c.getBoundingClientRect();
       return [...c.getContext('2d').getImageData({point["x"]} - b.left - c.clientLeft + 5,
-        {point["y"]} - b.top - c.clientTop - 5, 1, 1).data.slice(0, 3)]; }})()"""   # on the ring, off the +
-    assert max(desktop.evaluate(ring)) <= 60   # black, antialiased
+        {point["y"]} - b.top - c.clientTop - 5, 1, 1).data.slice(0, 3)]; }})()"""  # on the ring, off the +
+    assert max(desktop.evaluate(ring)) <= 60  # black, antialiased
     desktop.evaluate(f"document.querySelectorAll('#legend button')[{int(run.test_y[9])}].click()")
     assert sum(desktop.evaluate(ring)) >= 300 and desktop.evaluate("explorer.state().picks") == [9]
 
@@ -390,19 +412,24 @@ def test_arrow_keys_move_the_cursor_and_the_page_says_where_it_is_in_text(pages,
     desktop.key("ArrowRight")
     end = desktop.evaluate("explorer.cursor()")
     assert end["x"] - start["x"] == pytest.approx(0.02 * size, abs=0.5)
-    said = desktop.evaluate("[document.getElementById('cursor-text').textContent, "
-                            "document.getElementById('decoded').getAttribute('aria-label')]")
+    said = desktop.evaluate(
+        "[document.getElementById('cursor-text').textContent, "
+        "document.getElementById('decoded').getAttribute('aria-label')]"
+    )
     cursor = desktop.evaluate("explorer.state().cursor")
     assert said[0] == said[1] and f"Code ({cursor[0]:.3g}," in said[0] and "nearest to test images of digit" in said[0]
-    attributes = desktop.evaluate("[document.getElementById('scatter').getAttribute('role'), "
-                                  "document.getElementById('scatter').getAttribute('aria-label'), "
-                                  "document.getElementById('cursor-text').getAttribute('aria-live')]")
+    attributes = desktop.evaluate(
+        "[document.getElementById('scatter').getAttribute('role'), "
+        "document.getElementById('scatter').getAttribute('aria-label'), "
+        "document.getElementById('cursor-text').getAttribute('aria-live')]"
+    )
     assert attributes == ["img", "Scatter of the codes of 20 test digits", "polite"]
     desktop.evaluate("document.querySelector('#legend button').click()")
     assert desktop.evaluate("document.querySelector('#legend button').getAttribute('aria-pressed')") == "false"
 
 
 # -- What the Embedding Projector has ------------------------------------------------------------------
+
 
 @needs_chromium
 @pytest.mark.parametrize("name", MODELS)
@@ -411,8 +438,9 @@ def test_the_neighbours_of_a_pick_are_numpys_nearest_codes(name, pages, desktop)
     opened(desktop, page)
     point = desktop.evaluate("explorer.point(4)")
     desktop.click(point["x"], point["y"])
-    shown = desktop.evaluate("[...document.querySelectorAll('#neighbours button')].map(b => "
-                             "[+b.dataset.index, +b.dataset.distance])")
+    shown = desktop.evaluate(
+        "[...document.querySelectorAll('#neighbours button')].map(b => [+b.dataset.index, +b.dataset.distance])"
+    )
     codes = run.stages[-1].codes.double().numpy()
     distances = np.linalg.norm(codes - codes[4], axis=1)
     distances[4] = np.inf
@@ -428,8 +456,9 @@ def test_a_test_image_is_found_by_its_number_or_its_class(pages, desktop):
     desktop.evaluate("document.getElementById('find-index').value = '12'; document.getElementById('find-go').click()")
     assert desktop.evaluate("explorer.state().picks") == [11]
     label = int(run.test_y[3])
-    desktop.evaluate(f"document.getElementById('find-class').value = '{label}'; "
-                     "document.getElementById('find-next').click()")
+    desktop.evaluate(
+        f"document.getElementById('find-class').value = '{label}'; document.getElementById('find-next').click()"
+    )
     after = [i for i in range(12, 40) if run.test_y[i % 20] == label][0] % 20
     assert desktop.evaluate("explorer.state().picks")[-1] == after
 
@@ -453,12 +482,14 @@ def test_colouring_by_error_paints_the_best_and_worst_reconstructions_at_the_end
     page, run = pages["4x4"]
     opened(desktop, page)
     errors = page_array(page_data(page), "errors", "<f4")
-    desktop.evaluate("document.getElementById('color-by').value = 'error'; "
-                     "document.getElementById('color-by').dispatchEvent(new Event('change'))")
+    desktop.evaluate(
+        "document.getElementById('color-by').value = 'error'; "
+        "document.getElementById('color-by').dispatchEvent(new Event('change'))"
+    )
     colour = """(i => { const p = explorer.point(i), c = document.getElementById('scatter'),
       b = c.getBoundingClientRect(), r = c.width / b.width;
       return [...c.getContext('2d').getImageData((p.x - b.left) * r, (p.y - b.top) * r, 1, 1).data.slice(0, 3)]; })"""
-    assert desktop.evaluate(f"{colour}({int(errors.argmax())})") == [0xfd, 0xe7, 0x25]
+    assert desktop.evaluate(f"{colour}({int(errors.argmax())})") == [0xFD, 0xE7, 0x25]
     assert desktop.evaluate(f"{colour}({int(errors.argmin())})") == [0x44, 0x01, 0x54]
 
 
@@ -475,11 +506,12 @@ def test_the_grid_shows_the_decodings_of_the_slice_through_the_cursor_as_it_move
     bounds = desktop.evaluate("explorer.state().bounds")
     assert np.allclose(codes[:7, 0], np.linspace(*bounds[0], 7))
     assert np.allclose(codes[::7, 1], np.linspace(*bounds[1], 7)[::-1])
-    pixels = np.array(desktop.evaluate("[...document.getElementById('grid').getContext('2d')"
-                                       ".getImageData(0, 0, 196, 196).data]")).reshape(7, 28, 7, 28, 4)[..., 0]
+    pixels = np.array(
+        desktop.evaluate("[...document.getElementById('grid').getContext('2d').getImageData(0, 0, 196, 196).data]")
+    ).reshape(7, 28, 7, 28, 4)[..., 0]
     theirs = decode_all(run.stages[-1].model, torch.tensor(codes, dtype=torch.float32)).numpy().reshape(7, 7, 28, 28)
     assert np.abs(pixels.transpose(0, 2, 1, 3) - (255 - 255 * theirs)).max() <= 0.5 + 255 * TOLERANCE
-    desktop.key("ArrowUp", modifiers=8)   # shift: the turned view's up moves the third unit too
+    desktop.key("ArrowUp", modifiers=8)  # shift: the turned view's up moves the third unit too
     desktop.evaluate("explorer.settled()")
     assert not np.allclose(np.array(desktop.evaluate("explorer.grid()"))[:, 2], cursor[2])
 
@@ -503,6 +535,7 @@ def test_two_fingers_pinch_to_zoom_and_pan_on_a_phone(pages):
 
 # -- The decoder in the page ---------------------------------------------------------------------------
 
+
 @needs_chromium
 @pytest.mark.parametrize("name", [*MODELS, "1D", "8x8"])
 def test_the_decoder_in_the_page_draws_pytorchs_images_within_2_of_255(name, pages, desktop, tmp_path):
@@ -519,32 +552,39 @@ def test_the_decoder_in_the_page_draws_pytorchs_images_within_2_of_255(name, pag
 @pytest.mark.parametrize("name", MODELS)
 def test_a_screenshot_shows_the_coloured_points_of_the_scatter(name, pages, browser, tmp_path):
     from PIL import Image
+
     page, run = pages[name]
     opened(browser, page)
     box = browser.evaluate("document.getElementById('scatter').getBoundingClientRect().toJSON()")
     pixels = np.asarray(Image.open(browser.screenshot(tmp_path / "shot.png")).convert("RGB"))
-    scatter = pixels[int(box["top"]):int(box["bottom"]), int(box["left"]):int(box["right"])].reshape(-1, 3)
-    colors = [tuple(int(c[i:i + 2], 16) for i in (1, 3, 5)) for c in page_data(page)["colors"]]
+    scatter = pixels[int(box["top"]) : int(box["bottom"]), int(box["left"]) : int(box["right"])].reshape(-1, 3)
+    colors = [tuple(int(c[i : i + 2], 16) for i in (1, 3, 5)) for c in page_data(page)["colors"]]
     painted = {k: (scatter == color).all(1).sum() for k, color in enumerate(colors)}
-    assert all(painted[k] >= 4 for k in set(run.test_y.tolist())), painted   # a point is 6x6 pixels
+    assert all(painted[k] >= 4 for k in set(run.test_y.tolist())), painted  # a point is 6x6 pixels
 
 
 @needs_chromium
 def test_the_benchmark_reports_a_pages_weight_load_and_decode_times(pages, capsys):
     import bench_explorer
+
     page = pages["3D"][0]
     assert bench_explorer.main([str(page), "--repeats", "1"]) == 0
     report = capsys.readouterr().out
-    assert re.search(rf"{re.escape(str(page))}: {page.stat().st_size:,} bytes; ready after \d+ to \d+ ms .*"
-                     r"decoding a code [\d.]+ to [\d.]+ ms .*errors: none", report)
+    assert re.search(
+        rf"{re.escape(str(page))}: {page.stat().st_size:,} bytes; ready after \d+ to \d+ ms .*"
+        r"decoding a code [\d.]+ to [\d.]+ ms .*errors: none",
+        report,
+    )
     assert bench_explorer.main([str(page.with_name("missing.html"))]) == 1
 
 
 # -- The plot scripts --------------------------------------------------------------------------------
 
+
 @pytest.mark.slow
-def test_the_plot_scripts_write_the_explorer_beside_the_figures_the_same_bytes_each_time(trained_output, tiny_mnist,
-                                                                                         tmp_path):
+def test_the_plot_scripts_write_the_explorer_beside_the_figures_the_same_bytes_each_time(
+    trained_output, tiny_mnist, tmp_path
+):
     for path in trained_output.iterdir():
         (tmp_path / path.name).symlink_to(path)
     common = ["--output-dir", str(tmp_path), "--data", str(tiny_mnist), "--device", "cpu", "--format", "png"]
@@ -564,13 +604,15 @@ def test_the_plot_scripts_write_the_explorer_beside_the_figures_the_same_bytes_e
 
 # -- As a script: the screenshots in docs/results/ and the numbers of docs/explorer.md ------------------
 
+
 def demo(browser: Browser, page: Path) -> None:
     """The page as a user leaves it: two test images found and picked, the cursor moved off the second
     with the arrow keys, the pointer over a third image."""
     opened(browser, page)
     for number in (1, 2):
-        browser.evaluate(f"document.getElementById('find-index').value = '{number}'; "
-                         "document.getElementById('find-go').click()")
+        browser.evaluate(
+            f"document.getElementById('find-index').value = '{number}'; document.getElementById('find-go').click()"
+        )
     browser.evaluate("document.getElementById('scatter').focus()")
     for key in ("ArrowUp", "ArrowUp", "ArrowRight"):
         browser.key(key)
@@ -600,13 +642,14 @@ def measure(output_dir: Path, screenshots: Path) -> None:
                 errors = browser.errors
         theirs = decode_all(model, random).double().numpy()
         shown = np.abs(np.round(255 * ours) - np.round(255 * theirs)).max()
-        print(f"{page}: {page.stat().st_size:,} bytes; largest difference from PyTorch on 100 random codes "
-              f"{np.abs(ours - theirs).max() * 255:.3f}/255 ({shown:.0f} grey levels as drawn); "
-              f"errors: {errors or 'none'}")
+        print(
+            f"{page}: {page.stat().st_size:,} bytes; largest difference from PyTorch on 100 random codes "
+            f"{np.abs(ours - theirs).max() * 255:.3f}/255 ({shown:.0f} grey levels as drawn); "
+            f"errors: {errors or 'none'}"
+        )
 
 
 if __name__ == "__main__":
     if CHROMIUM is None:
         sys.exit("no Chromium here: apt-get install chromium")
     measure(Path(sys.argv[1]), Path(sys.argv[2] if len(sys.argv) > 2 else "docs/results"))
-

@@ -26,6 +26,7 @@ import pytest
 import torch
 
 import auto_encoder
+from autoencoder.files import OutputPaths, load_info
 from conftest import (
     ROOT,
     assert_same_weights,
@@ -37,7 +38,6 @@ from conftest import (
     trainer_argv,
     weights_of,
 )
-from helpers import OutputPaths, load_info
 
 if sys.platform == "win32":
     pytest.skip("kill -9, signals and hard links are POSIX", allow_module_level=True)

@@ -1,5 +1,6 @@
 """A newcomer's first hour: figures that say what they show, words that agree with the code, and a
 data cache that keeps what --prepare-data promises and nothing a failed download left."""
+
 from __future__ import annotations
 
 import importlib
@@ -16,16 +17,25 @@ import pytest
 import auto_encoder
 import autoencoder.sources
 import plot_training
+from autoencoder.datasets import read_dataset
+from autoencoder.errors import DataError
+from autoencoder.figures import pyplot, use_file_backend
+from autoencoder.files import load_info
+from autoencoder.reference import original_run
+from autoencoder.sources import MNIST_SHA256, load_dataset
+from autoencoder.trained_run import dataset_of_info
 from conftest import ROOT, tiny_splits, write_mnist_pickle
-from helpers import (MNIST_SHA256, DataError, dataset_of_info, load_dataset, load_info, original_run, pyplot,
-                     read_dataset, use_file_backend)
 
 README = (ROOT / "README.md").read_text()
 
 
 def losses(*values: float) -> dict:
-    return {"training loss": list(values), "validation loss": [v * 0.9 for v in values],
-            "test mse": values[-1], "config": {"recipe": "modern", "dataset": "mnist", "limit": 5000}}
+    return {
+        "training loss": list(values),
+        "validation loss": [v * 0.9 for v in values],
+        "test mse": values[-1],
+        "config": {"recipe": "modern", "dataset": "mnist", "limit": 5000},
+    }
 
 
 @pytest.fixture(autouse=True)
@@ -62,21 +72,31 @@ def test_a_limited_run_says_so_in_its_figure_titles():
 
 
 def test_the_help_says_the_2016_test_mse_is_dashed_and_the_figure_draws_it_dashed():
-    assert "final test MSE as a dashed grey line" in plot_training.__doc__ and "dotted line" not in plot_training.__doc__
+    assert (
+        "final test MSE as a dashed grey line" in plot_training.__doc__ and "dotted line" not in plot_training.__doc__
+    )
     fig = plot_training.plot_training("3D model", losses(0.05, 0.04), [original_run("3D")])
     lines = [line for line in fig.axes[0].get_lines() if line.get_label().startswith("test MSE after")]
     assert [line.get_linestyle() for line in lines] == ["--"]
     pyplot().close(fig)
 
 
-RUN_COMMAND = ("python3 -m venv .venv && . .venv/bin/activate && pip install -r requirements.txt && "
-               "python auto_encoder.py")
-TEST_COMMAND = ("python3 -m venv .venv && . .venv/bin/activate && pip install -r requirements-dev.txt && "
-                "python -m pytest -q")
+RUN_COMMAND = (
+    "python3 -m venv .venv && . .venv/bin/activate && pip install -r requirements.txt && python auto_encoder.py"
+)
+TEST_COMMAND = (
+    "python3 -m venv .venv && . .venv/bin/activate && pip install -r requirements-dev.txt && python -m pytest -q"
+)
 CPU_INDEX = "--extra-index-url https://download.pytorch.org/whl/cpu"
 # Named by the README, written on other branches: allowed to be missing until they are merged.
-ARRIVING_ON_MERGE = {"requirements-dev.txt", "docs/api.md", "docs/architecture.md", "docs/testing.md",
-                     "docs/results/3D_explorer.html", "docs/results/4x4_explorer.html"}
+ARRIVING_ON_MERGE = {
+    "requirements-dev.txt",
+    "docs/api.md",
+    "docs/architecture.md",
+    "docs/testing.md",
+    "docs/results/3D_explorer.html",
+    "docs/results/4x4_explorer.html",
+}
 
 
 def commands(markdown: str) -> list[str]:
@@ -104,15 +124,16 @@ def script_and_options(command: str) -> tuple[str, list[str]] | None:
 
 
 def test_every_python_command_in_the_readme_is_accepted_by_its_script():
-    scripts = [found for line in commands(README) for part in line.split("&&")
-               if (found := script_and_options(part.strip()))]
+    scripts = [
+        found for line in commands(README) for part in line.split("&&") if (found := script_and_options(part.strip()))
+    ]
     assert {name for name, _ in scripts} >= {"auto_encoder", "plot_training", "plot_3D", "plot_4x4"}
     for name, options in scripts:
-        importlib.import_module(name).parse_args(options)   # a bad option exits, failing the test
+        importlib.import_module(name).parse_args(options)  # a bad option exits, failing the test
 
 
 def test_the_short_trial_comes_first_and_its_figures_read_the_folder_it_trained_into():
-    trial = README[README.index("## A short trial"):README.index("## The full run")]
+    trial = README[README.index("## A short trial") : README.index("## The full run")]
     scripts = [script_and_options(line) for line in commands(trial)]
     assert [name for name, _ in scripts] == ["auto_encoder", "plot_training", "plot_3D", "plot_4x4"]
     trained = auto_encoder.parse_args(scripts[0][1])
@@ -137,10 +158,11 @@ def local_targets(page: str) -> list[tuple[str, str]]:
     links = re.findall(r"\]\(([^)\s]+)\)", text) + re.findall(r'(?:src|href)="([^"]+)"', text)
     targets = []
     for link in links:
-        if not re.match(r"[a-z]+:", link):   # not http:, https: or mailto:
+        if not re.match(r"[a-z]+:", link):  # not http:, https: or mailto:
             path, _, anchor = link.partition("#")
-            targets.append((os.path.normpath(os.path.join(os.path.dirname(page), path or os.path.basename(page))),
-                            anchor))
+            targets.append(
+                (os.path.normpath(os.path.join(os.path.dirname(page), path or os.path.basename(page))), anchor)
+            )
     return targets + [(name, "") for name in re.findall(r"pip install .*?-r (\S+)", text)]
 
 
@@ -172,7 +194,7 @@ def test_a_failed_download_leaves_no_empty_cache_folder(tmp_path, monkeypatch):
         raise DataError("no network")
 
     monkeypatch.setattr(autoencoder.sources, "torchvision_download", offline)
-    monkeypatch.delenv("FASHION_MNIST_DATA", raising=False)   # else the shared copy is read, no fetch
+    monkeypatch.delenv("FASHION_MNIST_DATA", raising=False)  # else the shared copy is read, no fetch
     cache = tmp_path / "data" / "fashion-mnist"
     with pytest.raises(DataError, match="could not get Fashion-MNIST"):
         load_dataset("fashion-mnist", cache=cache, log=lambda line: None)
@@ -232,8 +254,9 @@ def test_the_code_size_pages_command_redraws_its_committed_table_from_the_commit
     shutil.copytree(committed, folder, ignore=shutil.ignore_patterns("sweep.*"))
     assert plot_training.main(["--sweep", "--output-dir", str(folder)]) == 0
     assert (folder / "sweep.txt").read_bytes() == (committed / "sweep.txt").read_bytes()
-    redrawn, kept = ([rounded(row) for row in json.loads((f / "sweep.json").read_text())["rows"]]
-                     for f in (folder, committed))
+    redrawn, kept = (
+        [rounded(row) for row in json.loads((f / "sweep.json").read_text())["rows"]] for f in (folder, committed)
+    )
     assert redrawn == kept
     table = (folder / "sweep.txt").read_text().split("\n\n", 1)[1].strip()
     assert table in (ROOT / "docs" / "code-size.md").read_text()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, train
 
 pytestmark = pytest.mark.slow
 
@@ -62,27 +62,24 @@ def fresh_venv(folder: Path) -> Path:
     return python
 
 
-@pytest.mark.parametrize("editable", [False, True], ids=["install", "editable"])
-def test_pip_install_gives_a_package_that_imports_outside_the_repository(tmp_path: Path, editable: bool) -> None:
+def install(tmp_path: Path, editable: bool) -> tuple[Path, Path]:
+    """`pip install [-e] .` of a copy of the sources into a fresh venv; its python and the copy."""
     source = tmp_path / "source"  # a copy: building writes build/ and *.egg-info beside the sources
     source.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, source / name)
     shutil.copytree(ROOT / "autoencoder", source / "autoencoder", ignore=shutil.ignore_patterns("__pycache__"))
     python = fresh_venv(tmp_path / "venv")
-    install = [
-        python,
-        "-m",
-        "pip",
-        "install",
-        "-q",
-        "--no-deps",
-        "--no-build-isolation",
-        *(["-e"] if editable else []),
-        str(source),
-    ]
+    install = [python, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+               *(["-e"] if editable else []), str(source)]
     result = subprocess.run(install, capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
+    return python, source
+
+
+@pytest.mark.parametrize("editable", [False, True], ids=["install", "editable"])
+def test_pip_install_gives_a_package_that_imports_outside_the_repository(tmp_path: Path, editable: bool) -> None:
+    python, source = install(tmp_path, editable)
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -102,3 +99,18 @@ def test_pip_install_gives_a_package_that_imports_outside_the_repository(tmp_pat
     test_extra = [r.split(";")[0].strip() for r in report["requires"] if "extra ==" in r]
     assert runtime == requirement_lines(ROOT / "requirements.txt")
     assert test_extra == requirement_lines(ROOT / "requirements-dev.txt")
+
+
+def test_the_api_pages_notebook_example_runs_on_the_installed_package_outside_the_repository(
+        tmp_path: Path, tiny_mnist: Path) -> None:
+    python, _ = install(tmp_path, editable=False)
+    elsewhere = tmp_path / "elsewhere"
+    assert train(elsewhere / "output", tiny_mnist, "--model", "3D", "--epochs", "1") == 0
+    example = (ROOT / "docs" / "api.md").read_text().split("```python\n")[1].split("```")[0]
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "MNIST_DATA": str(tiny_mnist)}
+    result = subprocess.run([python, "-c", example], capture_output=True, text=True, cwd=elsewhere, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "decoded (1, 784)" in result.stdout.splitlines()
+    said = dict(line.rsplit(" ", 1) for line in result.stdout.splitlines() if line.split()[0] in ("test", "PCA", "5-NN"))
+    assert 0 < float(said["test MSE"]) < 1 and 0 < float(said["PCA test MSE"]) < 1
+    assert 0 <= float(said["5-NN accuracy"]) <= 1

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import DATASETS, parse_code
+from autoencoder.datasets import DATASETS
+from autoencoder.model import parse_code
 
 ROOT = Path(__file__).resolve().parents[1]
 JOBS = ROOT / "jobs"

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import (
+from autoencoder.errors import UserError
+from autoencoder.model import (
     AutoEncoder,
-    UserError,
     count_parameters,
     load_lasagne_weights,
     load_model,

@@ -15,8 +15,9 @@ import gpu_check
 import plot_3D
 import plot_4x4
 import plot_training
+from autoencoder.files import OutputPaths, load_info
+from autoencoder.recipes import TrainConfig, change_learning_rate, make_optimizer
 from conftest import assert_same_weights, signal_at_step, stamp, train, weights_of
-from helpers import OutputPaths, TrainConfig, change_learning_rate, load_info, make_optimizer
 
 EPOCHS = ("--model", "3D", "--epochs", "2")
 
@@ -65,8 +66,10 @@ def test_a_finished_run_is_replaced_only_with_restart(tmp_path, tiny_mnist, caps
     assert "--restart" in err and {p: stamp(p) for p in tmp_path.iterdir()} == before
     assert train(tmp_path, tiny_mnist, *EPOCHS, "--restart") == 0
     said = [line for line in capsys.readouterr().out.splitlines() if "removing" in line]
-    assert said == [f"3D: removing the earlier run's files in {tmp_path}/ (auto_encoder_3D_info.pkl.gz, "
-                    "auto_encoder_3D_weights.pt, auto_encoder_3D_codes.pt, auto_encoder_3D_init.pt, auto_encoder_3D.txt)"]
+    assert said == [
+        f"3D: removing the earlier run's files in {tmp_path}/ (auto_encoder_3D_info.pkl.gz, "
+        "auto_encoder_3D_weights.pt, auto_encoder_3D_codes.pt, auto_encoder_3D_init.pt, auto_encoder_3D.txt)"
+    ]
     assert load_info(OutputPaths.of(tmp_path, "3D").info)["training loss"] == first["training loss"]
 
 

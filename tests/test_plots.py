@@ -18,9 +18,13 @@ import torch
 import plot_3D
 import plot_4x4
 import plot_training
+from autoencoder.analysis import PCA, knn_accuracy
+from autoencoder.datasets import dataset_spec
+from autoencoder.figures import pyplot, use_file_backend
+from autoencoder.files import OutputPaths, load_info
+from autoencoder.reference import original_run
+from autoencoder.trained_run import train_command
 from conftest import train
-from helpers import (PCA, OutputPaths, dataset_spec, knn_accuracy, load_info, original_run, pyplot, train_command,
-                     use_file_backend)
 
 # The original project's output/ folder (its logs and Python 2 loss pickles), where one is at hand.
 ORIGINAL_OUTPUT = Path(os.environ.get("ORIGINAL_OUTPUT", "/nonexistent"))
@@ -248,15 +252,16 @@ LONG_WHEN = "after 500 epochs on the first 50,000 training images (--limit)"
 def growing_trace(epochs: int = 3, images: int = 200) -> np.ndarray:
     """Codes of `images` test images whose spread grows tenfold an epoch, as a 3D run's trace."""
     cloud = np.random.default_rng(0).normal(size=(images, 3)) * np.array([1.0, 2.0, 0.5])
-    return np.stack([cloud * 10.0 ** epoch for epoch in range(epochs + 1)])
+    return np.stack([cloud * 10.0**epoch for epoch in range(epochs + 1)])
 
 
 @pytest.mark.parametrize("dataset", ["mnist", "fashion-mnist", "kmnist"])
 def test_a_limited_runs_3d_code_title_fits_inside_the_figure(dataset):
     use_file_backend()
     spec = dataset_spec(dataset)
-    title = (f"3D code of the 10,000 {spec.test_set}, {LONG_WHEN} (test MSE 0.0609)\n"
-             "axes span the central 99% of each unit")
+    title = (
+        f"3D code of the 10,000 {spec.test_set}, {LONG_WHEN} (test MSE 0.0609)\naxes span the central 99% of each unit"
+    )
     fig = plot_3D.plot_code_3d(growing_trace()[-1], np.arange(200) % 10, title, spec)
     fig.canvas.draw()
     shown = fig.axes[0].title.get_window_extent()
@@ -269,8 +274,7 @@ def test_a_limited_runs_3d_code_title_fits_inside_the_figure(dataset):
 def test_each_frame_of_the_code_evolution_says_its_scale_against_the_last_frame(dataset):
     use_file_backend()
     trace = growing_trace()
-    fig, draw = plot_3D.code_evolution(trace, np.arange(200) % 10, "3D code of 200 test images",
-                                       dataset_spec(dataset))
+    fig, draw = plot_3D.code_evolution(trace, np.arange(200) % 10, "3D code of 200 test images", dataset_spec(dataset))
     ax, legend = fig.axes[0], fig.legends[0]
     spans, titles = [], []
     for epoch in range(len(trace)):
@@ -278,7 +282,7 @@ def test_each_frame_of_the_code_evolution_says_its_scale_against_the_last_frame(
         fig.canvas.draw()
         spans.append(np.array([np.diff(limits())[0] for limits in (ax.get_xlim, ax.get_ylim, ax.get_zlim)]))
         titles.append(ax.get_title())
-        z_axis = ax.zaxis.get_tightbbox(fig.canvas.get_renderer())   # its tick labels and its label
+        z_axis = ax.zaxis.get_tightbbox(fig.canvas.get_renderer())  # its tick labels and its label
         assert not z_axis.overlaps(legend.get_window_extent()), f"the legend covers the z axis at epoch {epoch}"
     for span, title in zip(spans[:-1], titles):
         said = float(re.search(r"axes (\S+)x as wide as in the last frame", title).group(1))
@@ -297,8 +301,11 @@ def assert_reported(folder: Path, before: set[Path], printed: str) -> None:
 
 def test_plot_training_names_every_loss_figure_it_writes(tmp_path, capsys):
     folder = tmp_path / "original-recipe"
-    shutil.copytree(Path(__file__).parents[1] / "docs" / "results" / "original-recipe", folder,
-                    ignore=shutil.ignore_patterns("*_training.*"))
+    shutil.copytree(
+        Path(__file__).parents[1] / "docs" / "results" / "original-recipe",
+        folder,
+        ignore=shutil.ignore_patterns("*_training.*"),
+    )
     before = set(folder.iterdir())
     assert plot_training.main(["--output-dir", str(folder), "--format", "jpg,png"]) == 0
     assert_reported(folder, before, capsys.readouterr().out)

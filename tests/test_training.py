@@ -13,19 +13,13 @@ import torch
 
 import auto_encoder
 from autoencoder import checkpoint, progress, training
+from autoencoder.checkpoint import Checkpoints
+from autoencoder.datasets import DATASETS
+from autoencoder.device import CPU_BF16_PROBES, cpu_has_fast_bf16, resolve_precision
+from autoencoder.files import OutputPaths, load_info
+from autoencoder.model import load_model
+from autoencoder.recipes import RECIPES, TrainConfig
 from conftest import ROOT, TINY_SIZES, codes_of, signal_at_step, train
-from helpers import (
-    CPU_BF16_PROBES,
-    DATASETS,
-    RECIPES,
-    Checkpoints,
-    OutputPaths,
-    TrainConfig,
-    cpu_has_fast_bf16,
-    load_info,
-    load_model,
-    resolve_precision,
-)
 
 
 @pytest.mark.slow

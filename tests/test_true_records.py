@@ -2,6 +2,7 @@
 by what it is, the settings it trained with, one run's files in a folder, and every valid input
 trained, every invalid one refused in one line with a command that works. Each test failed on the
 trainer before these fixes."""
+
 from __future__ import annotations
 
 import os
@@ -16,12 +17,12 @@ import auto_encoder
 import autoencoder.datasets
 import plot_3D
 import plot_training
+from autoencoder import training
+from autoencoder.errors import UserError
 from autoencoder.files import OutputPaths, load_info, torch_load
 from autoencoder.model import AutoEncoder, load_model
 from autoencoder.recipes import TrainConfig
 from autoencoder.sources import load_dataset
-from autoencoder.errors import UserError
-from autoencoder import training
 from conftest import ROOT, one_error_line, signal_at_step, stamp, tiny_splits, train, write_mnist_pickle
 
 ONE_EPOCH = ("--model", "3D", "--epochs", "1")
@@ -45,11 +46,22 @@ def tiny_sha(tiny_mnist: Path) -> str:
 
 # -- 1a. The data, by what it is -----------------------------------------------------------
 
+
 @pytest.mark.skipif(not os.environ.get("FASHION_MNIST_DATA"), reason="needs FASHION_MNIST_DATA")
 def test_fashion_mnist_files_given_as_mnist_are_refused_in_one_line_before_anything_is_written(tmp_path, capsys):
     out = tmp_path / "out"
-    argv = ["--data", os.environ["FASHION_MNIST_DATA"], "--epochs", "1", "--limit", "500", "--model", "2D",
-            "--output-dir", str(out)]
+    argv = [
+        "--data",
+        os.environ["FASHION_MNIST_DATA"],
+        "--epochs",
+        "1",
+        "--limit",
+        "500",
+        "--model",
+        "2D",
+        "--output-dir",
+        str(out),
+    ]
     assert auto_encoder.main(argv) == 2
     refused(capsys, out, {}, "holds Fashion-MNIST, not MNIST: pass --dataset fashion-mnist")
 
@@ -97,6 +109,7 @@ def test_the_plot_scripts_refuse_other_images_than_the_run_trained_on(tmp_path, 
 
 # -- 1b. --resume keeps the trained settings -----------------------------------------------
 
+
 def test_resume_with_another_lr_device_or_precision_keeps_a_finished_runs_settings(tmp_path, tiny_mnist, capsys):
     assert train(tmp_path, tiny_mnist, *ONE_EPOCH, "--lr", "0.005") == 0
     paths = OutputPaths.of(tmp_path, "3D")
@@ -120,6 +133,7 @@ def test_an_lr_changed_mid_run_is_recorded_with_the_epoch_it_took_effect_from(tm
 
 
 # -- 1c. One run's files in a folder -------------------------------------------------------
+
 
 def test_restart_removes_the_old_runs_files_before_the_new_run_writes_any(tmp_path, tiny_mnist, monkeypatch):
     """A --restart that dies before its first checkpoint leaves nothing --resume would continue."""
@@ -164,45 +178,54 @@ def test_the_plot_scripts_refuse_a_folder_holding_files_of_two_runs(tmp_path, ti
 
 # -- 1d and 2a. Every valid size trains, every impossible one is refused ---------------------
 
+
 def test_a_limit_beyond_the_training_images_is_refused(tmp_path, tiny_mnist, capsys):
     assert train(tmp_path / "out", tiny_mnist, *ONE_EPOCH, "--limit", "100") == 2
     refused(capsys, tmp_path / "out", {}, "--limit 100 is more than the 60 training images of MNIST")
 
 
 @pytest.mark.parametrize("limit, batch", [("41", "20"), ("21", "20"), ("3", "2")])
-def test_a_one_image_last_batch_joins_the_batch_before_it_and_says_so_once(tmp_path, tiny_mnist, capsys, limit,
-                                                                            batch):
+def test_a_one_image_last_batch_joins_the_batch_before_it_and_says_so_once(tmp_path, tiny_mnist, capsys, limit, batch):
     assert train(tmp_path, tiny_mnist, *ONE_EPOCH, "--limit", limit, "--batch-size", batch) == 0
     said = [line for line in capsys.readouterr().out.splitlines() if "joins the batch before it" in line]
-    assert said == [f"3D: the last batch of each epoch would hold one image, which batch norm cannot train on; "
-                    f"it joins the batch before it ({int(batch) + 1} images)"]
+    assert said == [
+        f"3D: the last batch of each epoch would hold one image, which batch norm cannot train on; "
+        f"it joins the batch before it ({int(batch) + 1} images)"
+    ]
 
 
-@pytest.mark.parametrize("argv, words", [(("--batch-size", "1"), "--batch-size 1 cannot train"),
-                                         (("--limit", "1"), "--limit 1 leaves one training image")])
-def test_what_batch_norm_cannot_train_on_is_refused_before_anything_is_written(tmp_path, tiny_mnist, capsys,
-                                                                               argv, words):
+@pytest.mark.parametrize(
+    "argv, words",
+    [(("--batch-size", "1"), "--batch-size 1 cannot train"), (("--limit", "1"), "--limit 1 leaves one training image")],
+)
+def test_what_batch_norm_cannot_train_on_is_refused_before_anything_is_written(
+    tmp_path, tiny_mnist, capsys, argv, words
+):
     assert train(tmp_path / "out", tiny_mnist, *ONE_EPOCH, *argv) == 2
     refused(capsys, tmp_path / "out", {}, words)
 
 
 # -- 2b, 2c. Honest eval-mode outputs; the caller's mode kept --------------------------------
 
+
 def test_the_saved_weights_carry_batch_norm_statistics_of_the_trained_weights(tmp_path, tiny_mnist):
     from autoencoder.training import recompute_batch_norm
+
     assert train(tmp_path, tiny_mnist, *ONE_EPOCH) == 0
     paths = OutputPaths.of(tmp_path, "3D")
     model = load_model(paths.weights)
     train_x = torch.from_numpy(load_dataset("mnist", tiny_mnist, log=lambda _: None).train_x)
     saved = {name: b.clone() for name, b in model.named_buffers() if "running" in name}
     recompute_batch_norm(model, train_x, "fp32")
-    assert all(torch.allclose(saved[name], b, rtol=1e-5, atol=1e-6)
-               for name, b in model.named_buffers() if "running" in name)
+    assert all(
+        torch.allclose(saved[name], b, rtol=1e-5, atol=1e-6) for name, b in model.named_buffers() if "running" in name
+    )
 
 
 @pytest.mark.parametrize("training", [True, False])
 def test_evaluate_leaves_the_model_in_the_mode_the_caller_had_it_in(training):
     from autoencoder.training import evaluate
+
     model = AutoEncoder("3D").train(training)
     evaluate(model, torch.rand(4, 784), "fp32")
     assert model.training == training and all(m.training == training for m in model.modules())
@@ -210,6 +233,7 @@ def test_evaluate_leaves_the_model_in_the_mode_the_caller_had_it_in(training):
 
 def test_eval_mode_restores_the_mode_when_the_body_fails():
     from autoencoder.training import eval_mode
+
     model = AutoEncoder("3D").train()
     with pytest.raises(ValueError), eval_mode(model):
         raise ValueError
@@ -218,16 +242,20 @@ def test_eval_mode_restores_the_mode_when_the_body_fails():
 
 # -- 2d, 2e, 2f. Errors in the user's words, advice that works --------------------------------
 
-def test_a_truncated_checkpoint_is_called_damaged_and_a_newer_torchs_file_is_not(tmp_path, tiny_mnist, monkeypatch,
-                                                                                capsys):
+
+def test_a_truncated_checkpoint_is_called_damaged_and_a_newer_torchs_file_is_not(
+    tmp_path, tiny_mnist, monkeypatch, capsys
+):
     signal_at_step(monkeypatch, 2)
     assert train(tmp_path, tiny_mnist, "--model", "3D", "--epochs", "2") == 128 + signal.SIGTERM
     monkeypatch.undo()
     checkpoint = OutputPaths.of(tmp_path, "3D").checkpoint
 
     def newer_torch(*args, **kwargs):
-        raise RuntimeError("Attempted to read a PyTorch file with version 99, but the maximum supported version "
-                           "for reading is 13. The version of your PyTorch installation may be too old, ...")
+        raise RuntimeError(
+            "Attempted to read a PyTorch file with version 99, but the maximum supported version "
+            "for reading is 13. The version of your PyTorch installation may be too old, ..."
+        )
 
     monkeypatch.setattr(torch, "load", newer_torch)
     with pytest.raises(UserError, match="written by a newer PyTorch") as newer:
@@ -257,7 +285,8 @@ def test_the_weights_loader_given_an_info_pickle_says_what_the_file_is(tmp_path,
 
 
 def test_a_plot_of_an_unfinished_run_names_the_command_that_finishes_it_and_that_command_works(
-        tmp_path, tiny_mnist, monkeypatch, capsys):
+    tmp_path, tiny_mnist, monkeypatch, capsys
+):
     signal_at_step(monkeypatch, 2)
     assert train(tmp_path, tiny_mnist, "--model", "3D", "--epochs", "2") == 128 + signal.SIGTERM
     monkeypatch.undo()
@@ -301,11 +330,20 @@ def test_a_full_disk_is_reported_in_the_operating_systems_words(tmp_path, tiny_m
 
 # -- 2g, 2h. Every setting checked; each number's precision said --------------------------------
 
-@pytest.mark.parametrize("field, value, words", [
-    ("precision", "auto", "unknown precision"), ("compile", "fast", "unknown --compile mode"),
-    ("device", "gpu0", "unknown device"), ("adamw", "fast", "unknown AdamW implementation"),
-    ("seed", -1, "--seed must be"), ("limit", 0, "--limit must be"), ("checkpoint_interval", -1, "--checkpoint-interval"),
-    ("epochs", 2.5, "--epochs and --batch-size must be positive integers")])
+
+@pytest.mark.parametrize(
+    "field, value, words",
+    [
+        ("precision", "auto", "unknown precision"),
+        ("compile", "fast", "unknown --compile mode"),
+        ("device", "gpu0", "unknown device"),
+        ("adamw", "fast", "unknown AdamW implementation"),
+        ("seed", -1, "--seed must be"),
+        ("limit", 0, "--limit must be"),
+        ("checkpoint_interval", -1, "--checkpoint-interval"),
+        ("epochs", 2.5, "--epochs and --batch-size must be positive integers"),
+    ],
+)
 def test_every_setting_of_a_configuration_is_checked(field, value, words):
     with pytest.raises(UserError, match=words):
         TrainConfig(**{field: value})
