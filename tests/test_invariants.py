@@ -55,7 +55,8 @@ import autoencoder.datasets  # noqa: E402
 import autoencoder.model  # noqa: E402
 from autoencoder import training  # noqa: E402
 from autoencoder.training import batch_count  # noqa: E402
-from conftest import tiny_splits, write_mnist_pickle  # noqa: E402
+from conftest import assert_same_weights, codes_of, tiny_splits, weights_of, write_mnist_pickle  # noqa: E402
+from test_faults import log_rows  # noqa: E402  (it also skips this module where there are no POSIX signals)
 from helpers import (CHECKPOINT_INTERVAL, DATASETS, RESUME_KEYS, OutputPaths, Splits, TrainConfig,  # noqa: E402
                      count_parameters, load_info, load_model, load_trained_run, parse_code, parse_models,
                      read_dataset, resolve_precision, store_in_cache)
@@ -134,11 +135,24 @@ def write_formats(splits: Splits, folder: Path) -> dict[str, Path]:
     return {"pickle": pickle_path, "idx": store_in_cache(splits, folder / "idx"), "npz": folder / "data.npz"}
 
 
+RAM_DISK = Path("/dev/shm")
+
+
+@contextlib.contextmanager
+def work_folder(tmp_path_factory: pytest.TempPathFactory):
+    """A RAM-backed folder where the system has one: each run fsyncs its files, which costs a
+    tenth of a second a run on a busy disk and nothing there."""
+    if not RAM_DISK.is_dir():
+        yield tmp_path_factory.mktemp("invariants")
+        return
+    with tempfile.TemporaryDirectory(dir=RAM_DISK, prefix="test_invariants-") as folder:
+        yield Path(folder)
+
+
 @pytest.fixture(scope="module", autouse=True)
 def world(tmp_path_factory: pytest.TempPathFactory):
-    root = tmp_path_factory.mktemp("invariants")
     threads = torch.get_num_threads()
-    with pytest.MonkeyPatch.context() as mp:
+    with work_folder(tmp_path_factory) as root, pytest.MonkeyPatch.context() as mp:
         for name, value in SMALL_WIDTHS.items():
             mp.setattr(autoencoder.model, name, value)
         for spec in DATASETS.values():
@@ -327,11 +341,26 @@ def maybe(strategy: st.SearchStrategy) -> st.SearchStrategy:
     return st.one_of(st.none(), strategy)
 
 
+FLOAT32_MAX = float(torch.finfo(torch.float32).max)
+
+
+def anywhere(ordinary: st.SearchStrategy, most: float | None = None) -> st.SearchStrategy:
+    """Mostly the values people use, sometimes anything the option accepts (up to `most`)."""
+    return st.one_of(ordinary, ordinary, st.floats(0, most, exclude_min=True, allow_infinity=False))
+
+
 @st.composite
-def valid_options(draw, fp32: bool = False, flags: bool = True) -> Options:
-    """Any command line that should train; `fp32` for runs compared bit for bit."""
+def valid_options(draw, fp32: bool = False, flags: bool = True, extreme: bool = True) -> Options:
+    """Any command line that should train; `fp32` for runs compared bit for bit; `extreme` also
+    draws rates that diverge (exit 3, one line)."""
     recipe = draw(st.sampled_from([None, "modern", "original"]))
     modern = recipe != "original"
+    # KNOWN BUG (test_an_original_recipe_rate_beyond_float32_diverges_in_one_line_not_a_traceback): SGD's
+    # step overflows above float32's largest number; until it is fixed, the drawn rates stay below it.
+    lr = st.floats(1e-4, 0.02 if modern else 1.0)
+    lr = anywhere(lr, None if modern else FLOAT32_MAX) if extreme else lr
+    weight_decay = st.floats(0, 1)
+    weight_decay = anywhere(weight_decay) if extreme else weight_decay
     dataset = draw(st.sampled_from([None, "mnist", "fashion-mnist", "kmnist"]))
     minimum = 2 if modern else 1  # batch norm needs two images a batch
     return Options(
@@ -342,22 +371,15 @@ def valid_options(draw, fp32: bool = False, flags: bool = True) -> Options:
         batch_size=draw(maybe(st.integers(minimum, N_TRAIN + 10))),
         limit=draw(maybe(st.integers(minimum, N_TRAIN))),
         seed=draw(maybe(st.integers(0, 2 ** 64 - 1))),
-        lr=draw(maybe(st.floats(1e-4, 0.02 if modern else 1.0))),
-        weight_decay=draw(maybe(st.floats(0, 1) if modern else st.just(0.0))),
-        dropout=draw(maybe(st.floats(0, 0.9) if modern else st.just(0.0))),
+        lr=draw(maybe(lr)),
+        weight_decay=draw(maybe(weight_decay if modern else st.just(0.0))),
+        dropout=draw(maybe(st.floats(0, 1, exclude_max=True) if modern else st.just(0.0))),
         precision="fp32" if fp32 else draw(st.sampled_from([None, "auto", "fp32", "bf16"])),
         interval=draw(maybe(st.sampled_from([0.0, 60.0]))),
         flags=draw(st.sampled_from([(), ("--resume",), ("--restart",)])) if flags else ())
 
 
 # -- Reading what a run wrote ---------------------------------------------------------------
-
-def log_rows(text: str) -> list[list[str]]:
-    """The epoch table of a log as [epoch, TL, VL] rows (the times differ from run to run)."""
-    lines = text.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.split()[:1] == ["Epoch"]) + 1
-    return [line.split()[:3] for line in lines[start:] if line[:1].isdigit()]
-
 
 def run_ids(out: Path, model: str) -> dict[str, str]:
     """The run id each file of `model` in `out` names."""
@@ -468,17 +490,17 @@ def reference(world: World, config: dict) -> Path:
 
 def assert_same_run(out: Path, model: str, world: World) -> None:
     """`model`'s finished run in `out` equals, bit for bit, the uninterrupted run of its configuration."""
-    info = load_info(OutputPaths.of(out, model).info)
-    ref_out = reference(world, info["config"])
-    ref, paths, ref_paths = load_info(OutputPaths.of(ref_out, model).info), OutputPaths.of(out, model), OutputPaths.of(ref_out, model)
+    paths = OutputPaths.of(out, model)
+    info = load_info(paths.info)
+    ref_paths = OutputPaths.of(reference(world, info["config"]), model)
+    ref = load_info(ref_paths.info)
     for key in ("training loss", "validation loss", "test mse", "parameters", "changes"):
         assert info[key] == ref[key], key
-    for name in ("init", "weights"):
-        mine, theirs = (torch.load(getattr(p, name), weights_only=True)["state_dict"] for p in (paths, ref_paths))
-        assert mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine), f"{name} differ"
+    assert_same_weights(weights_of(paths.init), weights_of(ref_paths.init))
+    assert_same_weights(weights_of(paths.weights), weights_of(ref_paths.weights))
     assert paths.codes.is_file() == ref_paths.codes.is_file()
     if paths.codes.is_file():
-        assert torch.equal(*(torch.load(p.codes, weights_only=True)["codes"] for p in (paths, ref_paths)))
+        assert torch.equal(codes_of(paths.codes), codes_of(ref_paths.codes))
     assert log_rows(paths.log.read_text()) == log_rows(ref_paths.log.read_text())
 
 
@@ -489,11 +511,17 @@ def trains_and_records_what_trained(world: World, opts: Options) -> None:
         out = root / "out"
         with watched_steps() as steps:
             outcome = run(opts.argv(world, out))
-        assert outcome.code == 0, outcome.stderr
+        models = opts.models()
+        if outcome.code == 3:  # a rate that large diverged: one line, and that model records no result
+            diverged = outcome.error_line().split()[1].rstrip(":")
+            assert "training stopped" in outcome.stderr and not OutputPaths.of(out, diverged).info.exists()
+            models = models[:models.index(diverged)]
+        hypothesis.event(f"exit {outcome.code}")
+        assert outcome.code in (0, 3), outcome.stderr
         unknown = opts.source not in KNOWN_SOURCES
         assert ("is not a copy of" in outcome.stdout) == unknown, outcome.stdout
-        assert {p.name for p in world.cwd.iterdir()} == set()
-        for model in opts.models():
+        assert not any(world.cwd.iterdir())
+        for model in models:
             assert_records_match(out, model, opts.config(model, world, out), steps, world)
         assert_one_run_per_model(out, world)
 
@@ -536,7 +564,8 @@ BAD_MODELS = ["0D", "3x4", "x", "", ",", " , ", "3D,3D", "3D,3d", "both,3D", "D3
 def invalid_cases(draw) -> tuple[Options, list[str], str | None]:
     """A valid command line, what makes it invalid, and the run already in its folder (if any)."""
     base = draw(valid_options(flags=False))
-    kind = draw(st.sampled_from(["argument", "model", "recipe", "data", "folder"]))
+    kind = draw(st.sampled_from(["data", "folder", "argument", "model", "recipe"]))
+    hypothesis.event(kind)
     if kind == "argument":
         return base, draw(st.sampled_from(ARGUMENT_ERRORS)), None
     if kind == "model":
@@ -621,7 +650,7 @@ def test_every_invalid_command_line_exits_2_with_one_error_line_and_changes_no_f
 def interrupted_runs(draw) -> tuple[Options, list[tuple[str, int]]]:
     """A command line at fp32 (one or two codes) and the interruptions of its successive commands:
     how (a signal, or a crash) and at which of that command's steps."""
-    opts = draw(valid_options(fp32=True, flags=False))
+    opts = draw(valid_options(fp32=True, flags=False, extreme=False))
     steps = sum(batch_count(opts.config(model), opts.limit or N_TRAIN) * opts.epochs for model in opts.models())
     stops = draw(st.lists(st.tuples(st.sampled_from(["SIGTERM", "SIGINT", "crash"]), st.integers(1, steps)),
                           min_size=1, max_size=3))
@@ -636,6 +665,7 @@ def resumes_to_the_uninterrupted_run(world: World, case) -> None:
         for how, stop_at in stops:
             outcome, steps = run_interrupted(argv, stop_at, how)
             fired = len(steps) >= stop_at
+            hypothesis.event(f"{how} at a step: {'stopped the run' if fired else 'the run ended first'}")
             assert_one_run_per_model(out, world)
             if not fired:
                 assert outcome.code == 0, outcome.stderr
@@ -721,12 +751,13 @@ class RunsInOneFolder(RuleBasedStateMachine):
         refused = self.refusal_expected(opts)
         first = opts.models()[0]
         if refused and "--resume" in flags and self.refusal_expected(replace(opts, model=first)) is False:
-            note("skipped: KNOWN BUG, a resume refused for the second model comes after the first one trained")
+            hypothesis.event("skipped: KNOWN BUG, a refused resume of a later model")
             return
         before = snapshot(self.out) if self.out.exists() else {}
         others = {k: v for k, v in before.items() if model_of(k) not in opts.models()}
         how, stop_at = stop or ("SIGTERM", None)
         outcome, steps = run_interrupted(opts.argv(self.world, self.out), stop_at, how)
+        hypothesis.event("refused" if refused else "crashed" if outcome is None else f"exit {outcome.code}")
         if refused:
             assert outcome is not None and outcome.code == 2, outcome and outcome.stderr
             outcome.error_line()
@@ -799,3 +830,23 @@ def test_a_refused_resume_of_a_later_model_leaves_the_earlier_models_files_alone
         outcome = run(replace(base, model="3D,2x2", epochs=1, flags=("--resume",)).argv(world, out))
         assert outcome.code == 2 and "was made with other settings" in outcome.error_line()
         assert snapshot(out) == before
+
+
+@pytest.mark.xfail(strict=True, reason="issue 25 §3: SGD's step raises RuntimeError (a traceback) for a rate beyond "
+                                        "float32's largest number")
+def test_an_original_recipe_rate_beyond_float32_diverges_in_one_line_not_a_traceback(world):
+    with example_folder(world) as root:
+        outcome = run(Options("3D", "mnist", recipe="original", epochs=1, lr=1e39).argv(world, root / "out"))
+        assert outcome.code == 3 and "training stopped" in outcome.error_line()
+
+
+@pytest.mark.xfail(strict=True, reason="issue 25 §3: an --output-dir that is a file exits 1 with the hint for a "
+                                        "full disk (free space, then --resume), after reading the data")
+@pytest.mark.parametrize("below", [False, True], ids=["a file", "below a file"])
+def test_an_output_dir_that_is_a_file_is_refused_in_one_line_with_exit_2(world, below):
+    with example_folder(world) as root:
+        (root / "notes").write_text("mine\n")
+        out = root / "notes" / "out" if below else root / "notes"
+        outcome = run(Options("3D", "mnist", epochs=1).argv(world, out))
+        assert outcome.code == 2 and "--resume" not in outcome.error_line()
+        assert (root / "notes").read_text() == "mine\n"
