@@ -52,6 +52,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_stat
 
 import auto_encoder  # noqa: E402
 import autoencoder.datasets  # noqa: E402
+import autoencoder.files  # noqa: E402
 import autoencoder.model  # noqa: E402
 from autoencoder import training  # noqa: E402
 from autoencoder.training import batch_count  # noqa: E402
@@ -74,13 +75,13 @@ SIGNALS = {"SIGTERM": signal.SIGTERM, "SIGINT": signal.SIGINT}
 class Tier:
     invalid: int            # examples of each property
     valid: int
-    resumed: int
+    resumed: int            # ... for each way of stopping the first command
     sequences: int          # state-machine runs ...
     steps: int              # ... of at most this many commands
 
 
-TIERS = {"quick": Tier(invalid=110, valid=55, resumed=25, sequences=12, steps=6),
-         "slow": Tier(invalid=1000, valid=400, resumed=150, sequences=60, steps=12)}
+TIERS = {"quick": Tier(invalid=110, valid=55, resumed=7, sequences=12, steps=6),
+         "slow": Tier(invalid=1000, valid=400, resumed=40, sequences=60, steps=12)}
 TIER_PARAMS = [pytest.param("quick", id="quick"), pytest.param("slow", id="slow", marks=pytest.mark.slow)]
 
 
@@ -226,34 +227,60 @@ class Step:
     dropout: list[float]
 
 
-@contextlib.contextmanager
-def watched_steps(stop_at: int | None = None, how: str = "SIGTERM"):
-    """Record every training step of the commands run inside; at step `stop_at` (counted from 1)
-    deliver a real signal to this process, or crash."""
-    real_step, steps = training.train_step, []
+@dataclass
+class Watched:
+    """What the commands run inside `watched` did: their training steps and the files they began to write."""
 
-    def spy(state, x):
+    steps: list[Step] = field(default_factory=list)
+    writes: list[Path] = field(default_factory=list)
+
+    def reached(self, how: str, stop_at: int | None) -> bool:
+        return stop_at is not None and len(self.writes if how == WRITE_CRASH else self.steps) >= stop_at
+
+
+WRITE_CRASH = "crash before a write"
+STOPS = ("SIGTERM", "SIGINT", "crash", WRITE_CRASH)
+
+
+@contextlib.contextmanager
+def watched(stop_at: int | None = None, how: str = "SIGTERM"):
+    """Record every training step and every atomic write of the commands run inside; at step
+    `stop_at` (counted from 1) deliver a real signal to this process or crash, or crash just
+    before write `stop_at` (WRITE_CRASH)."""
+    real_step, real_atomic_path, seen = training.train_step, autoencoder.files.atomic_path, Watched()
+
+    def train_step(state, x):
         group = state.optimizer.param_groups[0]
-        steps.append(Step(state.config, x.cpu().numpy().copy(), group["weight_decay"], group.get("max_lr", group["lr"]),
-                          [m.p for m in state.model.modules() if isinstance(m, torch.nn.Dropout)]))
-        if len(steps) == stop_at:
+        seen.steps.append(Step(state.config, x.cpu().numpy().copy(), group["weight_decay"],
+                               group.get("max_lr", group["lr"]),
+                               [m.p for m in state.model.modules() if isinstance(m, torch.nn.Dropout)]))
+        if how != WRITE_CRASH and len(seen.steps) == stop_at:
             if how == "crash":
                 raise SimulatedCrash
             os.kill(os.getpid(), SIGNALS[how])
         return real_step(state, x)
 
+    @contextlib.contextmanager
+    def atomic_path(path, durable=True):
+        seen.writes.append(Path(path))
+        if how == WRITE_CRASH and len(seen.writes) == stop_at:
+            raise SimulatedCrash
+        with real_atomic_path(path, durable) as tmp:
+            yield tmp
+
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(training, "train_step", spy)
-        yield steps
+        mp.setattr(training, "train_step", train_step)
+        mp.setattr(autoencoder.files, "atomic_path", atomic_path)
+        yield seen
 
 
-def run_interrupted(argv: list[str], stop_at: int | None, how: str) -> tuple[Outcome | None, list[Step]]:
-    """The command, stopped at step `stop_at`; the outcome is None after a crash."""
-    with watched_steps(stop_at, how) as steps:
+def run_interrupted(argv: list[str], stop_at: int | None, how: str) -> tuple[Outcome | None, Watched]:
+    """The command, stopped at step (or write) `stop_at`; the outcome is None after a crash."""
+    with watched(stop_at, how) as seen:
         try:
-            return run(argv), steps
+            return run(argv), seen
         except SimulatedCrash:
-            return None, steps
+            return None, seen
 
 
 def snapshot(*folders: Path) -> dict[str, tuple]:
@@ -407,13 +434,17 @@ def models_in(out: Path) -> set[str]:
 
 
 def assert_one_run_per_model(out: Path, world: World) -> None:
-    """No model's files in `out` come from two runs; a finished run has no checkpoint beside it, and
-    the plot scripts' loader accepts it with the data it trained on."""
+    """No model's files in `out` come from two runs; a checkpoint beside a finished run's info is
+    that run's last (a crash between writing the info and removing the checkpoint); the plot
+    scripts' loader accepts every finished run with the data it trained on."""
     for model in models_in(out):
         ids = run_ids(out, model)
         assert len(set(ids.values())) == 1, f"{model}: files of two runs: {ids}"
         paths = OutputPaths.of(out, model)
-        assert not (paths.info.is_file() and paths.checkpoint.is_file()), f"{model}: finished and unfinished"
+        if paths.info.is_file() and paths.checkpoint.is_file():  # only a crash between the two writes leaves both
+            saved = torch.load(paths.checkpoint, weights_only=True)
+            assert saved["epoch"] == saved["config"]["epochs"] and saved["partial"] is None, \
+                f"{model}: a finished run beside an unfinished one"
         if paths.info.is_file():
             config = load_info(paths.info)["config"]
             load_trained_run(out, parse_code(model), config["dataset"], str(world.data(world.source_of(config["data_sha256"]))),
@@ -509,7 +540,7 @@ def assert_same_run(out: Path, model: str, world: World) -> None:
 def trains_and_records_what_trained(world: World, opts: Options) -> None:
     with example_folder(world) as root:
         out = root / "out"
-        with watched_steps() as steps:
+        with watched() as seen:
             outcome = run(opts.argv(world, out))
         models = opts.models()
         if outcome.code == 3:  # a rate that large diverged: one line, and that model records no result
@@ -522,7 +553,7 @@ def trains_and_records_what_trained(world: World, opts: Options) -> None:
         assert ("is not a copy of" in outcome.stdout) == unknown, outcome.stdout
         assert not any(world.cwd.iterdir())
         for model in models:
-            assert_records_match(out, model, opts.config(model, world, out), steps, world)
+            assert_records_match(out, model, opts.config(model, world, out), seen.steps, world)
         assert_one_run_per_model(out, world)
 
 
@@ -647,14 +678,16 @@ def test_every_invalid_command_line_exits_2_with_one_error_line_and_changes_no_f
 # -- 3. A run interrupted anywhere and resumed ends where the uninterrupted run ends ----------
 
 @st.composite
-def interrupted_runs(draw) -> tuple[Options, list[tuple[str, int]]]:
+def interrupted_runs(draw, first: str) -> tuple[Options, list[tuple[str, int]]]:
     """A command line at fp32 (one or two codes) and the interruptions of its successive commands:
-    how (a signal, or a crash) and at which of that command's steps."""
+    how (`first`, then a signal or a crash) and at which of that command's steps (or file writes)."""
     opts = draw(valid_options(fp32=True, flags=False, extreme=False))
     steps = sum(batch_count(opts.config(model), opts.limit or N_TRAIN) * opts.epochs for model in opts.models())
-    stops = draw(st.lists(st.tuples(st.sampled_from(["SIGTERM", "SIGINT", "crash"]), st.integers(1, steps)),
-                          min_size=1, max_size=3))
-    return opts, stops
+    writes = 8 * len(opts.models())  # init, log, checkpoints, weights, codes, info, log: about this many
+    stop = st.sampled_from(STOPS).flatmap(
+        lambda how: st.tuples(st.just(how), st.integers(1, writes if how == WRITE_CRASH else steps)))
+    return opts, [(first, draw(st.integers(1, writes if first == WRITE_CRASH else steps))),
+                  *draw(st.lists(stop, max_size=2))]
 
 
 def resumes_to_the_uninterrupted_run(world: World, case) -> None:
@@ -663,20 +696,20 @@ def resumes_to_the_uninterrupted_run(world: World, case) -> None:
         out = root / "out"
         argv = opts.argv(world, out)
         for how, stop_at in stops:
-            outcome, steps = run_interrupted(argv, stop_at, how)
-            fired = len(steps) >= stop_at
-            hypothesis.event(f"{how} at a step: {'stopped the run' if fired else 'the run ended first'}")
+            outcome, seen = run_interrupted(argv, stop_at, how)
+            fired = seen.reached(how, stop_at)
+            hypothesis.event(f"{how}: {'stopped the run' if fired else 'the run ended first'}")
             assert_one_run_per_model(out, world)
             if not fired:
                 assert outcome.code == 0, outcome.stderr
                 break
-            if how == "crash":
+            if how in ("crash", WRITE_CRASH):
                 assert outcome is None
                 argv = opts.argv(world, out) + ["--resume"]
                 continue
             assert outcome.code == 128 + SIGNALS[how], outcome.stderr
             assert f"Stopped by {how}: checkpoint saved" in outcome.stderr
-            assert OutputPaths.of(out, steps[-1].config.model).checkpoint.is_file()
+            assert OutputPaths.of(out, seen.steps[-1].config.model).checkpoint.is_file()
             before = snapshot(out)  # the plain command again: refused, the checkpoint kept
             assert run(opts.argv(world, out)).code == 2 and snapshot(out) == before
             command = shlex.split(outcome.stderr.strip().splitlines()[-1])  # the command it says resumes
@@ -690,9 +723,11 @@ def resumes_to_the_uninterrupted_run(world: World, case) -> None:
             assert_same_run(out, model, world)
 
 
+@pytest.mark.parametrize("first", STOPS)
 @pytest.mark.parametrize("tier", TIER_PARAMS)
-def test_a_run_interrupted_at_any_step_and_resumed_equals_the_uninterrupted_run_bit_for_bit(world, tier):
-    check(tier, TIERS[tier].resumed, interrupted_runs(), lambda case: resumes_to_the_uninterrupted_run(world, case))
+def test_a_run_interrupted_at_any_step_and_resumed_equals_the_uninterrupted_run_bit_for_bit(world, tier, first):
+    check(tier, TIERS[tier].resumed, interrupted_runs(first),
+          lambda case: resumes_to_the_uninterrupted_run(world, case))
 
 
 # -- 4. Sequences of runs in one folder -------------------------------------------------------
@@ -701,7 +736,7 @@ SEQUENCE_BASE = Options("2D", "mnist", epochs=2, batch_size=20, limit=40, precis
 CHANGES = {"none": {}, "lr": {"lr": 0.002}, "epochs": {"epochs": 3}, "batch": {"batch_size": 15}, "seed": {"seed": 7},
            "limit": {"limit": 30}, "bf16": {"precision": "bf16"}, "every epoch": {"interval": 0.0},
            "same images as IDX": {"fmt": "idx"}, "other data": {"source": "fashion-mnist", "dataset": "fashion-mnist"},
-           "unknown data": {"source": "kmnist"}}
+           "unknown data": {"source": "kmnist"}, "diverging rate": {"lr": 1e30}}
 
 
 @dataclass
@@ -748,6 +783,8 @@ class RunsInOneFolder(RuleBasedStateMachine):
           stop=st.one_of(st.none(), st.tuples(st.sampled_from(["SIGTERM", "crash"]), st.integers(1, 8))))
     def train(self, models, flags, change, stop):
         opts = replace(SEQUENCE_BASE, model=models, flags=flags, **CHANGES[change])
+        diverging = change == "diverging rate"
+        stop = None if diverging else stop  # a stop signal would save weights on their way to infinity
         refused = self.refusal_expected(opts)
         first = opts.models()[0]
         if refused and "--resume" in flags and self.refusal_expected(replace(opts, model=first)) is False:
@@ -756,7 +793,7 @@ class RunsInOneFolder(RuleBasedStateMachine):
         before = snapshot(self.out) if self.out.exists() else {}
         others = {k: v for k, v in before.items() if model_of(k) not in opts.models()}
         how, stop_at = stop or ("SIGTERM", None)
-        outcome, steps = run_interrupted(opts.argv(self.world, self.out), stop_at, how)
+        outcome, seen = run_interrupted(opts.argv(self.world, self.out), stop_at, how)
         hypothesis.event("refused" if refused else "crashed" if outcome is None else f"exit {outcome.code}")
         if refused:
             assert outcome is not None and outcome.code == 2, outcome and outcome.stderr
@@ -765,12 +802,14 @@ class RunsInOneFolder(RuleBasedStateMachine):
             return
         after = snapshot(self.out)
         assert {k: v for k, v in after.items() if k in others} == others, "another model's files changed"
-        fired = stop_at is not None and len(steps) >= stop_at
-        if outcome is not None:
-            assert outcome.code == (128 + signal.SIGTERM if fired else 0), outcome.stderr
-        else:
+        fired = seen.reached(how, stop_at)
+        if outcome is None:
             assert fired and how == "crash"
-        stopped = steps[-1].config.model if fired else None
+        elif diverging and outcome.code == 3:
+            assert "training stopped" in outcome.error_line()
+        else:
+            assert outcome.code == (128 + signal.SIGTERM if fired else 0), outcome.stderr
+        stopped = seen.steps[-1].config.model if fired or (outcome and outcome.code == 3) else None
         for model in opts.models():  # in order: those before the stopped one finished (a resume matched)
             if model == stopped:
                 checkpoint = OutputPaths.of(self.out, model).checkpoint.is_file()
