@@ -85,7 +85,7 @@ TIERS = {"quick": Tier(invalid=110, valid=55, resumed=7, sequences=12, steps=6),
 TIER_PARAMS = [pytest.param("quick", id="quick"), pytest.param("slow", id="slow", marks=pytest.mark.slow)]
 
 
-def check(tier: str, examples: int, strategy: st.SearchStrategy, prop) -> None:
+def check(examples: int, strategy: st.SearchStrategy, prop) -> None:
     """Run `prop` on `examples` derandomized draws of `strategy` (the same set on every run)."""
     @settings(max_examples=examples, derandomize=True, database=None, deadline=None, print_blob=False,
               suppress_health_check=list(HealthCheck))
@@ -509,8 +509,9 @@ def assert_records_match(out: Path, model: str, config: TrainConfig, steps: list
 
 
 def reference(world: World, config: dict) -> Path:
-    """The output folder of an uninterrupted run of `config` (made once)."""
-    key = tuple(sorted((k, v) for k, v in config.items() if k not in ("output_dir", "checkpoint_interval")))
+    """The output folder of an uninterrupted run of `config` on the model's present widths (made once)."""
+    widths = tuple(getattr(autoencoder.model, name) for name in SMALL_WIDTHS)
+    key = (widths, *sorted((k, v) for k, v in config.items() if k not in ("output_dir", "checkpoint_interval")))
     if key not in world.references:
         out = world.scratch / "references" / f"{len(world.references)}"
         outcome = run(options_of(config, world).argv(world, out))
@@ -559,7 +560,7 @@ def trains_and_records_what_trained(world: World, opts: Options) -> None:
 
 @pytest.mark.parametrize("tier", TIER_PARAMS)
 def test_every_valid_command_line_trains_and_records_the_configuration_and_data_that_trained_it(world, tier):
-    check(tier, TIERS[tier].valid, valid_options(), lambda opts: trains_and_records_what_trained(world, opts))
+    check(TIERS[tier].valid, valid_options(), lambda opts: trains_and_records_what_trained(world, opts))
 
 
 # -- 2. Invalid command lines exit 2 with one line and change nothing -------------------------
@@ -624,9 +625,9 @@ def invalid_cases(draw) -> tuple[Options, list[str], str | None]:
         return folder_base, draw(st.sampled_from([[], ["--lr", "0.001"], ["--checkpoint-interval", "0"]])), state
     change = draw(st.sampled_from([["--epochs", "3"], ["--batch-size", "10"], ["--limit", "30"], ["--seed", "1"],
                                    ["--recipe", "original", "--weight-decay", "0", "--dropout", "0"],
-                                   ["--weight-decay", "0.2"], ["--dropout", "0.3"], ["--model", "3D"],
+                                   ["--weight-decay", "0.2"], ["--dropout", "0.3"],
                                    ["--data", "kmnist"], ["--dataset", "kmnist", "--data", "kmnist"]]))
-    if models != "3D" and "--model" not in change:
+    if models != "3D":
         # KNOWN BUG (test_a_refused_resume_of_a_later_model_leaves_the_earlier_models_files_alone): a
         # resume refused for the second model comes after the first one trained; until it is fixed,
         # the refused model comes first here.
@@ -672,7 +673,7 @@ def refused_without_change(world: World, templates: dict[str, Path], case) -> No
 
 @pytest.mark.parametrize("tier", TIER_PARAMS)
 def test_every_invalid_command_line_exits_2_with_one_error_line_and_changes_no_file(world, templates, tier):
-    check(tier, TIERS[tier].invalid, invalid_cases(), lambda case: refused_without_change(world, templates, case))
+    check(TIERS[tier].invalid, invalid_cases(), lambda case: refused_without_change(world, templates, case))
 
 
 # -- 3. A run interrupted anywhere and resumed ends where the uninterrupted run ends ----------
@@ -726,7 +727,7 @@ def resumes_to_the_uninterrupted_run(world: World, case) -> None:
 @pytest.mark.parametrize("first", STOPS)
 @pytest.mark.parametrize("tier", TIER_PARAMS)
 def test_a_run_interrupted_at_any_step_and_resumed_equals_the_uninterrupted_run_bit_for_bit(world, tier, first):
-    check(tier, TIERS[tier].resumed, interrupted_runs(first),
+    check(TIERS[tier].resumed, interrupted_runs(first),
           lambda case: resumes_to_the_uninterrupted_run(world, case))
 
 
@@ -853,8 +854,8 @@ def test_on_the_real_widths_a_run_records_what_trained_it_and_resumes_to_the_sam
         for name, value in REAL_WIDTHS.items():
             mp.setattr(autoencoder.model, name, value)
         opts = Options("3D", "mnist", epochs=2, batch_size=20, limit=40, precision="fp32")
-        trains_and_records_what_trained(world, opts)
-        resumes_to_the_uninterrupted_run(world, (opts, [("SIGTERM", 3)]))
+        check(1, st.just(opts), lambda opts: trains_and_records_what_trained(world, opts))
+        check(1, st.just((opts, [("SIGTERM", 3)])), lambda case: resumes_to_the_uninterrupted_run(world, case))
 
 
 @pytest.mark.xfail(strict=True, reason="issue 25 §3: a --resume refused for a later model comes after the "
