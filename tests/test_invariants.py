@@ -49,25 +49,25 @@ import pytest
 import torch
 
 hypothesis = pytest.importorskip("hypothesis", reason="Hypothesis is a test-only dependency of this module")
-from hypothesis import HealthCheck, note, settings, strategies as st  # noqa: E402
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test  # noqa: E402
+from hypothesis import HealthCheck, note, settings, strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
-import auto_encoder  # noqa: E402
-import autoencoder.datasets  # noqa: E402
-import autoencoder.files  # noqa: E402
-import autoencoder.model  # noqa: E402
-from autoencoder import training  # noqa: E402
-from autoencoder.run_files import changes_text  # noqa: E402
-from autoencoder.training import batch_count  # noqa: E402
-from conftest import assert_same_weights, codes_of, tiny_splits, truncated, weights_of, write_mnist_pickle  # noqa: E402
-from test_faults import log_rows  # noqa: E402  (it also skips this module where there are no POSIX signals)
-from helpers import (CHECKPOINT_INTERVAL, DATASETS, RESUME_KEYS, OutputPaths, Splits, TrainConfig,  # noqa: E402
+import auto_encoder
+import autoencoder.datasets
+import autoencoder.files
+import autoencoder.model
+from autoencoder import training
+from autoencoder.run_files import changes_text
+from autoencoder.training import batch_count
+from conftest import assert_same_weights, codes_of, tiny_splits, truncated, weights_of, write_mnist_pickle
+from test_faults import log_rows  # (it also skips this module where there are no POSIX signals)
+from helpers import (CHECKPOINT_INTERVAL, DATASETS, RESUME_KEYS, OutputPaths, Splits, TrainConfig,
                      count_parameters, load_info, load_model, load_trained_run, parse_code, parse_models,
                      read_dataset, resolve_precision, store_in_cache)
 
 SMALL_WIDTHS = {"ENCODER_WIDTHS": (16, 16, 8, 8), "DECODER_WIDTHS": (8, 8, 16, 16, 32), "DROPOUT_MIN_WIDTH": 16}
 REAL_WIDTHS = {name: getattr(autoencoder.model, name) for name in SMALL_WIDTHS}
-N_TRAIN, N_VALID, N_TEST = 50, 10, 20
+N_TRAIN, N_TEST = 50, 20            # and 10 validation images
 SOURCES = {"mnist": 0, "fashion-mnist": 1, "kmnist": 2}     # the tiny datasets and their tiny_splits seeds
 KNOWN_SOURCES = ("mnist", "fashion-mnist")                   # registered in KNOWN_DATA, as the real ones are
 FORMATS = ("pickle", "idx", "npz")
