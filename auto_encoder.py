@@ -112,12 +112,12 @@ def train_models(args: argparse.Namespace, argv: list[str] | None) -> int:
     device = pick_device(args.device)
     precision = resolve_precision(args.precision, device)
     configs = configs_from_args(args, str(device), precision)
-    refuse_overwrite(configs, args.resume, args.restart)
     splits = load_dataset(args.dataset, args.data, log=progress.message)
     data = data_tensors(splits, args.limit, device)
     configs = [replace(config, data_sha256=splits.sha256) for config in configs]
     for config in configs:
         check_trainable(config, len(data["train"]))
+    refuse_overwrite(configs, args.resume, args.restart)
     args.output_dir.mkdir(parents=True, exist_ok=True)  # after the checks: refused input leaves no folder
     try:
         with StopFlag() as stop, cuda_tf32(device, enabled=precision != "fp32"):  # fp32: as in 2016

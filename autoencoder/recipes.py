@@ -6,6 +6,7 @@ Why each value is what it is, with the trials behind it: docs/recipes.md.
 from __future__ import annotations
 
 import math
+import re
 import warnings
 from dataclasses import asdict, dataclass, field
 
@@ -55,6 +56,7 @@ RECIPES = {
 CHECKPOINT_INTERVAL = 60.0      # seconds of training a kill -9 may cost at most
 ADAMW_IMPLEMENTATIONS = ("fused", "foreach", "default")
 COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune")  # reduce-overhead: CUDA graphs
+FLOAT32_MAX = float(torch.finfo(torch.float32).max)  # the weights' type: a larger rate cannot scale a step
 PRECISIONS = ("fp32", "bf16")  # as resolved for the device: --precision auto is resolved before
 # Settings a resumed run must share with its checkpoint (the learning rate may change).
 RESUME_KEYS = ("model", "dataset", "recipe", "epochs", "batch_size", "weight_decay", "dropout", "seed", "limit")
@@ -139,8 +141,8 @@ class TrainConfig:
             raise UserError(f"--seed must be an integer from 0 to 2**64-1, not {self.seed}")
         if self.limit is not None and not (_is_int(self.limit) and self.limit >= 1):
             raise UserError(f"--limit must be a positive integer, not {self.limit}")
-        if not (_is_number(self.lr) and self.lr > 0):
-            raise UserError(f"--lr must be a positive number, not {self.lr}")
+        if not (_is_number(self.lr) and 0 < self.lr <= FLOAT32_MAX):
+            raise UserError(f"--lr must be a positive number up to {FLOAT32_MAX:.4g} (float32's largest), not {self.lr}")
         if not (_is_number(self.weight_decay) and self.weight_decay >= 0):
             raise UserError(f"--weight-decay must be a number >= 0, not {self.weight_decay}")
         if not (_is_number(self.dropout) and 0 <= self.dropout < 1):
@@ -222,7 +224,7 @@ def change_learning_rate(optimizer: torch.optim.Optimizer, config: TrainConfig, 
         return None
     scheduler = one_cycle(optimizer, config, total_steps)
     with warnings.catch_warnings():  # stepping before the optimizer has stepped is the point here
-        warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step()`", UserWarning)
+        warnings.filterwarnings("ignore", re.escape("Detected call of `lr_scheduler.step()`"), UserWarning)
         for _ in range(steps_done):
             scheduler.step()
     return scheduler

@@ -9,6 +9,7 @@ steps, epochs and evaluations below it) and what it drives between epochs, the c
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -46,22 +47,40 @@ def describe(state: TrainingState) -> str:
 
 
 def refuse_overwrite(configs: list[TrainConfig], resume: bool, restart: bool) -> None:
-    """Before anything is written: an earlier run of a model in its folder, finished or not, is the
-    user's work, replaced only with --restart (--resume continues or re-evaluates it)."""
-    if restart:
-        return
+    """Before anything is written, for every model: an earlier run in its folder, finished or not,
+    is the user's work, replaced only with --restart; --resume continues or re-evaluates it, and
+    only with the settings and data it was made with."""
     for config in configs:
+        _refuse_a_file_as_folder(Path(config.output_dir))
+        if restart:
+            continue
         files = RunFiles(config)
         checkpoint = files.paths.checkpoint
-        if checkpoint.is_file() and not resume:
+        if checkpoint.is_file():
             saved = Checkpoints(checkpoint, config.checkpoint_interval).read("cpu")
-            raise UserError(f"{checkpoint} holds an unfinished run, {describe_saved_run(saved)}: continue it "
-                            f"with `{training_command(saved['config'], '--resume')}`, discard it with "
+            if resume:
+                check_settings(config, saved["config"], checkpoint)
+                continue
+            what = ("a run whose epochs are done but whose results are not all written"
+                    if saved["epoch"] >= saved["config"]["epochs"] else "an unfinished run")
+            raise UserError(f"{checkpoint} holds {what}, {describe_saved_run(saved)}: continue it with "
+                            f"`{training_command(saved['config'], '--resume')}`, discard it with "
                             f"`{training_command(config.as_dict(), '--restart')}`, or choose another --output-dir")
-        if not resume and not checkpoint.is_file() and (finished := files.finished_run()) is not None:
+        finished = files.finished_run()
+        if finished is not None and resume:
+            check_settings(config, finished["config"], files.paths.info)
+        elif finished is not None:
             raise UserError(f"{config.output_dir}/ holds a finished run of the {config.model} model "
                             f"({epochs_text(finished)}, test MSE {finished['test mse']:.4g}): replace it with "
                             f"`{training_command(config.as_dict(), '--restart')}`, or choose another --output-dir")
+
+
+def _refuse_a_file_as_folder(folder: Path) -> None:
+    for path in (folder, *folder.parents):
+        if path.exists():
+            if not path.is_dir():
+                raise UserError(f"--output-dir {folder}: {path} is a file, not a folder; choose another --output-dir")
+            return
 
 
 def check_trainable(config: TrainConfig, n_train: int) -> None:

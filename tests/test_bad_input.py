@@ -154,9 +154,9 @@ def test_a_device_that_is_not_there_is_refused_before_anything_is_written(device
 def test_an_output_folder_below_a_regular_file_is_one_error_line(tmp_path, tiny_mnist, capsys):
     blocker = tmp_path / "results"
     blocker.write_text("a file, not a folder")
-    assert run_trainer(blocker / "out", "--data", str(tiny_mnist)) == 1
+    assert run_trainer(blocker / "out", "--data", str(tiny_mnist)) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"error: cannot write {blocker / 'out'} (Not a directory)")
+    assert err.startswith(f"error: --output-dir {blocker / 'out'}: {blocker} is a file, not a folder")
     assert len(err.strip().splitlines()) == 1 and blocker.read_text() == "a file, not a folder"
 
 
