@@ -136,6 +136,6 @@ class RunFiles:
             raise UserError(f"{self.paths.weights} does not hold this run's model ({str(e).splitlines()[0]}); "
                             "train it again with --restart") from None
         state.history = History(info["training loss"], info["validation loss"], info["epoch time"],
-                                info["started"], info.get("run_id") or saved.get("run_id") or state.history.run_id,
+                                info["started"], info.get("run_id", saved.get("run_id", "")),  # "": before ids
                                 info["config"], info.get("changes", []))
         state.code_trace = list(trace)
