@@ -4,6 +4,7 @@ A batch job's log (no terminal) gets one line per epoch and, within a long epoch
 and then, so that `tail -f` and grep read cleanly; a terminal gets tqdm's bars. Neither asks the
 device for the running loss (a host sync) more often than it shows it.
 """
+
 from __future__ import annotations
 
 import sys
@@ -12,8 +13,8 @@ from typing import Callable, TextIO
 
 from tqdm import tqdm
 
-BAR_LOSS_INTERVAL = 0.5     # seconds between updates of the loss shown on the batch bar
-LINE_INTERVAL = 60.0        # seconds between lines within an epoch, in plain mode
+BAR_LOSS_INTERVAL = 0.5  # seconds between updates of the loss shown on the batch bar
+LINE_INTERVAL = 60.0  # seconds between lines within an epoch, in plain mode
 
 
 class Progress:
@@ -42,14 +43,15 @@ class BarProgress(Progress):
     """An epochs bar and a batches bar, as tqdm draws them on a terminal."""
 
     def __init__(self, file: TextIO | None = None) -> None:
-        self.file = file                      # tqdm's default, stderr, when None
+        self.file = file  # tqdm's default, stderr, when None
         self.epochs: tqdm | None = None
         self.batches: tqdm | None = None
         self.loss_shown_at = -float("inf")
 
     def model_started(self, name: str, epochs: int, done: int) -> None:
-        self.epochs = tqdm(total=epochs, initial=done, desc=f"{name} epochs", unit="epoch",
-                           dynamic_ncols=True, file=self.file)
+        self.epochs = tqdm(
+            total=epochs, initial=done, desc=f"{name} epochs", unit="epoch", dynamic_ncols=True, file=self.file
+        )
         self.batches = tqdm(desc="  batches", unit="batch", leave=False, dynamic_ncols=True, file=self.file)
 
     def epoch_started(self, epoch: int, batches: int, done: int) -> None:
@@ -98,13 +100,16 @@ class LineProgress(Progress):
     def step(self, done: int, running_loss: Callable[[], float]) -> None:
         now = time.monotonic()
         if now - self.line_at >= LINE_INTERVAL and done < self.batches:
-            self._print(f"{self.name} epoch {self.epoch}/{self.total}: batch {done}/{self.batches}, "
-                        f"loss {running_loss():.5f}")
+            self._print(
+                f"{self.name} epoch {self.epoch}/{self.total}: batch {done}/{self.batches}, loss {running_loss():.5f}"
+            )
             self.line_at = now
 
     def epoch_ended(self, epoch: int, train_loss: float, valid_loss: float, seconds: float) -> None:
-        self._print(f"{self.name} epoch {epoch}/{self.total}: training loss {train_loss:.5f}, "
-                    f"validation loss {valid_loss:.5f}, {seconds:.1f} s")
+        self._print(
+            f"{self.name} epoch {epoch}/{self.total}: training loss {train_loss:.5f}, "
+            f"validation loss {valid_loss:.5f}, {seconds:.1f} s"
+        )
 
 
 def console_progress(stream: TextIO = sys.stderr) -> Progress:
