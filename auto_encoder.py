@@ -33,6 +33,7 @@ from helpers import (
     StopFlag,
     TrainConfig,
     add_data_options,
+    check_trainable,
     console_progress,
     cuda_tf32,
     data_tensors,
@@ -51,7 +52,6 @@ from helpers import (
     seed_value,
     store_in_cache,
     train_model,
-    check_trainable,
 )
 
 
@@ -218,7 +218,7 @@ def train_models(args: argparse.Namespace, argv: list[str] | None) -> int:
 
 def _resume_argv(argv: list[str] | None) -> list[str]:
     argv = [a for a in (sys.argv[1:] if argv is None else argv) if a != "--restart"]
-    return argv if "--resume" in argv else argv + ["--resume"]
+    return argv if "--resume" in argv else [*argv, "--resume"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -266,7 +266,8 @@ def sweep(args: argparse.Namespace) -> None:
 
 def plot(args: argparse.Namespace) -> None:
     if args.sweep:
-        return sweep(args)
+        sweep(args)
+        return
     if args.model:
         specs = parse_models(args.model)
         for spec in specs:

@@ -1,16 +1,17 @@
 """Figure helpers shared by plot_training.py, plot_3D.py and plot_4x4.py.
 
 Matplotlib is imported on first use, so nothing else pays for it. The library never picks a
-backend (a notebook keeps its own); the plot scripts choose Agg in main(), so no display is needed. Every figure is written atomically and byte for byte the same when drawn
-again from the same inputs.
+backend (a notebook keeps its own); the plot scripts choose Agg in main(), so no display is needed.
+Every figure is written atomically and byte for byte the same when drawn again from the same inputs.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 

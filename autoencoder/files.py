@@ -13,9 +13,10 @@ import socket
 import tempfile
 import zipfile
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
@@ -253,7 +254,7 @@ class OutputPaths:
     codes: Path
 
     @classmethod
-    def of(cls, output_dir: str | os.PathLike, model: str) -> "OutputPaths":
+    def of(cls, output_dir: str | os.PathLike, model: str) -> OutputPaths:
         stem = Path(output_dir) / f"{PREFIX}{model}"
         return cls(
             log=Path(f"{stem}.txt"),

@@ -80,10 +80,11 @@ class AutoEncoder(nn.Module):
     Encoder: conv 32@5x5 (valid), ReLU, dense 1000-500-250-125 ReLU, then the code
     (linear for `ND`, sigmoid for `KxK`). Decoder: dense 125-250-500-1000-2000 ReLU,
     dense 784 sigmoid. The modern model's `dropout` follows its dense layers of 500 units or
-    more (the recipe table sets the rate). The `original` architecture has no biases and Glorot-uniform weights
-    (Lasagne's defaults). `modern` adds batch norm before each dense ReLU, zero-initialised
-    biases on the convolution, the code and the output, and He-uniform weights for the layers that feed a ReLU: PyTorch's default init would shrink
-    the signal about sixfold per ReLU layer, so the code would carry nothing at first.
+    more (the recipe table sets the rate). The `original` architecture has no biases and Glorot-uniform
+    weights (Lasagne's defaults). `modern` adds batch norm before each dense ReLU, zero-initialised
+    biases on the convolution, the code and the output, and He-uniform weights for the layers that feed a
+    ReLU: PyTorch's default init would shrink the signal about sixfold per ReLU layer, so the code would
+    carry nothing at first.
     """
 
     def __init__(self, code: str | CodeSpec = "3D", architecture: str = "modern", dropout: float = 0.0):

@@ -17,8 +17,9 @@ import math
 import signal
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import Callable
 
 import torch
 
@@ -51,7 +52,7 @@ class StopFlag:
         self.signum: int | None = None
         self.previous: dict = {}
 
-    def __enter__(self) -> "StopFlag":
+    def __enter__(self) -> StopFlag:
         self.previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
         return self
 
@@ -205,7 +206,7 @@ def train_epoch(
         part.loss_sum += train_step(state, x) * len(x)
         part.step, part.elapsed = step + 1, time.perf_counter() - start
         seen = min(part.step * state.config.batch_size, len(train)) if part.step < len(batches) else len(train)
-        progress.step(part.step, lambda: part.loss_sum.item() / seen)
+        progress.step(part.step, lambda seen=seen: part.loss_sum.item() / seen)
         if stop is not None and stop.signum is not None:
             raise Interrupted(stop.signum)
     state.partial = None

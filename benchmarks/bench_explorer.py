@@ -204,7 +204,7 @@ class Browser:
         os.close(self._out)
         self._profile.cleanup()
 
-    def __enter__(self) -> "Browser":
+    def __enter__(self) -> Browser:
         return self
 
     def __exit__(self, *_) -> None:

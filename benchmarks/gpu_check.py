@@ -22,8 +22,7 @@ from typing import Any
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # run as a script: helpers.py is one folder up
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: helpers.py is one folder up
 
 from autoencoder.cli import OneLineParser, positive_int, run_main
 from autoencoder.datasets import DEFAULT_DATASET
@@ -33,8 +32,9 @@ from autoencoder.recipes import TrainConfig
 from autoencoder.reference import original_test_mse
 from autoencoder.sources import load_dataset
 from autoencoder.training import data_tensors, train_epoch
-from timing import device_name, new_state, seconds_of  # noqa: E402
+from timing import device_name, new_state, seconds_of
 
+ROOT = Path(__file__).resolve().parents[1]
 REFERENCE_RUN = ROOT / "docs" / "results"  # the default run on the 2-core CPU
 DEFAULT_TOLERANCE = 0.05
 ORIGINAL_TOLERANCE = 0.10
