@@ -9,7 +9,9 @@ from __future__ import annotations
 import math
 import re
 import warnings
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import torch
 
@@ -81,6 +83,9 @@ ADAMW_IMPLEMENTATIONS = ("fused", "foreach", "default")
 COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune")  # reduce-overhead: CUDA graphs
 FLOAT32_MAX = float(torch.finfo(torch.float32).max)  # the weights' type: a larger rate cannot scale a step
 PRECISIONS = ("fp32", "bf16")  # as resolved for the device: --precision auto is resolved before
+# The default of a TrainConfig field that takes its recipe's value: None until __post_init__ fills it, so a
+# constructed config always holds the field's type. Typed Any so the field can be typed as what it holds.
+FROM_RECIPE: Any = None
 # Settings a resumed run must share with its checkpoint (the learning rate may change).
 RESUME_KEYS = ("model", "dataset", "recipe", "epochs", "batch_size", "weight_decay", "dropout", "seed", "limit")
 # Settings a resumed run may change; the run's history records each change and where it took effect.
@@ -107,19 +112,20 @@ def recipe_values(recipe: str, spec: CodeSpec, dataset: str) -> dict:
 class TrainConfig:
     """Everything that defines one model's training run, filled once from the command line.
 
-    A hyperparameter left at None takes its recipe's value for this code and dataset
-    (`recipe_values`), so `TrainConfig(model="4x4")` trains as `python auto_encoder.py --model 4x4`
-    does. The checkpoint and the info pickle store it (as a dict), so a result says how it was made.
+    A hyperparameter left at FROM_RECIPE (None) takes its recipe's value for this code and dataset
+    (`recipe_values`) as the config is made, so `TrainConfig(model="4x4")` trains as
+    `python auto_encoder.py --model 4x4` does. The checkpoint and the info pickle store it (as a
+    dict), so a result says how it was made.
     """
 
     model: str = "3D"
     dataset: str = DEFAULT_DATASET
     recipe: str = "modern"
-    epochs: int | None = None
-    batch_size: int | None = None
-    lr: float | None = None  # the (peak) learning rate
-    weight_decay: float | None = None
-    dropout: float | None = None
+    epochs: int = FROM_RECIPE
+    batch_size: int = FROM_RECIPE
+    lr: float = FROM_RECIPE  # the (peak) learning rate
+    weight_decay: float = FROM_RECIPE
+    dropout: float = FROM_RECIPE
     seed: int = 0
     limit: int | None = None  # train on the first N training images only
     precision: str = "fp32"  # bf16 (autocast) or fp32, as resolved for the device
@@ -129,9 +135,10 @@ class TrainConfig:
     checkpoint_interval: float = CHECKPOINT_INTERVAL
     output_dir: str = "output"
     data_sha256: str = ""  # what the data is (Splits.sha256), whatever files it came from
-    # The rest of the recipe's values: from the table, never from the command line.
-    optimizer: str | None = None
-    schedule: str | None = None
+    # The rest of the recipe's values: from the table, never from the command line. The one-cycle
+    # schedule's four are None where the recipe has no such schedule.
+    optimizer: str = FROM_RECIPE
+    schedule: str = FROM_RECIPE
     warmup: float | None = None
     div_factor: float | None = None
     final_div_factor: float | None = None
@@ -220,31 +227,33 @@ def _check_choice(what: str, value: object, choices: tuple[str, ...]) -> None:
 
 
 def make_optimizer(
-    params: object, config: TrainConfig, steps_per_epoch: int
+    params: Iterable[torch.Tensor], config: TrainConfig, steps_per_epoch: int
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler | None]:
     """The recipe's optimizer and learning-rate schedule (None for a constant rate)."""
     if config.optimizer == "SGD":
         return torch.optim.SGD(params, lr=config.lr), None
     device_type = torch.device(config.device).type
-    implementation = {"fused": {"fused": device_type in ("cuda", "cpu")}, "foreach": {"foreach": True}, "default": {}}[
-        config.adamw
-    ]
-    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, **implementation)
+    fused = device_type in ("cuda", "cpu") if config.adamw == "fused" else None  # None: PyTorch's default
+    foreach = True if config.adamw == "foreach" else None
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, foreach=foreach, fused=fused)
     return optimizer, one_cycle(optimizer, config, config.epochs * steps_per_epoch)
 
 
 def one_cycle(
     optimizer: torch.optim.Optimizer, config: TrainConfig, total_steps: int
 ) -> torch.optim.lr_scheduler.OneCycleLR:
+    warmup, div_factor, final_div_factor = config.warmup, config.div_factor, config.final_div_factor
+    if config.momentum is None or warmup is None or div_factor is None or final_div_factor is None:
+        raise ValueError(f"the {config.recipe} recipe has no one-cycle schedule")
     high, low = config.momentum
     return torch.optim.lr_scheduler.OneCycleLR(
         optimizer,
         max_lr=config.lr,
         total_steps=total_steps,
-        pct_start=config.warmup,
+        pct_start=warmup,
         anneal_strategy="cos",
-        div_factor=config.div_factor,
-        final_div_factor=config.final_div_factor,
+        div_factor=div_factor,
+        final_div_factor=final_div_factor,
         cycle_momentum=True,
         base_momentum=low,
         max_momentum=high,
