@@ -26,10 +26,10 @@ class PCA:
 
     def __init__(self, x: torch.Tensor):
         x = x.float().cpu()
-        self.mean = x.mean(0)
+        self.mean: torch.Tensor = x.mean(0)
         centred = x - self.mean
         _, vectors = torch.linalg.eigh((centred.T @ centred).double())
-        self.components = vectors.flip(1).float()  # (pixels, pixels), one component a column
+        self.components: torch.Tensor = vectors.flip(1).float()  # (pixels, pixels), one component a column
 
     def encode(self, x: torch.Tensor, k: int) -> torch.Tensor:
         return (x.float().cpu() - self.mean) @ self.components[:, :k]

@@ -8,7 +8,7 @@ import math
 import shlex
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Callable, TypeVar
 
 from .datasets import DATASETS, DEFAULT_DATASET, dataset_spec
 from .errors import UserError
@@ -25,7 +25,10 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"error: {message}; see python {self.prog} --help\n")
 
 
-def _number(text: str, kind: type, ok: Callable[[float], bool], what: str) -> float:
+Number = TypeVar("Number", int, float)
+
+
+def _number(text: str, kind: Callable[[str], Number], ok: Callable[[Number], bool], what: str) -> Number:
     try:
         value = kind(text)
     except ValueError:

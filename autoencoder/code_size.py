@@ -51,11 +51,11 @@ class FinishedRun:
 
     @property
     def dataset(self) -> str:
-        return self.info["config"]["dataset"]
+        return str(self.info["config"]["dataset"])
 
     @property
     def seed(self) -> int:
-        return self.info["config"]["seed"]
+        return int(self.info["config"]["seed"])
 
 
 def _knn_of(folder: Path, model: str) -> float | None:
@@ -72,6 +72,8 @@ def find_runs(folder: Path) -> list[FinishedRun]:
     runs = []
     for path in folder.rglob(f"{PREFIX}*{INFO_SUFFIX}"):
         name = OutputPaths.model_of(path)
+        if name is None:  # auto_encoder__info.pkl.gz names no model
+            continue
         try:
             spec = parse_code(name)
         except UserError:

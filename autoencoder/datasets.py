@@ -189,7 +189,10 @@ def check_identity(splits: Splits, log: Callable[[str], None]) -> None:
     )
 
 
-def _check_split(name: str, x: Any, y: Any, where: str, dataset: str) -> tuple[np.ndarray, np.ndarray]:
+ArrayPair = tuple[np.ndarray, np.ndarray]  # one split's images and labels
+
+
+def _check_split(name: str, x: Any, y: Any, where: str, dataset: str) -> ArrayPair:
     if not isinstance(x, np.ndarray) or not isinstance(y, np.ndarray):
         raise DataError(f"{where}: {name} split is not a pair of arrays")
     if x.dtype.kind not in "fiu":
@@ -227,12 +230,17 @@ def _from_bytes(
     n_valid = len(train_x) // 6
     if n_valid == 0:
         raise DataError(f"{where}: too few training images ({len(train_x)})")
-    splits = [
+    return _splits(
         _check_split("training", train_x[:-n_valid], train_y[:-n_valid], where, dataset),
         _check_split("validation", train_x[-n_valid:], train_y[-n_valid:], where, dataset),
         _check_split("test", test_x, test_y, where, dataset),
-    ]
-    return Splits(*(a for pair in splits for a in pair), source=where, dataset=dataset)
+        where,
+        dataset,
+    )
+
+
+def _splits(train: ArrayPair, valid: ArrayPair, test: ArrayPair, source: str, dataset: str) -> Splits:
+    return Splits(*train, *valid, *test, source=source, dataset=dataset)
 
 
 def read_pickle_splits(path: Path, dataset: str = DEFAULT_DATASET) -> Splits:
@@ -247,10 +255,10 @@ def read_pickle_splits(path: Path, dataset: str = DEFAULT_DATASET) -> Splits:
         and all(isinstance(s, (tuple, list)) and len(s) == 2 for s in data)
     ):
         raise DataError(f"{path}: not an MNIST pickle (expected three (images, labels) pairs)")
-    splits = [
-        _check_split(name, *pair, str(path), dataset) for name, pair in zip(("training", "validation", "test"), data)
-    ]
-    return Splits(*(a for pair in splits for a in pair), source=str(path), dataset=dataset)
+    train, valid, test = (
+        _check_split(name, x, y, str(path), dataset) for name, (x, y) in zip(("training", "validation", "test"), data)
+    )
+    return _splits(train, valid, test, str(path), dataset)
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -276,12 +284,13 @@ def read_idx(path: Path) -> np.ndarray:
 def find_idx_files(folder: Path, dataset: str = DEFAULT_DATASET) -> dict[str, Path] | None:
     """The four IDX files in `folder` (or torchvision's `NAME/raw` below it), else None."""
     for base in (folder, folder / DATASETS[dataset].torchvision_name / "raw"):
-        found = {}
-        for key, stem in IDX_FILES.items():
-            candidates = [base / stem, base / f"{stem}.gz"]
-            found[key] = next((p for p in candidates if p.is_file()), None)
-        if all(found.values()):
-            return found
+        found = {
+            key: next((p for p in (base / stem, base / f"{stem}.gz") if p.is_file()), None)
+            for key, stem in IDX_FILES.items()
+        }
+        complete = {key: path for key, path in found.items() if path is not None}
+        if len(complete) == len(found):
+            return complete
     return None
 
 
@@ -315,7 +324,7 @@ def read_npz(path: Path, dataset: str = DEFAULT_DATASET) -> Splits:
     missing = [k for k in keys if k not in arrays]
     if missing:
         raise DataError(f"{path}: missing key(s) {', '.join(missing)}")
-    return _from_bytes(*(arrays[k] for k in keys), where=str(path), dataset=dataset)
+    return _from_bytes(arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"], str(path), dataset)
 
 
 def read_dataset(path: str | os.PathLike, dataset: str = DEFAULT_DATASET) -> Splits:

@@ -80,7 +80,8 @@ def tf32_switches() -> list[tuple[object, str, object, object]]:
     if hasattr(torch.backends.cuda.matmul, "fp32_precision"):
         return [
             (torch.backends.cuda.matmul, "fp32_precision", "tf32", "ieee"),
-            (torch.backends.cudnn.conv, "fp32_precision", "tf32", "ieee"),
+            # torch.backends.cudnn swaps itself for a module object at import: its stub lacks `conv`
+            (torch.backends.cudnn.conv, "fp32_precision", "tf32", "ieee"),  # type: ignore[attr-defined]
         ]
     return [(torch.backends.cuda.matmul, "allow_tf32", True, False), (torch.backends.cudnn, "allow_tf32", True, False)]
 

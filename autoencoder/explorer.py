@@ -55,11 +55,14 @@ def fold_decoder(model: AutoEncoder) -> list[tuple[np.ndarray, np.ndarray]]:
             )
             layers.append((weight, bias))
         elif isinstance(module, nn.BatchNorm1d):
-            scale = module.weight.detach().cpu().double() / (module.running_var.cpu().double() + module.eps).sqrt()
+            mean, var = module.running_mean, module.running_var
+            if mean is None or var is None:
+                raise ValueError("a batch norm without running statistics cannot be folded")
+            scale = module.weight.detach().cpu().double() / (var.cpu().double() + module.eps).sqrt()
             weight, bias = layers[-1]
             layers[-1] = (
                 weight * scale[:, None],
-                (bias - module.running_mean.cpu().double()) * scale + module.bias.detach().cpu().double(),
+                (bias - mean.cpu().double()) * scale + module.bias.detach().cpu().double(),
             )
         elif not isinstance(module, (nn.ReLU, nn.Dropout)):
             raise TypeError(f"the explorer cannot fold a {type(module).__name__} into the decoder")

@@ -43,7 +43,8 @@ def class_colors() -> list:
     """Ten distinguishable colours, one per class, the same in every figure."""
     import matplotlib
 
-    return list(matplotlib.colormaps["tab10"].colors)
+    # tab10 is a ListedColormap; matplotlib's stubs type every registered map as a Colormap
+    return list(matplotlib.colormaps["tab10"].colors)  # type: ignore[attr-defined]
 
 
 def class_legend(fig: Any, dataset: DatasetSpec, **kwargs: Any) -> Any:
@@ -113,4 +114,5 @@ def mosaic(images: np.ndarray, pad: int = 2) -> np.ndarray:
     rows, cols, h, w = images.shape
     padded = np.pad(images, ((0, 0), (0, 0), (0, pad), (0, pad)))
     sheet = padded.transpose(0, 2, 1, 3).reshape(rows * (h + pad), cols * (w + pad))
-    return sheet[: -pad or None, : -pad or None]
+    trimmed: np.ndarray = sheet[: -pad or None, : -pad or None]
+    return trimmed

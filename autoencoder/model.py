@@ -111,16 +111,17 @@ class AutoEncoder(nn.Module):
             if layer.bias is not None:
                 nn.init.zeros_(layer.bias)
 
-    def lasagne_layers(self) -> list[nn.Module]:
+    def lasagne_layers(self) -> list[nn.Conv2d | nn.Linear]:
         """The weighted layers in the original's order: conv, then each dense layer."""
         return [m for m in self.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Images (N, 784) or (N, 1, 28, 28) -> codes (N, units), or (N, 1, K, K) for image codes."""
         h = torch.relu(self.conv(x.reshape(-1, 1, 28, 28)))
-        code = self.code(self.encoder(h.flatten(1)))
-        if self.spec.is_image:
-            return torch.sigmoid(code).reshape(-1, 1, self.spec.side, self.spec.side)
+        code: torch.Tensor = self.code(self.encoder(h.flatten(1)))
+        side = self.spec.side
+        if side is not None:  # an image code
+            return torch.sigmoid(code).reshape(-1, 1, side, side)
         return code
 
     def decode(self, code: torch.Tensor) -> torch.Tensor:

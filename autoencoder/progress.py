@@ -55,20 +55,23 @@ class BarProgress(Progress):
         self.batches = tqdm(desc="  batches", unit="batch", leave=False, dynamic_ncols=True, file=self.file)
 
     def epoch_started(self, epoch: int, batches: int, done: int) -> None:
-        self.batches.reset(total=batches)
-        self.batches.update(done)
+        bar = _drawn(self.batches)
+        bar.reset(total=batches)
+        bar.update(done)
         self.loss_shown_at = -float("inf")
 
     def step(self, done: int, running_loss: Callable[[], float]) -> None:
-        self.batches.update()
+        bar = _drawn(self.batches)
+        bar.update()
         now = time.monotonic()
-        if now - self.loss_shown_at >= BAR_LOSS_INTERVAL or done == self.batches.total:
-            self.batches.set_postfix(loss=f"{running_loss():.4f}")
+        if now - self.loss_shown_at >= BAR_LOSS_INTERVAL or done == bar.total:
+            bar.set_postfix(loss=f"{running_loss():.4f}")
             self.loss_shown_at = now
 
     def epoch_ended(self, epoch: int, train_loss: float, valid_loss: float, seconds: float) -> None:
-        self.epochs.update()
-        self.epochs.set_postfix(train=f"{train_loss:.4f}", valid=f"{valid_loss:.4f}")
+        bar = _drawn(self.epochs)
+        bar.update()
+        bar.set_postfix(train=f"{train_loss:.4f}", valid=f"{valid_loss:.4f}")
 
     def model_ended(self) -> None:
         for bar in (self.batches, self.epochs):
@@ -78,6 +81,13 @@ class BarProgress(Progress):
 
     def message(self, text: str) -> None:
         tqdm.write(text)
+
+
+def _drawn(bar: tqdm | None) -> tqdm:
+    """A bar of BarProgress, drawn by model_started: the calls of one model come after it."""
+    if bar is None:
+        raise RuntimeError("BarProgress.model_started() was not called")
+    return bar
 
 
 class LineProgress(Progress):

@@ -11,7 +11,8 @@ ORIGINAL_LOGS = Path(__file__).with_name("original_2016.json")
 
 @cache
 def _logs() -> dict:
-    return json.loads(ORIGINAL_LOGS.read_text())
+    logs: dict = json.loads(ORIGINAL_LOGS.read_text())
+    return logs
 
 
 def original_run(model: str) -> dict | None:

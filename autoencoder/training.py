@@ -86,8 +86,8 @@ class PartialEpoch:
     """An epoch under way: its batch order, the steps done, their summed loss, the time spent."""
 
     perm: torch.Tensor
-    step: int = 0
-    loss_sum: torch.Tensor | None = None
+    step: int
+    loss_sum: torch.Tensor
     elapsed: float = 0.0
 
 
@@ -181,7 +181,7 @@ def start_epoch(state: TrainingState, n_train: int) -> tuple[PartialEpoch, tuple
     """The epoch under way (a new one: a fresh shuffle) and its index batches on the device."""
     if state.partial is None:
         state.partial = PartialEpoch(
-            torch.randperm(n_train, generator=state.shuffle), loss_sum=torch.zeros((), device=state.device)
+            torch.randperm(n_train, generator=state.shuffle), step=0, loss_sum=torch.zeros((), device=state.device)
         )
     batches = state.partial.perm.to(state.device).split(state.config.batch_size)
     if folds_single_image_batch(state.config, n_train):
@@ -206,7 +206,8 @@ def train_epoch(
         part.loss_sum += train_step(state, x) * len(x)
         part.step, part.elapsed = step + 1, time.perf_counter() - start
         seen = min(part.step * state.config.batch_size, len(train)) if part.step < len(batches) else len(train)
-        progress.step(part.step, lambda seen=seen: part.loss_sum.item() / seen)
+        running_loss = lambda: part.loss_sum.item() / seen  # noqa: B023 (step() calls it before `seen` changes)
+        progress.step(part.step, running_loss)
         if stop is not None and stop.signum is not None:
             raise Interrupted(stop.signum)
     state.partial = None
