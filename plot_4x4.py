@@ -57,6 +57,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def save_code_rows(run: TrainedRun, output_dir: Path, formats: list[str]) -> None:
     """M_code_1 / M_code_2: the code image of each shown test image, before / after training."""
     side = run.spec.side
+    if side is None:
+        raise ValueError(f"{run.spec.name} is a vector code: code rows are drawn for image codes (KxK)")
     for stage in run.stages:
         codes = stage.codes[:SHOWN_DIGITS].reshape(-1, side, side).cpu().numpy()
         title = f"{run.spec.name} code of each {run.dataset.noun}, {stage.when} (black = 1, white = 0)"

@@ -100,6 +100,8 @@ def trained_models(output_dir: Path) -> list[CodeSpec]:
     specs = []
     for path in output_dir.glob(OutputPaths.of("", "*").info.name):
         name = OutputPaths.model_of(path)
+        if name is None:  # auto_encoder__info.pkl.gz names no model
+            continue
         try:
             spec = parse_code(name)
         except UserError:
@@ -188,8 +190,8 @@ def save_training_figures(args: argparse.Namespace, specs: list[CodeSpec]) -> No
     for name in dict.fromkeys([s.name for s in specs] + list(given)):
         ours_path = OutputPaths.of(args.output_dir, name).info
         ours = load_run_info(ours_path, args.dataset) if ours_path.is_file() else None
-        others = [original_run(name)] if args.original and dataset.has_2016_run else []
-        others = [o for o in others if o is not None]
+        originals = [original_run(name)] if args.original and dataset.has_2016_run else []
+        others = [o for o in originals if o is not None]
         if name in given:
             others.insert(0, load_run_info(given[name], args.dataset))
         heading = f"{name} model{dataset.on_title}"
@@ -219,11 +221,11 @@ def save_code_quality(args: argparse.Namespace, specs: list[CodeSpec]) -> None:
         check_same_data(splits, info, str(OutputPaths.of(args.output_dir, spec.name).info))
     pca, n_pca = fit_pca(splits, infos)
     rows = [code_quality(model, splits, pca, device, args.knn_train) for model in models]
-    n_knn, spec = min(args.knn_train, len(splits.train_x)), dataset_spec(args.dataset)
+    n_knn, dataset = min(args.knn_train, len(splits.train_x)), dataset_spec(args.dataset)
     note = (
-        f"Code quality on the {len(splits.test_x):,} {spec.test_set}. Test MSE: mean squared error per "
-        f"pixel of the reconstruction. k-NN: {spec.legend_title} accuracy of a {KNN_NEIGHBOURS}-nearest-"
-        f"neighbour vote among the codes of the first {n_knn:,} {spec.training_set}. PCA: the same with "
+        f"Code quality on the {len(splits.test_x):,} {dataset.test_set}. Test MSE: mean squared error per "
+        f"pixel of the reconstruction. k-NN: {dataset.legend_title} accuracy of a {KNN_NEIGHBOURS}-nearest-"
+        f"neighbour vote among the codes of the first {n_knn:,} {dataset.training_set}. PCA: the same with "
         f"as many principal components as the code has units, fitted on {n_pca:,} training images."
     )
     write_table(

@@ -110,6 +110,9 @@ def mse_check(folder: Path, model: str, reference: float, tolerance: float) -> d
 
 
 def check(args: argparse.Namespace) -> int:
+    original_mse = original_test_mse("3D")
+    if original_mse is None:
+        raise RuntimeError("the 2016 logs (autoencoder/original_2016.json) have no 3D run")
     device = pick_device(args.device)
     data = data_tensors(load_dataset(DEFAULT_DATASET, args.data), args.train_images, device)
     results: dict[str, Any] = {
@@ -122,7 +125,7 @@ def check(args: argparse.Namespace) -> int:
             )
             for m in ("3D", "4x4")
         ],
-        "original_recipe": mse_check(args.original_dir, "3D", original_test_mse("3D"), ORIGINAL_TOLERANCE),
+        "original_recipe": mse_check(args.original_dir, "3D", original_mse, ORIGINAL_TOLERANCE),
     }
     checks = [*results["default_run"], results["original_recipe"]]
     best = min(results["steps"], key=lambda row: row["ms_per_epoch"])
