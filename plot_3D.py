@@ -12,6 +12,7 @@ codes of 2,000 test images at every epoch, each frame saying its scale against t
 3D_explorer.html (a page to turn and probe the code in a browser, docs/explorer.md). Any 3-unit
 vector code works, given with --model.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,20 +26,39 @@ from typing import Any
 import numpy as np
 import torch
 
-from helpers import (DIGIT_CMAP, DatasetSpec, Stage, TrainedRun, UserError, add_explorer_option,
-                     atomic_path, class_colors, class_legend, decode_all, figure_parser, fill_output_dir,
-                     load_trained_run, mosaic, parse_code, pyplot, run_plot_script, save_explorer,
-                     save_figure, save_input_output_rows, torch_load)
+from helpers import (
+    DIGIT_CMAP,
+    DatasetSpec,
+    Stage,
+    TrainedRun,
+    UserError,
+    add_explorer_option,
+    atomic_path,
+    class_colors,
+    class_legend,
+    decode_all,
+    figure_parser,
+    fill_output_dir,
+    load_trained_run,
+    mosaic,
+    parse_code,
+    pyplot,
+    run_plot_script,
+    save_explorer,
+    save_figure,
+    save_input_output_rows,
+    torch_load,
+)
 
-PROJECTIONS = ((0, 1), (1, 2), (0, 2))   # the original's: 1st & 2nd, 2nd & 3rd, 1st & 3rd units
-MANIFOLD_GRID = 13                        # images along each side of a manifold slice
-MANIFOLD_SLICES = (10, 50, 90)            # percentiles of the 3rd unit the slices sit at
-GIF_FRAMES = 60                           # at most; long runs show evenly spaced epochs
+PROJECTIONS = ((0, 1), (1, 2), (0, 2))  # the original's: 1st & 2nd, 2nd & 3rd, 1st & 3rd units
+MANIFOLD_GRID = 13  # images along each side of a manifold slice
+MANIFOLD_SLICES = (10, 50, 90)  # percentiles of the 3rd unit the slices sit at
+GIF_FRAMES = 60  # at most; long runs show evenly spaced epochs
 GIF_FPS = 5
-CENTRAL = (0.005, 0.995)                  # the quantiles of each unit the code figures' axes span
+CENTRAL = (0.005, 0.995)  # the quantiles of each unit the code figures' axes span
 POINT_SIZE = 5
-TITLE_WIDTH = 70                          # characters a line of the 3-D scatter's title fits in
-Z_LABEL_ROOM = 0.1                        # of the GIF's width: the z axis's labels, right of its axes
+TITLE_WIDTH = 70  # characters a line of the 3-D scatter's title fits in
+Z_LABEL_ROOM = 0.1  # of the GIF's width: the z axis's labels, right of its axes
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -60,8 +80,7 @@ def code_limits(codes: np.ndarray) -> np.ndarray:
     return np.stack([low - margin, high + margin])
 
 
-def scatter_codes(ax: Any, codes: np.ndarray, labels: np.ndarray, dims: tuple[int, ...],
-                  size: float) -> Any:
+def scatter_codes(ax: Any, codes: np.ndarray, labels: np.ndarray, dims: tuple[int, ...], size: float) -> Any:
     """The codes' `dims` coordinates within `code_limits`, coloured by class.
 
     Points are rasterized so EPS files stay small; those outside the limits are left out
@@ -71,7 +90,7 @@ def scatter_codes(ax: Any, codes: np.ndarray, labels: np.ndarray, dims: tuple[in
     shown = codes[:, dims]
     inside = ((shown >= limits[0]) & (shown <= limits[1])).all(1)
     colors = np.array(class_colors())[labels[inside]]
-    depth = {"depthshade": False} if len(dims) == 3 else {}   # the same colours as the 2-D figures
+    depth = {"depthshade": False} if len(dims) == 3 else {}  # the same colours as the 2-D figures
     points = ax.scatter(*shown[inside].T, c=colors, s=size, linewidths=0, rasterized=True, **depth)
     setters = [(ax.set_xlabel, ax.set_xlim), (ax.set_ylabel, ax.set_ylim)]
     setters += [(ax.set_zlabel, ax.set_zlim)] if len(dims) == 3 else []
@@ -86,7 +105,7 @@ def axes_3d(fig: Any, rect: tuple[float, ...] | None = None) -> Any:
     ax = fig.add_axes(rect, projection="3d") if rect else fig.add_subplot(projection="3d")
     for axis in (ax.xaxis, ax.yaxis, ax.zaxis):
         axis.set_pane_color((0.95, 0.95, 0.95, 1))
-    ax.locator_params(nbins=6)   # fewer, unclipped tick labels
+    ax.locator_params(nbins=6)  # fewer, unclipped tick labels
     return ax
 
 
@@ -99,7 +118,7 @@ def plot_code_3d(codes: np.ndarray, labels: np.ndarray, title: str, dataset: Dat
     fig = pyplot().figure(figsize=(8, 6.5), layout="constrained")
     ax = axes_3d(fig)
     scatter_codes(ax, codes, labels, (0, 1, 2), POINT_SIZE)
-    ax.set_title(wrapped(title))   # a --limit run's title is wider than the figure
+    ax.set_title(wrapped(title))  # a --limit run's title is wider than the figure
     class_legend(fig, dataset, loc="outside right center")
     return fig
 
@@ -110,7 +129,7 @@ def plot_code_projections(codes: np.ndarray, labels: np.ndarray, title: str, dat
         scatter_codes(ax, codes, labels, dims, POINT_SIZE)
         ax.set_title(f"units {dims[0] + 1} & {dims[1] + 1}")
         ax.grid(True, color="0.9")
-        ax.set_axisbelow(True)   # the grid under the points
+        ax.set_axisbelow(True)  # the grid under the points
     fig.suptitle(title)
     class_legend(fig, dataset, loc="outside right center")
     return fig
@@ -119,12 +138,19 @@ def plot_code_projections(codes: np.ndarray, labels: np.ndarray, title: str, dat
 def save_code_figures(run: TrainedRun, stage: Stage, output_dir: Path, formats: list[str]) -> None:
     """M_code_N (3-D scatter) and M_code_xy_N (its projections) for one stage."""
     codes, name = stage.codes.cpu().numpy(), run.spec.name
-    title = (f"{name} code of the {len(codes):,} {run.dataset.test_set}, {stage.when} "
-             f"(test MSE {stage.test_mse:.4f})\naxes span the central 99% of each unit")
-    save_figure(plot_code_3d(codes, run.test_y, title, run.dataset), output_dir,
-                f"{name}_code_{stage.figure_suffix}", formats)
-    save_figure(plot_code_projections(codes, run.test_y, title, run.dataset), output_dir,
-                f"{name}_code_xy_{stage.figure_suffix}", formats)
+    title = (
+        f"{name} code of the {len(codes):,} {run.dataset.test_set}, {stage.when} "
+        f"(test MSE {stage.test_mse:.4f})\naxes span the central 99% of each unit"
+    )
+    save_figure(
+        plot_code_3d(codes, run.test_y, title, run.dataset), output_dir, f"{name}_code_{stage.figure_suffix}", formats
+    )
+    save_figure(
+        plot_code_projections(codes, run.test_y, title, run.dataset),
+        output_dir,
+        f"{name}_code_xy_{stage.figure_suffix}",
+        formats,
+    )
 
 
 def plot_manifold(stage: Stage) -> Any:
@@ -140,19 +166,29 @@ def plot_manifold(stage: Stage) -> Any:
         grid = torch.stack([grid_x, grid_y, torch.full_like(grid_x, z.item())], dim=-1)
         images = decode_all(stage.model, grid.reshape(-1, 3).to(stage.codes.device))
         sheet = mosaic(images.reshape(MANIFOLD_GRID, MANIFOLD_GRID, 28, 28).cpu().numpy())
-        ax.imshow(sheet, cmap=DIGIT_CMAP, vmin=0, vmax=1, interpolation="none",
-                  extent=(xs[0].item(), xs[-1].item(), ys[-1].item(), ys[0].item()))
+        ax.imshow(
+            sheet,
+            cmap=DIGIT_CMAP,
+            vmin=0,
+            vmax=1,
+            interpolation="none",
+            extent=(xs[0].item(), xs[-1].item(), ys[-1].item(), ys[0].item()),
+        )
         ax.set_aspect("auto")
-        ax.set(xlabel=unit_label(0), ylabel=unit_label(1),
-               title=f"unit 3 = {z.item():.3g} (its {percentile}th percentile)")
-    fig.suptitle(f"What the decoder draws across the code space, {stage.when}: "
-                 f"a {MANIFOLD_GRID}x{MANIFOLD_GRID} grid over units 1 & 2 at three values of unit 3")
+        ax.set(
+            xlabel=unit_label(0), ylabel=unit_label(1), title=f"unit 3 = {z.item():.3g} (its {percentile}th percentile)"
+        )
+    fig.suptitle(
+        f"What the decoder draws across the code space, {stage.when}: "
+        f"a {MANIFOLD_GRID}x{MANIFOLD_GRID} grid over units 1 & 2 at three values of unit 3"
+    )
     return fig
 
 
 def save_gif(animation: Any, path: Path, fps: int) -> None:
     """Write an animation with Pillow, atomically (Pillow needs the .gif name to pick the format)."""
     from matplotlib.animation import PillowWriter
+
     with atomic_path(path) as tmp, tempfile.TemporaryDirectory(dir=path.parent) as scratch:
         gif = Path(scratch) / path.name
         animation.save(gif, writer=PillowWriter(fps=fps))
@@ -183,7 +219,7 @@ def code_evolution(trace: np.ndarray, labels: np.ndarray, heading: str, dataset:
     fig = pyplot().figure(figsize=(6.4, 5.6), dpi=80)
     legend = class_legend(fig, dataset, loc="center right")
     beside = 1 - legend.get_window_extent(fig.canvas.get_renderer()).width / fig.bbox.width
-    ax = axes_3d(fig, (0, 0.02, beside - Z_LABEL_ROOM, 0.84))   # fixed, so the axes never jump
+    ax = axes_3d(fig, (0, 0.02, beside - Z_LABEL_ROOM, 0.84))  # fixed, so the axes never jump
     last = len(trace) - 1
 
     def draw(epoch: int) -> None:
@@ -191,8 +227,11 @@ def code_evolution(trace: np.ndarray, labels: np.ndarray, heading: str, dataset:
             points.remove()
         scatter_codes(ax, trace[epoch], labels, (0, 1, 2), POINT_SIZE)
         when = "before training" if epoch == 0 else f"after epoch {epoch} of {last}"
-        scale = ("axes span the central 99% of each unit" if epoch == last else
-                 f"axes {scale_against(trace[epoch], trace[last]):.2g}x as wide as in the last frame")
+        scale = (
+            "axes span the central 99% of each unit"
+            if epoch == last
+            else f"axes {scale_against(trace[epoch], trace[last]):.2g}x as wide as in the last frame"
+        )
         ax.set_title(f"{heading}\n{when}\n{scale}")
 
     return fig, draw
@@ -201,8 +240,9 @@ def code_evolution(trace: np.ndarray, labels: np.ndarray, heading: str, dataset:
 def save_code_evolution(run: TrainedRun, trace: np.ndarray, output_dir: Path) -> None:
     """M_code_evolution.gif: the stored codes of the first test images, epoch by epoch."""
     from matplotlib.animation import FuncAnimation
+
     heading = f"{run.spec.name} code of {trace.shape[1]:,} {run.dataset.test_set}"
-    fig, draw = code_evolution(trace, run.test_y[:trace.shape[1]], heading, run.dataset)
+    fig, draw = code_evolution(trace, run.test_y[: trace.shape[1]], heading, run.dataset)
     frames = np.unique(np.linspace(0, len(trace) - 1, min(len(trace), GIF_FRAMES)).round().astype(int))
     path = output_dir / f"{run.spec.name}_code_evolution.gif"
     save_gif(FuncAnimation(fig, draw, frames=frames), path, GIF_FPS)
@@ -212,8 +252,10 @@ def save_code_evolution(run: TrainedRun, trace: np.ndarray, output_dir: Path) ->
 def plot(args: argparse.Namespace) -> None:
     spec = parse_code(args.model)
     if spec.is_image or spec.units != 3:
-        raise UserError(f"plot_3D.py draws 3-unit vector codes, not {spec.name}: use plot_4x4.py for "
-                        "image codes and plot_training.py for any model")
+        raise UserError(
+            f"plot_3D.py draws 3-unit vector codes, not {spec.name}: use plot_4x4.py for "
+            "image codes and plot_training.py for any model"
+        )
     run = load_trained_run(args.output_dir, spec, args.dataset, args.data, args.device, needs_codes=True)
     trace = load_code_trace(run)
     save_input_output_rows(run, args.output_dir, args.format)

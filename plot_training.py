@@ -14,6 +14,7 @@ code_quality (.txt, .json): for each model with weights, its test MSE and k-NN c
 --output-dir, any dataset, beside exact PCA with as many components, in MSE per pixel, squared
 error per image and PSNR, with Hinton & Salakhutdinov's 2006 numbers as reference rows.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,31 +24,74 @@ from typing import Any
 
 import numpy as np
 
-from helpers import (KNN_NEIGHBOURS, KNN_TRAIN, SWEEP_COLUMNS, CodeSpec, OutputPaths, UserError,
-                     check_same_data, code_quality, dataset_spec, epochs_text, figure_parser, fill_output_dir,
-                     find_runs, fit_pca, load_dataset, load_model, load_run_info, original_run, parse_code,
-                     parse_models, pca_baseline, pick_device, plot_code_sizes, positive_int, pyplot,
-                     require_outputs, run_plot_script, save_figure, table_note, table_rows, train_command,
-                     write_table)
+from helpers import (
+    KNN_NEIGHBOURS,
+    KNN_TRAIN,
+    SWEEP_COLUMNS,
+    CodeSpec,
+    OutputPaths,
+    UserError,
+    check_same_data,
+    code_quality,
+    dataset_spec,
+    epochs_text,
+    figure_parser,
+    fill_output_dir,
+    find_runs,
+    fit_pca,
+    load_dataset,
+    load_model,
+    load_run_info,
+    original_run,
+    parse_code,
+    parse_models,
+    pca_baseline,
+    pick_device,
+    plot_code_sizes,
+    positive_int,
+    pyplot,
+    require_outputs,
+    run_plot_script,
+    save_figure,
+    table_note,
+    table_rows,
+    train_command,
+    write_table,
+)
 
-SWEEP_MODELS = "2D,3D,8D,16D,2x2,4x4"   # suggested in the message when no model is found
-LOSS_TOP = 0.1                          # the original's y range: 0 to 0.1
+SWEEP_MODELS = "2D,3D,8D,16D,2x2,4x4"  # suggested in the message when no model is found
+LOSS_TOP = 0.1  # the original's y range: 0 to 0.1
 OTHER_STYLES = [dict(linestyle="--", linewidth=1), dict(linestyle=":", linewidth=1.2)]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = figure_parser(__doc__)
     p.add_argument("--model", help="models to draw, e.g. 3D or 3D,4x4 (default: every model in --output-dir)")
-    p.add_argument("--info", type=Path, action="append", default=[], metavar="PATH",
-                   help="another run's info pickle (the original's Python 2 ones too), drawn dashed "
-                        "under this run's curves of the same model; may be repeated")
-    p.add_argument("--no-2016", dest="original", action="store_false",
-                   help="leave out the 2016 run's curves (drawn under MNIST's 3D and 4x4 models by default)")
-    p.add_argument("--sweep", action="store_true",
-                   help="draw test MSE against code size for every trained model instead")
-    p.add_argument("--knn-train", type=positive_int, default=KNN_TRAIN, metavar="N",
-                   help=f"fit the k-NN classifier on the codes of the first N training images "
-                        f"(default {KNN_TRAIN})")
+    p.add_argument(
+        "--info",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="another run's info pickle (the original's Python 2 ones too), drawn dashed "
+        "under this run's curves of the same model; may be repeated",
+    )
+    p.add_argument(
+        "--no-2016",
+        dest="original",
+        action="store_false",
+        help="leave out the 2016 run's curves (drawn under MNIST's 3D and 4x4 models by default)",
+    )
+    p.add_argument(
+        "--sweep", action="store_true", help="draw test MSE against code size for every trained model instead"
+    )
+    p.add_argument(
+        "--knn-train",
+        type=positive_int,
+        default=KNN_TRAIN,
+        metavar="N",
+        help=f"fit the k-NN classifier on the codes of the first N training images (default {KNN_TRAIN})",
+    )
     return fill_output_dir(p.parse_args(argv))
 
 
@@ -56,6 +100,8 @@ def trained_models(output_dir: Path) -> list[CodeSpec]:
     specs = []
     for path in output_dir.glob(OutputPaths.of("", "*").info.name):
         name = OutputPaths.model_of(path)
+        if name is None:  # auto_encoder__info.pkl.gz names no model
+            continue
         try:
             spec = parse_code(name)
         except UserError:
@@ -106,15 +152,24 @@ def plot_training(title: str, ours: dict | None, others: list[dict]) -> Any:
         lines.append(f"{'dashed' if style['linestyle'] == '--' else 'dotted'}: {source} ({describe(other)})")
         longer = ours is not None and len(other["training loss"]) > len(ours["training loss"])
         if longer and "test mse" in other:
-            ax.axhline(other["test mse"], color="0.5", linewidth=1, **{k: v for k, v in style.items() if k == "linestyle"},
-                       label=f"test MSE after {epochs_text(other)} ({source})")
+            ax.axhline(
+                other["test mse"],
+                color="0.5",
+                linewidth=1,
+                **{k: v for k, v in style.items() if k == "linestyle"},
+                label=f"test MSE after {epochs_text(other)} ({source})",
+            )
     if ours is not None:
         draw_losses(ax, ours)
         ax.set_xlim(0, len(ours["training loss"]) + 1)
     else:
         ax.set_xlim(left=0)
-    shown = [v for info in ([ours] if ours is not None else others)
-             for key in ("training loss", "validation loss") for v in info[key]]
+    shown = [
+        v
+        for info in ([ours] if ours is not None else others)
+        for key in ("training loss", "validation loss")
+        for v in info[key]
+    ]
     top = LOSS_TOP if np.median(shown) <= LOSS_TOP else 1.05 * max(shown)
     ax.set(xlabel="epoch", ylabel="loss (mean squared error per pixel)", ylim=(0, top))
     off_scale = sum(v > top for v in shown)
@@ -135,13 +190,14 @@ def save_training_figures(args: argparse.Namespace, specs: list[CodeSpec]) -> No
     for name in dict.fromkeys([s.name for s in specs] + list(given)):
         ours_path = OutputPaths.of(args.output_dir, name).info
         ours = load_run_info(ours_path, args.dataset) if ours_path.is_file() else None
-        others = [original_run(name)] if args.original and dataset.has_2016_run else []
-        others = [o for o in others if o is not None]
+        originals = [original_run(name)] if args.original and dataset.has_2016_run else []
+        others = [o for o in originals if o is not None]
         if name in given:
             others.insert(0, load_run_info(given[name], args.dataset))
         heading = f"{name} model{dataset.on_title}"
-        save_figure(plot_training(heading, ours, others[:len(OTHER_STYLES)]), args.output_dir,
-                    f"{name}_training", args.format)
+        save_figure(
+            plot_training(heading, ours, others[: len(OTHER_STYLES)]), args.output_dir, f"{name}_training", args.format
+        )
         written.append(f"{name}_training")
     print(f"loss curves: {', '.join(written)} written to {args.output_dir}/ ({', '.join(args.format)})")
 
@@ -156,23 +212,36 @@ def save_code_quality(args: argparse.Namespace, specs: list[CodeSpec]) -> None:
         print(f"code_quality: no weights in {args.output_dir}/, table not written")
         return
     device = pick_device(args.device)
-    models = [load_model(OutputPaths.of(args.output_dir, s.name).weights, device, s.name, args.dataset)
-              for s in with_weights]
+    models = [
+        load_model(OutputPaths.of(args.output_dir, s.name).weights, device, s.name, args.dataset) for s in with_weights
+    ]
     infos = [info_of(args, s) for s in with_weights]
     splits = load_dataset(args.dataset, args.data)
     for spec, info in zip(with_weights, infos):
         check_same_data(splits, info, str(OutputPaths.of(args.output_dir, spec.name).info))
     pca, n_pca = fit_pca(splits, infos)
     rows = [code_quality(model, splits, pca, device, args.knn_train) for model in models]
-    n_knn, spec = min(args.knn_train, len(splits.train_x)), dataset_spec(args.dataset)
-    note = (f"Code quality on the {len(splits.test_x):,} {spec.test_set}. Test MSE: mean squared error per "
-            f"pixel of the reconstruction. k-NN: {spec.legend_title} accuracy of a {KNN_NEIGHBOURS}-nearest-"
-            f"neighbour vote among the codes of the first {n_knn:,} {spec.training_set}. PCA: the same with "
-            f"as many principal components as the code has units, fitted on {n_pca:,} training images.")
-    write_table(args.output_dir, "code_quality", note, rows,
-                [("model", "model", ""), ("units", "units", "d"),
-                 ("test_mse", "test MSE", ".4f"), ("pca_test_mse", "PCA test MSE", ".4f"),
-                 ("knn_accuracy", "k-NN accuracy", ".3f"), ("pca_knn_accuracy", "PCA k-NN accuracy", ".3f")])
+    n_knn, dataset = min(args.knn_train, len(splits.train_x)), dataset_spec(args.dataset)
+    note = (
+        f"Code quality on the {len(splits.test_x):,} {dataset.test_set}. Test MSE: mean squared error per "
+        f"pixel of the reconstruction. k-NN: {dataset.legend_title} accuracy of a {KNN_NEIGHBOURS}-nearest-"
+        f"neighbour vote among the codes of the first {n_knn:,} {dataset.training_set}. PCA: the same with "
+        f"as many principal components as the code has units, fitted on {n_pca:,} training images."
+    )
+    write_table(
+        args.output_dir,
+        "code_quality",
+        note,
+        rows,
+        [
+            ("model", "model", ""),
+            ("units", "units", "d"),
+            ("test_mse", "test MSE", ".4f"),
+            ("pca_test_mse", "PCA test MSE", ".4f"),
+            ("knn_accuracy", "k-NN accuracy", ".3f"),
+            ("pca_knn_accuracy", "PCA k-NN accuracy", ".3f"),
+        ],
+    )
     print(f"code_quality: {len(rows)} model(s) written to {args.output_dir}/code_quality.txt and .json")
 
 
@@ -180,8 +249,10 @@ def sweep(args: argparse.Namespace) -> None:
     """The code-size table and figure of every run below --output-dir, each dataset beside its PCA."""
     runs = find_runs(args.output_dir)
     if not runs:
-        raise UserError(f"no trained model in {args.output_dir}/ or below: run "
-                        f"`{train_command(SWEEP_MODELS, args.output_dir, args.dataset)}` first")
+        raise UserError(
+            f"no trained model in {args.output_dir}/ or below: run "
+            f"`{train_command(SWEEP_MODELS, args.output_dir, args.dataset)}` first"
+        )
     baselines = {}
     for dataset in dict.fromkeys(run.dataset for run in runs):
         theirs = [run for run in runs if run.dataset == dataset]
@@ -197,17 +268,19 @@ def sweep(args: argparse.Namespace) -> None:
 
 def plot(args: argparse.Namespace) -> None:
     if args.sweep:
-        return sweep(args)
+        sweep(args)
+        return
     if args.model:
         specs = parse_models(args.model)
         for spec in specs:
-            require_outputs([OutputPaths.of(args.output_dir, spec.name).info], spec.name, args.output_dir,
-                            args.dataset)
+            require_outputs([OutputPaths.of(args.output_dir, spec.name).info], spec.name, args.output_dir, args.dataset)
     else:
         specs = trained_models(args.output_dir)
     if not specs and not args.info:
-        raise UserError(f"no trained model in {args.output_dir}/: run "
-                        f"`{train_command('both', args.output_dir, args.dataset)}` first")
+        raise UserError(
+            f"no trained model in {args.output_dir}/: run "
+            f"`{train_command('both', args.output_dir, args.dataset)}` first"
+        )
     save_training_figures(args, specs)
     save_code_quality(args, specs)
 

@@ -7,6 +7,7 @@ in the modules, one concern each (docs/architecture.md):
     run = load_trained_run("output", parse_code("3D"))       # weights, info and test set of a run
     codes = encode_all(run.stages[-1].model, run.test_x)      # (10000, 3)
 """
+
 from __future__ import annotations
 
 from .analysis import PCA, knn_accuracy
@@ -19,7 +20,27 @@ from .sources import load_dataset
 from .trained_run import TrainedRun, load_trained_run
 from .training import evaluate
 
-__all__ = ["AutoEncoder", "CodeSpec", "parse_code", "load_model", "save_model", "TrainConfig", "RECIPES",
-           "Recipe", "DATASETS", "Splits", "load_dataset", "encode_all", "decode_all", "reconstruction_mse",
-           "evaluate", "TrainedRun", "load_trained_run", "PCA", "knn_accuracy", "UserError", "DataError",
-           "TrainingDiverged"]
+__all__ = [
+    "AutoEncoder",
+    "CodeSpec",
+    "parse_code",
+    "load_model",
+    "save_model",
+    "TrainConfig",
+    "RECIPES",
+    "Recipe",
+    "DATASETS",
+    "Splits",
+    "load_dataset",
+    "encode_all",
+    "decode_all",
+    "reconstruction_mse",
+    "evaluate",
+    "TrainedRun",
+    "load_trained_run",
+    "PCA",
+    "knn_accuracy",
+    "UserError",
+    "DataError",
+    "TrainingDiverged",
+]

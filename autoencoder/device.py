@@ -1,17 +1,19 @@
 """Devices, precision, and evaluation in large batches without autograd."""
+
 from __future__ import annotations
 
 import contextlib
 import functools
 import sys
-from typing import Callable, Iterator
+from collections.abc import Iterator
+from typing import Callable
 
 import torch
 
 from .errors import UserError
 from .model import AutoEncoder
 
-EVAL_BATCH = 5000   # images per forward pass when nothing is trained: few passes, bounded memory
+EVAL_BATCH = 5000  # images per forward pass when nothing is trained: few passes, bounded memory
 
 
 def pick_device(name: str | None = None) -> torch.device:
@@ -26,13 +28,13 @@ def pick_device(name: str | None = None) -> torch.device:
         device = torch.device(name)
     except RuntimeError:
         raise UserError(f"unknown device {name!r}: use cpu, cuda, cuda:N or mps") from None
-    available = {"cpu": True, "cuda": torch.cuda.is_available(),
-                 "mps": torch.backends.mps.is_available()}.get(device.type, False)
+    available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}.get(
+        device.type, False
+    )
     if device.type == "cuda" and available and (device.index or 0) >= torch.cuda.device_count():
         available = False
     if not available:
-        raise UserError(f"device {name!r} is not available on this machine; leave --device out "
-                        "to pick the best one")
+        raise UserError(f"device {name!r} is not available on this machine; leave --device out to pick the best one")
     return device
 
 
@@ -51,9 +53,12 @@ def cpu_has_fast_bf16() -> bool:
         except Exception:  # missing or failing probe
             missing.append(probe)
     if missing:
-        print(f"note: this torch ({torch.__version__}) lacks torch.cpu.{' and torch.cpu.'.join(missing)}, "
-              "which tell whether the CPU is fast at bf16; --precision auto uses fp32 (pass --precision bf16 "
-              "to use bf16)", file=sys.stderr)
+        print(
+            f"note: this torch ({torch.__version__}) lacks torch.cpu.{' and torch.cpu.'.join(missing)}, "
+            "which tell whether the CPU is fast at bf16; --precision auto uses fp32 (pass --precision bf16 "
+            "to use bf16)",
+            file=sys.stderr,
+        )
     return False
 
 
@@ -73,10 +78,12 @@ def tf32_switches() -> list[tuple[object, str, object, object]]:
     `fp32_precision` where it has it (2.9 and later; the older `allow_tf32` is going away and may
     not be mixed with it), else `allow_tf32`."""
     if hasattr(torch.backends.cuda.matmul, "fp32_precision"):
-        return [(torch.backends.cuda.matmul, "fp32_precision", "tf32", "ieee"),
-                (torch.backends.cudnn.conv, "fp32_precision", "tf32", "ieee")]
-    return [(torch.backends.cuda.matmul, "allow_tf32", True, False),
-            (torch.backends.cudnn, "allow_tf32", True, False)]
+        return [
+            (torch.backends.cuda.matmul, "fp32_precision", "tf32", "ieee"),
+            # torch.backends.cudnn swaps itself for a module object at import: its stub lacks `conv`
+            (torch.backends.cudnn.conv, "fp32_precision", "tf32", "ieee"),  # type: ignore[attr-defined]
+        ]
+    return [(torch.backends.cuda.matmul, "allow_tf32", True, False), (torch.backends.cudnn, "allow_tf32", True, False)]
 
 
 @contextlib.contextmanager
@@ -99,8 +106,9 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
 
 
 @torch.inference_mode()
-def map_batches(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
-                batch_size: int = EVAL_BATCH) -> torch.Tensor:
+def map_batches(
+    fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, batch_size: int = EVAL_BATCH
+) -> torch.Tensor:
     """Apply `fn` to `x` in large batches without autograd; concatenates the results."""
     return torch.cat([fn(chunk) for chunk in x.split(batch_size)])
 
@@ -116,14 +124,16 @@ def decode_all(model: AutoEncoder, codes: torch.Tensor) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def reconstruction_mse(model: AutoEncoder, x: torch.Tensor, precision: str = "fp32",
-                       codes: torch.Tensor | None = None) -> float:
+def reconstruction_mse(
+    model: AutoEncoder, x: torch.Tensor, precision: str = "fp32", codes: torch.Tensor | None = None
+) -> float:
     """Mean squared error over all pixels of `x` (N, 784), the original's loss.
 
     Given the codes of `x` (from `encode_all`), only the decoder runs.
     """
     inputs, rebuild = (x, model) if codes is None else (codes, model.decode)
     with autocast(x.device, precision):
-        errors = [((rebuild(i).flatten(1) - b) ** 2).sum(1)
-                  for i, b in zip(inputs.split(EVAL_BATCH), x.split(EVAL_BATCH))]
+        errors = [
+            ((rebuild(i).flatten(1) - b) ** 2).sum(1) for i, b in zip(inputs.split(EVAL_BATCH), x.split(EVAL_BATCH))
+        ]
     return torch.cat(errors).sum().item() / x.numel()

@@ -1,4 +1,5 @@
 """The errors a user can fix: every script prints them as one `error:` line and exits non-zero."""
+
 from __future__ import annotations
 
 
@@ -25,5 +26,6 @@ def diverged(model: str, epoch: int, what: str, kept_in: object | None) -> Train
     """The error that stops a run whose loss or weights became infinite or NaN at `epoch`;
     `kept_in` is the last good checkpoint, if the run saved or resumed one."""
     kept = f"The last good checkpoint is kept in {kept_in}" if kept_in else "No checkpoint was saved yet"
-    return TrainingDiverged(f"{model}: {what} at epoch {epoch}; training stopped. {kept}: lower --lr and "
-                            "rerun with --resume.")
+    return TrainingDiverged(
+        f"{model}: {what} at epoch {epoch}; training stopped. {kept}: lower --lr and rerun with --resume."
+    )

@@ -7,6 +7,7 @@ inflates, which also holds back the page's load event until they are there. The 
 weights are 12-bit integers with one scale per row: 8 bits leave pixels up to 4/255 off
 PyTorch's, 12 bits keep them well within 2/255.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,7 +29,7 @@ from .files import write_text_atomic
 from .model import AutoEncoder
 from .trained_run import TrainedRun
 
-EXPLORER_BITS = 12    # bits of each stored decoder weight (the packing here and in explorer.js is 12-bit)
+EXPLORER_BITS = 12  # bits of each stored decoder weight (the packing here and in explorer.js is 12-bit)
 SPRITE_COLUMNS = 100  # test images a row of the PNG sprite: 10,000 make a 2800x2800 image
 _PAGE_FILES = ("explorer.html", "explorer.js")
 
@@ -47,14 +48,22 @@ def fold_decoder(model: AutoEncoder) -> list[tuple[np.ndarray, np.ndarray]]:
     for module in [*model.decoder, model.output]:
         if isinstance(module, nn.Linear):
             weight = module.weight.detach().cpu().double()
-            bias = torch.zeros(len(weight), dtype=torch.float64) if module.bias is None else \
-                module.bias.detach().cpu().double()
+            bias = (
+                torch.zeros(len(weight), dtype=torch.float64)
+                if module.bias is None
+                else module.bias.detach().cpu().double()
+            )
             layers.append((weight, bias))
         elif isinstance(module, nn.BatchNorm1d):
-            scale = module.weight.detach().cpu().double() / (module.running_var.cpu().double() + module.eps).sqrt()
+            mean, var = module.running_mean, module.running_var
+            if mean is None or var is None:
+                raise ValueError("a batch norm without running statistics cannot be folded")
+            scale = module.weight.detach().cpu().double() / (var.cpu().double() + module.eps).sqrt()
             weight, bias = layers[-1]
-            layers[-1] = (weight * scale[:, None],
-                          (bias - module.running_mean.cpu().double()) * scale + module.bias.detach().cpu().double())
+            layers[-1] = (
+                weight * scale[:, None],
+                (bias - mean.cpu().double()) * scale + module.bias.detach().cpu().double(),
+            )
         elif not isinstance(module, (nn.ReLU, nn.Dropout)):
             raise TypeError(f"the explorer cannot fold a {type(module).__name__} into the decoder")
     return [(weight.numpy(), bias.numpy()) for weight, bias in layers]
@@ -105,14 +114,22 @@ def _decoder_data(model: AutoEncoder) -> list[dict]:
     layers = []
     for weight, bias in fold_decoder(model):
         q, scale = quantize_rows(weight)
-        layers.append({"rows": weight.shape[0], "cols": weight.shape[1], "weights": _blob(_pack_12bit(q)),
-                       "scales": _blob(scale.astype("<f4")), "biases": _blob(bias.astype("<f4"))})
+        layers.append(
+            {
+                "rows": weight.shape[0],
+                "cols": weight.shape[1],
+                "weights": _blob(_pack_12bit(q)),
+                "scales": _blob(scale.astype("<f4")),
+                "biases": _blob(bias.astype("<f4")),
+            }
+        )
     return layers
 
 
 def _hex_colors() -> list[str]:
     """The class colours of the figures, as CSS."""
     from .figures import class_colors
+
     return ["#" + "".join(f"{round(255 * c):02x}" for c in rgb[:3]) for rgb in class_colors()]
 
 
@@ -126,8 +143,11 @@ def _code_pca(codes: np.ndarray) -> dict:
     components = vectors[:, order].T
     components *= np.sign(components[np.arange(len(components)), np.abs(components).argmax(1)])[:, None]
     variances = np.clip(variances[order], 0, None)
-    return {"mean": mean.tolist(), "components": components.tolist(),
-            "variance": (variances / (variances.sum() or 1)).tolist()}
+    return {
+        "mean": mean.tolist(),
+        "components": components.tolist(),
+        "variance": (variances / (variances.sum() or 1)).tolist(),
+    }
 
 
 def _image_errors(model: AutoEncoder, test_x: torch.Tensor, codes: torch.Tensor) -> np.ndarray:
@@ -142,23 +162,33 @@ def _numbers_line(run: TrainedRun, quality: dict, count: int) -> str:
     seen = f"the first {limit:,}" if limit else f"all {len(run.splits.train_x):,}"
     shape = f" ({spec.side}x{spec.side} image)" if spec.is_image else ""
     legend = run.dataset.legend_title
-    return (f"A {spec.units}-unit code{shape}, trained for {epochs} epoch{'s' * (epochs != 1)} "
-            f"({info['config']['recipe']} recipe) on {seen} training images. "
-            f"Test MSE {quality['test_mse']:.4f} (PCA with {spec.units} components: {quality['pca_test_mse']:.4f}); "
-            f"{KNN_NEIGHBOURS}-NN {legend} accuracy {quality['knn_accuracy']:.3f} "
-            f"(PCA: {quality['pca_knn_accuracy']:.3f}). {count:,} {run.dataset.test_set}.")
+    return (
+        f"A {spec.units}-unit code{shape}, trained for {epochs} epoch{'s' * (epochs != 1)} "
+        f"({info['config']['recipe']} recipe) on {seen} training images. "
+        f"Test MSE {quality['test_mse']:.4f} (PCA with {spec.units} components: {quality['pca_test_mse']:.4f}); "
+        f"{KNN_NEIGHBOURS}-NN {legend} accuracy {quality['knn_accuracy']:.3f} "
+        f"(PCA: {quality['pca_knn_accuracy']:.3f}). {count:,} {run.dataset.test_set}."
+    )
 
 
 def _page_data(run: TrainedRun) -> dict:
     """Everything the page's script reads, in plain JSON types."""
     stage, spec, dataset = run.stages[-1], run.spec, run.dataset
     codes = stage.codes.cpu().float()
-    data = {"model": spec.name, "units": spec.units, "side": spec.side, "classes": list(dataset.classes),
-            "legend": dataset.legend_title, "testSet": dataset.test_set, "colors": _hex_colors(),
-            "count": len(codes), "codes": _blob(codes.numpy().astype("<f4")),
-            "labels": _blob(run.test_y.astype(np.uint8)),
-            "errors": _blob(_image_errors(stage.model, run.test_x, stage.codes).astype("<f4")),
-            "decoder": _decoder_data(stage.model)}
+    data = {
+        "model": spec.name,
+        "units": spec.units,
+        "side": spec.side,
+        "classes": list(dataset.classes),
+        "legend": dataset.legend_title,
+        "testSet": dataset.test_set,
+        "colors": _hex_colors(),
+        "count": len(codes),
+        "codes": _blob(codes.numpy().astype("<f4")),
+        "labels": _blob(run.test_y.astype(np.uint8)),
+        "errors": _blob(_image_errors(stage.model, run.test_x, stage.codes).astype("<f4")),
+        "decoder": _decoder_data(stage.model),
+    }
     if spec.units != 3:  # other codes are seen through their principal components
         data["pca"] = _code_pca(codes.numpy())
     return data
@@ -169,12 +199,15 @@ def _render_page(run: TrainedRun, quality: dict) -> str:
     folder = Path(__file__).parent
     template, script = ((folder / name).read_text() for name in _PAGE_FILES)
     data = _page_data(run)
-    fills = {"title": html.escape(f"{run.spec.name} code explorer, {run.dataset.title}"),
-             "numbers": html.escape(_numbers_line(run, quality, data["count"])),
-             "legend": html.escape(run.dataset.legend_title),
-             "sprite": "data:image/png;base64," + _blob(_sprite(run.test_x.cpu().numpy())),
-             # JSON may not close the <script> element that holds it
-             "data": json.dumps(data, separators=(",", ":")).replace("<", "\\u003c"), "script": script}
+    fills = {
+        "title": html.escape(f"{run.spec.name} code explorer, {run.dataset.title}"),
+        "numbers": html.escape(_numbers_line(run, quality, data["count"])),
+        "legend": html.escape(run.dataset.legend_title),
+        "sprite": "data:image/png;base64," + _blob(_sprite(run.test_x.cpu().numpy())),
+        # JSON may not close the <script> element that holds it
+        "data": json.dumps(data, separators=(",", ":")).replace("<", "\\u003c"),
+        "script": script,
+    }
     return re.sub(r"\{\{(\w+)\}\}", lambda m: fills[m.group(1)], template)
 
 
@@ -194,8 +227,12 @@ def write_explorer(run: TrainedRun, output_dir: str | Path, quality: dict) -> Pa
 
 
 def add_explorer_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--no-explorer", dest="explorer", action="store_false",
-                   help="do not write M_explorer.html, the page to explore the code in a browser")
+    p.add_argument(
+        "--no-explorer",
+        dest="explorer",
+        action="store_false",
+        help="do not write M_explorer.html, the page to explore the code in a browser",
+    )
 
 
 def save_explorer(run: TrainedRun, output_dir: Path) -> Path:

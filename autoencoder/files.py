@@ -1,4 +1,5 @@
 """Files: atomic writes, safe pickles, and the names of the files a training run writes."""
+
 from __future__ import annotations
 
 import contextlib
@@ -12,9 +13,10 @@ import socket
 import tempfile
 import zipfile
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
@@ -36,8 +38,7 @@ def atomic_path(path: str | os.PathLike, durable: bool = True) -> Iterator[Path]
     _remove_orphaned_temporaries(path)
     tmp = None
     try:
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.{_writer_tag()}.", suffix=".tmp",
-                                    dir=path.parent)
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.{_writer_tag()}.", suffix=".tmp", dir=path.parent)
         os.close(fd)
         tmp = Path(name)
         umask = os.umask(0)
@@ -63,7 +64,7 @@ def _remove_orphaned_temporaries(path: Path) -> None:
     """Delete temporaries of `path` whose writer (a process on this host) no longer runs."""
     prefix, host = f".{path.name}.", socket.gethostname()
     for tmp in path.parent.glob(f"{glob.escape(prefix)}*.tmp"):
-        tag = tmp.name[len(prefix):].rpartition(".")[0].rpartition(".")[0]
+        tag = tmp.name[len(prefix) :].rpartition(".")[0].rpartition(".")[0]
         tag_host, _, pid = tag.rpartition("-")
         if tag_host == host and pid.isdigit() and not _process_exists(int(pid)):
             tmp.unlink(missing_ok=True)
@@ -86,7 +87,7 @@ def write_text_atomic(path: str | os.PathLike, text: str, durable: bool = True) 
         tmp.write_text(text)
 
 
-_ZIP_MAGIC = b"PK\x03\x04"      # torch.save writes a zip archive
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.save writes a zip archive
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
@@ -109,13 +110,16 @@ def torch_load(path: str | os.PathLike, map_location: Any, what_to_do: str) -> A
         raise UserError(f"{path} is too large to read into this machine's memory") from None
     except pickle.UnpicklingError as e:  # the weights-only unpickler refused an object
         if "Weights only load failed" in str(e):
-            raise UserError(f"{path} cannot be read: it holds objects this suite never writes, so it is not a "
-                            "weights file of this suite nor one of its checkpoints") from None
+            raise UserError(
+                f"{path} cannot be read: it holds objects this suite never writes, so it is not a "
+                "weights file of this suite nor one of its checkpoints"
+            ) from None
         raise UserError(f"{path} is damaged ({_first_line(e)}); {what_to_do}") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile) as e:
         if "maximum supported version" in str(e):  # caffe2/serialize/inline_container.cc's words
-            raise UserError(f"{path} was written by a newer PyTorch than this one ({torch.__version__}): "
-                            "upgrade torch to read it") from None
+            raise UserError(
+                f"{path} was written by a newer PyTorch than this one ({torch.__version__}): upgrade torch to read it"
+            ) from None
         cause = "not a whole zip archive" if "PytorchStreamReader" in str(e) else _first_line(e)
         raise UserError(f"{path} is damaged or truncated ({cause}); {what_to_do}") from None
 
@@ -140,13 +144,30 @@ def save_info(path: str | os.PathLike, info: dict) -> None:
         pickle.dump(info, f, protocol=4)
 
 
-_PLAIN_BUILTINS = {"dict", "list", "tuple", "set", "frozenset", "int", "float", "complex",
-                   "str", "bytes", "bytearray", "bool", "slice"}
-_NUMPY_GLOBALS = {("numpy", "dtype"), ("numpy", "ndarray"),
-                  ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-                  ("numpy.core.multiarray", "_reconstruct"),
-                  ("numpy._core.multiarray", "_reconstruct"),
-                  ("_codecs", "encode")}  # how protocol-2 pickles made by Python 3 store bytes
+_PLAIN_BUILTINS = {
+    "dict",
+    "list",
+    "tuple",
+    "set",
+    "frozenset",
+    "int",
+    "float",
+    "complex",
+    "str",
+    "bytes",
+    "bytearray",
+    "bool",
+    "slice",
+}
+_NUMPY_GLOBALS = {
+    ("numpy", "dtype"),
+    ("numpy", "ndarray"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("_codecs", "encode"),
+}  # how protocol-2 pickles made by Python 3 store bytes
 
 
 class SafeUnpickler(pickle.Unpickler):
@@ -157,8 +178,7 @@ class SafeUnpickler(pickle.Unpickler):
     """
 
     def find_class(self, module: str, name: str) -> Any:
-        if (module in ("builtins", "__builtin__") and name in _PLAIN_BUILTINS) or \
-                (module, name) in _NUMPY_GLOBALS:
+        if (module in ("builtins", "__builtin__") and name in _PLAIN_BUILTINS) or (module, name) in _NUMPY_GLOBALS:
             return super().find_class(module, name)
         raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
 
@@ -178,11 +198,24 @@ def read_safe_pickle(path: str | os.PathLike) -> Any:
         return SafeUnpickler(io.BytesIO(raw), encoding="latin1").load()
     except MemoryError:
         raise UserError(f"{path} is too large to read into this machine's memory") from None
-    except (pickle.UnpicklingError, EOFError, zlib.error, gzip.BadGzipFile, ValueError, IndexError, KeyError,
-            TypeError, AttributeError, ImportError, OverflowError, UnicodeDecodeError) as e:
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        zlib.error,
+        gzip.BadGzipFile,
+        ValueError,
+        IndexError,
+        KeyError,
+        TypeError,
+        AttributeError,
+        ImportError,
+        OverflowError,
+        UnicodeDecodeError,
+    ) as e:
         # what damaged or foreign bytes raise in the unpickler
-        raise UserError(f"{path} is not a readable pickle ({_first_line(e)}); it may be truncated or from "
-                        "another tool") from None
+        raise UserError(
+            f"{path} is not a readable pickle ({_first_line(e)}); it may be truncated or from another tool"
+        ) from None
 
 
 def load_info(path: str | os.PathLike) -> dict:
@@ -190,8 +223,9 @@ def load_info(path: str | os.PathLike) -> dict:
     info = read_safe_pickle(path)
     keys = ("training loss", "validation loss")
     if not isinstance(info, dict) or any(not isinstance(info.get(k), (list, tuple)) for k in keys):
-        raise UserError(f"{path} is not a training-info pickle "
-                        "(expected a dict with 'training loss' and 'validation loss' lists)")
+        raise UserError(
+            f"{path} is not a training-info pickle (expected a dict with 'training loss' and 'validation loss' lists)"
+        )
     try:
         for key in keys:
             info[key] = [float(v) for v in info[key]]
@@ -220,20 +254,25 @@ class OutputPaths:
     codes: Path
 
     @classmethod
-    def of(cls, output_dir: str | os.PathLike, model: str) -> "OutputPaths":
+    def of(cls, output_dir: str | os.PathLike, model: str) -> OutputPaths:
         stem = Path(output_dir) / f"{PREFIX}{model}"
-        return cls(log=Path(f"{stem}.txt"), info=Path(f"{stem}{INFO_SUFFIX}"),
-                   init=Path(f"{stem}_init.pt"), weights=Path(f"{stem}_weights.pt"),
-                   checkpoint=Path(f"{stem}_checkpoint.pt"), codes=Path(f"{stem}_codes.pt"))
+        return cls(
+            log=Path(f"{stem}.txt"),
+            info=Path(f"{stem}{INFO_SUFFIX}"),
+            init=Path(f"{stem}_init.pt"),
+            weights=Path(f"{stem}_weights.pt"),
+            checkpoint=Path(f"{stem}_checkpoint.pt"),
+            codes=Path(f"{stem}_codes.pt"),
+        )
 
     @staticmethod
     def model_of(info_path: str | os.PathLike) -> str | None:
         """The model an info pickle belongs to by its name (auto_encoder_M_info.pkl.gz), else None."""
         name = Path(info_path).name
         if name.startswith(PREFIX) and name.endswith(INFO_SUFFIX) and len(name) > len(PREFIX + INFO_SUFFIX):
-            return name[len(PREFIX):-len(INFO_SUFFIX)]
+            return name[len(PREFIX) : -len(INFO_SUFFIX)]
         return None
 
 
-PREFIX = "auto_encoder_"        # every file a run writes for model M starts auto_encoder_M
+PREFIX = "auto_encoder_"  # every file a run writes for model M starts auto_encoder_M
 INFO_SUFFIX = "_info.pkl.gz"

@@ -1,4 +1,5 @@
 """The model: code layers, the deep convolutional autoencoder, and saving and loading its weights."""
+
 from __future__ import annotations
 
 import os
@@ -12,7 +13,7 @@ from torch import nn
 from .errors import UserError
 from .files import read_safe_pickle, torch_load, torch_save_atomic
 
-ARCHITECTURES = ("modern", "original")   # named for the recipe that trains them (recipes.py)
+ARCHITECTURES = ("modern", "original")  # named for the recipe that trains them (recipes.py)
 DEFAULT_MODELS = ("3D", "4x4")
 ENCODER_WIDTHS = (1000, 500, 250, 125)
 DECODER_WIDTHS = (125, 250, 500, 1000, 2000)
@@ -42,8 +43,9 @@ def parse_code(name: str) -> CodeSpec:
     if image and image.group(1) == image.group(2):
         side = int(image.group(1))
         return CodeSpec(f"{side}x{side}", side * side, side)
-    raise UserError(f"unknown model {name!r}: use ND (e.g. 3D, 10D), KxK (e.g. 4x4, 8x8), "
-                    "both, or a comma-separated list")
+    raise UserError(
+        f"unknown model {name!r}: use ND (e.g. 3D, 10D), KxK (e.g. 4x4, 8x8), both, or a comma-separated list"
+    )
 
 
 def parse_models(text: str) -> list[CodeSpec]:
@@ -78,10 +80,11 @@ class AutoEncoder(nn.Module):
     Encoder: conv 32@5x5 (valid), ReLU, dense 1000-500-250-125 ReLU, then the code
     (linear for `ND`, sigmoid for `KxK`). Decoder: dense 125-250-500-1000-2000 ReLU,
     dense 784 sigmoid. The modern model's `dropout` follows its dense layers of 500 units or
-    more (the recipe table sets the rate). The `original` architecture has no biases and Glorot-uniform weights
-    (Lasagne's defaults). `modern` adds batch norm before each dense ReLU, zero-initialised
-    biases on the convolution, the code and the output, and He-uniform weights for the layers that feed a ReLU: PyTorch's default init would shrink
-    the signal about sixfold per ReLU layer, so the code would carry nothing at first.
+    more (the recipe table sets the rate). The `original` architecture has no biases and Glorot-uniform
+    weights (Lasagne's defaults). `modern` adds batch norm before each dense ReLU, zero-initialised
+    biases on the convolution, the code and the output, and He-uniform weights for the layers that feed a
+    ReLU: PyTorch's default init would shrink the signal about sixfold per ReLU layer, so the code would
+    carry nothing at first.
     """
 
     def __init__(self, code: str | CodeSpec = "3D", architecture: str = "modern", dropout: float = 0.0):
@@ -108,16 +111,17 @@ class AutoEncoder(nn.Module):
             if layer.bias is not None:
                 nn.init.zeros_(layer.bias)
 
-    def lasagne_layers(self) -> list[nn.Module]:
+    def lasagne_layers(self) -> list[nn.Conv2d | nn.Linear]:
         """The weighted layers in the original's order: conv, then each dense layer."""
         return [m for m in self.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Images (N, 784) or (N, 1, 28, 28) -> codes (N, units), or (N, 1, K, K) for image codes."""
         h = torch.relu(self.conv(x.reshape(-1, 1, 28, 28)))
-        code = self.code(self.encoder(h.flatten(1)))
-        if self.spec.is_image:
-            return torch.sigmoid(code).reshape(-1, 1, self.spec.side, self.spec.side)
+        code: torch.Tensor = self.code(self.encoder(h.flatten(1)))
+        side = self.spec.side
+        if side is not None:  # an image code
+            return torch.sigmoid(code).reshape(-1, 1, side, side)
         return code
 
     def decode(self, code: torch.Tensor) -> torch.Tensor:
@@ -137,12 +141,24 @@ def save_model(path: str | os.PathLike, model: AutoEncoder, dataset: str, run_id
     """Weights plus what rebuilds the model, the name of the dataset it learned and the id of the
     training run that wrote it; loads with torch.load(weights_only=True). (The file's "recipe" key
     names the architecture.)"""
-    torch_save_atomic({"code": model.spec.name, "recipe": model.architecture, "dataset": dataset,
-                       "run_id": run_id, "state_dict": model.state_dict()}, path)
+    torch_save_atomic(
+        {
+            "code": model.spec.name,
+            "recipe": model.architecture,
+            "dataset": dataset,
+            "run_id": run_id,
+            "state_dict": model.state_dict(),
+        },
+        path,
+    )
 
 
-def load_model(path: str | os.PathLike, device: torch.device | str = "cpu",
-               expect_code: str | None = None, expect_dataset: str | None = None) -> AutoEncoder:
+def load_model(
+    path: str | os.PathLike,
+    device: torch.device | str = "cpu",
+    expect_code: str | None = None,
+    expect_dataset: str | None = None,
+) -> AutoEncoder:
     """Rebuild a model saved by `save_model`. Raises UserError for a missing or bad file, or one
     that holds another model or another dataset's model than expected."""
     saved = torch_load(path, device, "train the model again")
@@ -157,8 +173,7 @@ def load_model(path: str | os.PathLike, device: torch.device | str = "cpu",
     if expect_code is not None and model.spec.name != expect_code:
         raise UserError(f"{path} holds the {model.spec.name} model, not {expect_code}")
     if expect_dataset is not None and dataset != expect_dataset:
-        raise UserError(f"{path} holds a model trained on {dataset}, not {expect_dataset}: "
-                        f"pass --dataset {dataset}")
+        raise UserError(f"{path} holds a model trained on {dataset}, not {expect_dataset}: pass --dataset {dataset}")
     return model.to(device).eval()
 
 
@@ -180,7 +195,9 @@ def load_lasagne_weights(model: AutoEncoder, path: str | os.PathLike) -> AutoEnc
             weight = torch.as_tensor(np.asarray(array, dtype=np.float32))
             weight = weight.flip(-1, -2) if isinstance(layer, nn.Conv2d) else weight.T
             if weight.shape != layer.weight.shape:
-                raise UserError(f"{path}: array {i} has shape {tuple(np.shape(array))}, "
-                                f"which does not fit the {model.spec.name} model")
+                raise UserError(
+                    f"{path}: array {i} has shape {tuple(np.shape(array))}, "
+                    f"which does not fit the {model.spec.name} model"
+                )
             layer.weight.copy_(weight)
     return model

@@ -4,6 +4,7 @@ A batch job's log (no terminal) gets one line per epoch and, within a long epoch
 and then, so that `tail -f` and grep read cleanly; a terminal gets tqdm's bars. Neither asks the
 device for the running loss (a host sync) more often than it shows it.
 """
+
 from __future__ import annotations
 
 import sys
@@ -12,8 +13,8 @@ from typing import Callable, TextIO
 
 from tqdm import tqdm
 
-BAR_LOSS_INTERVAL = 0.5     # seconds between updates of the loss shown on the batch bar
-LINE_INTERVAL = 60.0        # seconds between lines within an epoch, in plain mode
+BAR_LOSS_INTERVAL = 0.5  # seconds between updates of the loss shown on the batch bar
+LINE_INTERVAL = 60.0  # seconds between lines within an epoch, in plain mode
 
 
 class Progress:
@@ -42,31 +43,35 @@ class BarProgress(Progress):
     """An epochs bar and a batches bar, as tqdm draws them on a terminal."""
 
     def __init__(self, file: TextIO | None = None) -> None:
-        self.file = file                      # tqdm's default, stderr, when None
+        self.file = file  # tqdm's default, stderr, when None
         self.epochs: tqdm | None = None
         self.batches: tqdm | None = None
         self.loss_shown_at = -float("inf")
 
     def model_started(self, name: str, epochs: int, done: int) -> None:
-        self.epochs = tqdm(total=epochs, initial=done, desc=f"{name} epochs", unit="epoch",
-                           dynamic_ncols=True, file=self.file)
+        self.epochs = tqdm(
+            total=epochs, initial=done, desc=f"{name} epochs", unit="epoch", dynamic_ncols=True, file=self.file
+        )
         self.batches = tqdm(desc="  batches", unit="batch", leave=False, dynamic_ncols=True, file=self.file)
 
     def epoch_started(self, epoch: int, batches: int, done: int) -> None:
-        self.batches.reset(total=batches)
-        self.batches.update(done)
+        bar = _drawn(self.batches)
+        bar.reset(total=batches)
+        bar.update(done)
         self.loss_shown_at = -float("inf")
 
     def step(self, done: int, running_loss: Callable[[], float]) -> None:
-        self.batches.update()
+        bar = _drawn(self.batches)
+        bar.update()
         now = time.monotonic()
-        if now - self.loss_shown_at >= BAR_LOSS_INTERVAL or done == self.batches.total:
-            self.batches.set_postfix(loss=f"{running_loss():.4f}")
+        if now - self.loss_shown_at >= BAR_LOSS_INTERVAL or done == bar.total:
+            bar.set_postfix(loss=f"{running_loss():.4f}")
             self.loss_shown_at = now
 
     def epoch_ended(self, epoch: int, train_loss: float, valid_loss: float, seconds: float) -> None:
-        self.epochs.update()
-        self.epochs.set_postfix(train=f"{train_loss:.4f}", valid=f"{valid_loss:.4f}")
+        bar = _drawn(self.epochs)
+        bar.update()
+        bar.set_postfix(train=f"{train_loss:.4f}", valid=f"{valid_loss:.4f}")
 
     def model_ended(self) -> None:
         for bar in (self.batches, self.epochs):
@@ -76,6 +81,13 @@ class BarProgress(Progress):
 
     def message(self, text: str) -> None:
         tqdm.write(text)
+
+
+def _drawn(bar: tqdm | None) -> tqdm:
+    """A bar of BarProgress, drawn by model_started: the calls of one model come after it."""
+    if bar is None:
+        raise RuntimeError("BarProgress.model_started() was not called")
+    return bar
 
 
 class LineProgress(Progress):
@@ -98,13 +110,16 @@ class LineProgress(Progress):
     def step(self, done: int, running_loss: Callable[[], float]) -> None:
         now = time.monotonic()
         if now - self.line_at >= LINE_INTERVAL and done < self.batches:
-            self._print(f"{self.name} epoch {self.epoch}/{self.total}: batch {done}/{self.batches}, "
-                        f"loss {running_loss():.5f}")
+            self._print(
+                f"{self.name} epoch {self.epoch}/{self.total}: batch {done}/{self.batches}, loss {running_loss():.5f}"
+            )
             self.line_at = now
 
     def epoch_ended(self, epoch: int, train_loss: float, valid_loss: float, seconds: float) -> None:
-        self._print(f"{self.name} epoch {epoch}/{self.total}: training loss {train_loss:.5f}, "
-                    f"validation loss {valid_loss:.5f}, {seconds:.1f} s")
+        self._print(
+            f"{self.name} epoch {epoch}/{self.total}: training loss {train_loss:.5f}, "
+            f"validation loss {valid_loss:.5f}, {seconds:.1f} s"
+        )
 
 
 def console_progress(stream: TextIO = sys.stderr) -> Progress:

@@ -3,12 +3,15 @@ the optimizer and learning-rate schedule it asks for.
 
 Why each value is what it is, with the trials behind it: docs/recipes.md.
 """
+
 from __future__ import annotations
 
 import math
 import re
 import warnings
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import torch
 
@@ -28,14 +31,14 @@ class Recipe:
     lr/div_factor/final_div_factor, while Adam's beta1 cycles the other way between `momentum`
     (high, low)."""
 
-    optimizer: str                          # "SGD" or "AdamW"
+    optimizer: str  # "SGD" or "AdamW"
     epochs: int
     batch_size: int
     lr: float
     image_code_lr: float
     weight_decay: float
-    dropout: float                          # after each dense layer of 500 units or more
-    schedule: str                           # "constant" or "one-cycle"
+    dropout: float  # after each dense layer of 500 units or more
+    schedule: str  # "constant" or "one-cycle"
     warmup: float | None = None
     div_factor: float | None = None
     final_div_factor: float | None = None
@@ -45,19 +48,44 @@ class Recipe:
 
 
 RECIPES = {
-    "original": Recipe(optimizer="SGD", epochs=500, batch_size=500, lr=1.0, image_code_lr=1.0,
-                       weight_decay=0.0, dropout=0.0, schedule="constant"),
-    "modern": Recipe(optimizer="AdamW", epochs=46, batch_size=500, lr=5e-3, image_code_lr=2e-3,
-                     weight_decay=0.1, dropout=0.1, schedule="one-cycle", warmup=0.15, div_factor=25.0,
-                     final_div_factor=1e4, momentum=(0.95, 0.85), large_code_units=30,
-                     large_code_values={"mnist": {"epochs": 70, "weight_decay": 0.5, "dropout": 0.0},
-                                        "fashion-mnist": {"weight_decay": 0.3, "dropout": 0.0}}),
+    "original": Recipe(
+        optimizer="SGD",
+        epochs=500,
+        batch_size=500,
+        lr=1.0,
+        image_code_lr=1.0,
+        weight_decay=0.0,
+        dropout=0.0,
+        schedule="constant",
+    ),
+    "modern": Recipe(
+        optimizer="AdamW",
+        epochs=46,
+        batch_size=500,
+        lr=5e-3,
+        image_code_lr=2e-3,
+        weight_decay=0.1,
+        dropout=0.1,
+        schedule="one-cycle",
+        warmup=0.15,
+        div_factor=25.0,
+        final_div_factor=1e4,
+        momentum=(0.95, 0.85),
+        large_code_units=30,
+        large_code_values={
+            "mnist": {"epochs": 70, "weight_decay": 0.5, "dropout": 0.0},
+            "fashion-mnist": {"weight_decay": 0.3, "dropout": 0.0},
+        },
+    ),
 }
-CHECKPOINT_INTERVAL = 60.0      # seconds of training a kill -9 may cost at most
+CHECKPOINT_INTERVAL = 60.0  # seconds of training a kill -9 may cost at most
 ADAMW_IMPLEMENTATIONS = ("fused", "foreach", "default")
 COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune")  # reduce-overhead: CUDA graphs
 FLOAT32_MAX = float(torch.finfo(torch.float32).max)  # the weights' type: a larger rate cannot scale a step
 PRECISIONS = ("fp32", "bf16")  # as resolved for the device: --precision auto is resolved before
+# The default of a TrainConfig field that takes its recipe's value: None until __post_init__ fills it, so a
+# constructed config always holds the field's type. Typed Any so the field can be typed as what it holds.
+FROM_RECIPE: Any = None
 # Settings a resumed run must share with its checkpoint (the learning rate may change).
 RESUME_KEYS = ("model", "dataset", "recipe", "epochs", "batch_size", "weight_decay", "dropout", "seed", "limit")
 # Settings a resumed run may change; the run's history records each change and where it took effect.
@@ -84,31 +112,33 @@ def recipe_values(recipe: str, spec: CodeSpec, dataset: str) -> dict:
 class TrainConfig:
     """Everything that defines one model's training run, filled once from the command line.
 
-    A hyperparameter left at None takes its recipe's value for this code and dataset
-    (`recipe_values`), so `TrainConfig(model="4x4")` trains as `python auto_encoder.py --model 4x4`
-    does. The checkpoint and the info pickle store it (as a dict), so a result says how it was made.
+    A hyperparameter left at FROM_RECIPE (None) takes its recipe's value for this code and dataset
+    (`recipe_values`) as the config is made, so `TrainConfig(model="4x4")` trains as
+    `python auto_encoder.py --model 4x4` does. The checkpoint and the info pickle store it (as a
+    dict), so a result says how it was made.
     """
 
     model: str = "3D"
     dataset: str = DEFAULT_DATASET
     recipe: str = "modern"
-    epochs: int | None = None
-    batch_size: int | None = None
-    lr: float | None = None                # the (peak) learning rate
-    weight_decay: float | None = None
-    dropout: float | None = None
+    epochs: int = FROM_RECIPE
+    batch_size: int = FROM_RECIPE
+    lr: float = FROM_RECIPE  # the (peak) learning rate
+    weight_decay: float = FROM_RECIPE
+    dropout: float = FROM_RECIPE
     seed: int = 0
-    limit: int | None = None               # train on the first N training images only
-    precision: str = "fp32"                # bf16 (autocast) or fp32, as resolved for the device
+    limit: int | None = None  # train on the first N training images only
+    precision: str = "fp32"  # bf16 (autocast) or fp32, as resolved for the device
     device: str = "cpu"
-    compile: str = "none"                  # torch.compile mode, or none
-    adamw: str = "fused"                   # the modern recipe's AdamW implementation
+    compile: str = "none"  # torch.compile mode, or none
+    adamw: str = "fused"  # the modern recipe's AdamW implementation
     checkpoint_interval: float = CHECKPOINT_INTERVAL
     output_dir: str = "output"
-    data_sha256: str = ""                  # what the data is (Splits.sha256), whatever files it came from
-    # The rest of the recipe's values: from the table, never from the command line.
-    optimizer: str | None = None
-    schedule: str | None = None
+    data_sha256: str = ""  # what the data is (Splits.sha256), whatever files it came from
+    # The rest of the recipe's values: from the table, never from the command line. The one-cycle
+    # schedule's four are None where the recipe has no such schedule.
+    optimizer: str = FROM_RECIPE
+    schedule: str = FROM_RECIPE
     warmup: float | None = None
     div_factor: float | None = None
     final_div_factor: float | None = None
@@ -117,8 +147,10 @@ class TrainConfig:
     def __post_init__(self) -> None:
         spec = parse_code(self.model)
         if self.recipe == "original" and self.weight_decay:
-            raise UserError("--weight-decay applies to the modern recipe's AdamW; the original recipe "
-                            "is plain SGD without weight decay")
+            raise UserError(
+                "--weight-decay applies to the modern recipe's AdamW; the original recipe "
+                "is plain SGD without weight decay"
+            )
         if self.recipe == "original" and self.dropout:
             raise UserError("--dropout applies to the modern recipe; the original recipe has no dropout")
         object.__setattr__(self, "model", spec.name)
@@ -135,14 +167,18 @@ class TrainConfig:
         if not (_is_int(self.epochs) and self.epochs >= 1 and _is_int(self.batch_size) and self.batch_size >= 1):
             raise UserError("--epochs and --batch-size must be positive integers")
         if self.architecture == "modern" and self.batch_size == 1:
-            raise UserError("--batch-size 1 cannot train the modern recipe's batch norm (it needs two images "
-                            "a batch): use 2 or more, or --recipe original")
-        if not (_is_int(self.seed) and 0 <= self.seed < 2 ** 64):
+            raise UserError(
+                "--batch-size 1 cannot train the modern recipe's batch norm (it needs two images "
+                "a batch): use 2 or more, or --recipe original"
+            )
+        if not (_is_int(self.seed) and 0 <= self.seed < 2**64):
             raise UserError(f"--seed must be an integer from 0 to 2**64-1, not {self.seed}")
         if self.limit is not None and not (_is_int(self.limit) and self.limit >= 1):
             raise UserError(f"--limit must be a positive integer, not {self.limit}")
         if not (_is_number(self.lr) and 0 < self.lr <= FLOAT32_MAX):
-            raise UserError(f"--lr must be a positive number up to {FLOAT32_MAX:.4g} (float32's largest), not {self.lr}")
+            raise UserError(
+                f"--lr must be a positive number up to {FLOAT32_MAX:.4g} (float32's largest), not {self.lr}"
+            )
         if not (_is_number(self.weight_decay) and self.weight_decay >= 0):
             raise UserError(f"--weight-decay must be a number >= 0, not {self.weight_decay}")
         if not (_is_number(self.dropout) and 0 <= self.dropout < 1):
@@ -190,29 +226,43 @@ def _check_choice(what: str, value: object, choices: tuple[str, ...]) -> None:
         raise UserError(f"unknown {what} {value!r}: use {', '.join(choices)}")
 
 
-def make_optimizer(params: object, config: TrainConfig, steps_per_epoch: int
-                   ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler | None]:
+def make_optimizer(
+    params: Iterable[torch.Tensor], config: TrainConfig, steps_per_epoch: int
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler | None]:
     """The recipe's optimizer and learning-rate schedule (None for a constant rate)."""
     if config.optimizer == "SGD":
         return torch.optim.SGD(params, lr=config.lr), None
     device_type = torch.device(config.device).type
-    implementation = {"fused": {"fused": device_type in ("cuda", "cpu")}, "foreach": {"foreach": True},
-                      "default": {}}[config.adamw]
-    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, **implementation)
+    fused = device_type in ("cuda", "cpu") if config.adamw == "fused" else None  # None: PyTorch's default
+    foreach = True if config.adamw == "foreach" else None
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, foreach=foreach, fused=fused)
     return optimizer, one_cycle(optimizer, config, config.epochs * steps_per_epoch)
 
 
-def one_cycle(optimizer: torch.optim.Optimizer, config: TrainConfig, total_steps: int
-              ) -> torch.optim.lr_scheduler.OneCycleLR:
+def one_cycle(
+    optimizer: torch.optim.Optimizer, config: TrainConfig, total_steps: int
+) -> torch.optim.lr_scheduler.OneCycleLR:
+    warmup, div_factor, final_div_factor = config.warmup, config.div_factor, config.final_div_factor
+    if config.momentum is None or warmup is None or div_factor is None or final_div_factor is None:
+        raise ValueError(f"the {config.recipe} recipe has no one-cycle schedule")
     high, low = config.momentum
     return torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=config.lr, total_steps=total_steps, pct_start=config.warmup, anneal_strategy="cos",
-        div_factor=config.div_factor, final_div_factor=config.final_div_factor, cycle_momentum=True,
-        base_momentum=low, max_momentum=high)
+        optimizer,
+        max_lr=config.lr,
+        total_steps=total_steps,
+        pct_start=warmup,
+        anneal_strategy="cos",
+        div_factor=div_factor,
+        final_div_factor=final_div_factor,
+        cycle_momentum=True,
+        base_momentum=low,
+        max_momentum=high,
+    )
 
 
-def change_learning_rate(optimizer: torch.optim.Optimizer, config: TrainConfig, steps_done: int,
-                         total_steps: int) -> torch.optim.lr_scheduler.LRScheduler | None:
+def change_learning_rate(
+    optimizer: torch.optim.Optimizer, config: TrainConfig, steps_done: int, total_steps: int
+) -> torch.optim.lr_scheduler.LRScheduler | None:
     """The schedule of `config.lr`, advanced to `steps_done`, for a run resumed at a new rate.
 
     The one-cycle schedule is built anew for the new peak and stepped to where the run is (its

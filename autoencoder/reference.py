@@ -1,4 +1,5 @@
 """The 2016 run: its losses per epoch and test MSE, from the original's published logs."""
+
 from __future__ import annotations
 
 import json
@@ -10,7 +11,8 @@ ORIGINAL_LOGS = Path(__file__).with_name("original_2016.json")
 
 @cache
 def _logs() -> dict:
-    return json.loads(ORIGINAL_LOGS.read_text())
+    logs: dict = json.loads(ORIGINAL_LOGS.read_text())
+    return logs
 
 
 def original_run(model: str) -> dict | None:
@@ -21,10 +23,13 @@ def original_run(model: str) -> dict | None:
     if run is None:
         return None
     factor = logs["true_mean_factor"]
-    return {"training loss": [v * factor["training_loss"] for v in run["training_loss"]],
-            "validation loss": [v * factor["validation_loss"] for v in run["validation_loss"]],
-            "test mse": run["test_mse"], "config": {"recipe": "original", "dataset": "mnist"},
-            "source": "2016 original"}
+    return {
+        "training loss": [v * factor["training_loss"] for v in run["training_loss"]],
+        "validation loss": [v * factor["validation_loss"] for v in run["validation_loss"]],
+        "test mse": run["test_mse"],
+        "config": {"recipe": "original", "dataset": "mnist"},
+        "source": "2016 original",
+    }
 
 
 def original_test_mse(model: str) -> float | None:

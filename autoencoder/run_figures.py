@@ -1,5 +1,6 @@
 """The figures every trained run gets, whatever its code (plot_3D.py and plot_4x4.py both draw
 them): the first test images, and their reconstructions before and after training."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,8 +15,12 @@ def save_input_output_rows(run: TrainedRun, output_dir: Path, formats: list[str]
     x = run.test_x[:SHOWN_DIGITS]
     name = run.spec.name
     captions = [run.dataset.caption(label) for label in run.test_y[:SHOWN_DIGITS]]
-    save_figure(image_row(x.reshape(-1, 28, 28).cpu().numpy(), f"Input: the first {len(x)} {run.dataset.test_set}",
-                          captions), output_dir, f"{name}_in", formats)
+    save_figure(
+        image_row(x.reshape(-1, 28, 28).cpu().numpy(), f"Input: the first {len(x)} {run.dataset.test_set}", captions),
+        output_dir,
+        f"{name}_in",
+        formats,
+    )
     for stage in run.stages:
         images = decode_all(stage.model, stage.codes[:SHOWN_DIGITS]).reshape(-1, 28, 28).cpu().numpy()
         title = f"{name} model output, {stage.when} (test MSE {stage.test_mse:.4f})"

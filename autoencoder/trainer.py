@@ -6,6 +6,7 @@ steps, epochs and evaluations below it) and what it drives between epochs, the c
     torch.manual_seed(config.seed)                  # the caller seeds: initial weights, dropout
     test_mse = train_model(config, data)            # trains, or goes on with resume=True
 """
+
 from __future__ import annotations
 
 import math
@@ -41,9 +42,11 @@ def describe(state: TrainingState) -> str:
     """'3D model: 23,326,369 parameters, recipe modern, 46 epochs, batch 500, bf16 on cpu'."""
     c = state.config
     limit = f", the first {c.limit} training images (--limit)" if c.limit else ""
-    return (f"{c.model} model{dataset_spec(c.dataset).on_title}: {count_parameters(state.model):,} parameters, "
-            f"recipe {c.recipe}, {c.epochs} epoch{'' if c.epochs == 1 else 's'}, batch {c.batch_size}{limit}, "
-            f"{c.precision} on {c.device}")
+    return (
+        f"{c.model} model{dataset_spec(c.dataset).on_title}: {count_parameters(state.model):,} parameters, "
+        f"recipe {c.recipe}, {c.epochs} epoch{'' if c.epochs == 1 else 's'}, batch {c.batch_size}{limit}, "
+        f"{c.precision} on {c.device}"
+    )
 
 
 def refuse_overwrite(configs: list[TrainConfig], resume: bool, restart: bool) -> None:
@@ -61,18 +64,25 @@ def refuse_overwrite(configs: list[TrainConfig], resume: bool, restart: bool) ->
             if resume:
                 check_settings(config, saved["config"], checkpoint)
                 continue
-            what = ("a run whose epochs are done but whose results are not all written"
-                    if saved["epoch"] >= saved["config"]["epochs"] else "an unfinished run")
-            raise UserError(f"{checkpoint} holds {what}, {describe_saved_run(saved)}: continue it with "
-                            f"`{training_command(saved['config'], '--resume')}`, discard it with "
-                            f"`{training_command(config.as_dict(), '--restart')}`, or choose another --output-dir")
+            what = (
+                "a run whose epochs are done but whose results are not all written"
+                if saved["epoch"] >= saved["config"]["epochs"]
+                else "an unfinished run"
+            )
+            raise UserError(
+                f"{checkpoint} holds {what}, {describe_saved_run(saved)}: continue it with "
+                f"`{training_command(saved['config'], '--resume')}`, discard it with "
+                f"`{training_command(config.as_dict(), '--restart')}`, or choose another --output-dir"
+            )
         finished = files.finished_run()
         if finished is not None and resume:
             check_settings(config, finished["config"], files.paths.info)
         elif finished is not None:
-            raise UserError(f"{config.output_dir}/ holds a finished run of the {config.model} model "
-                            f"({epochs_text(finished)}, test MSE {finished['test mse']:.4g}): replace it with "
-                            f"`{training_command(config.as_dict(), '--restart')}`, or choose another --output-dir")
+            raise UserError(
+                f"{config.output_dir}/ holds a finished run of the {config.model} model "
+                f"({epochs_text(finished)}, test MSE {finished['test mse']:.4g}): replace it with "
+                f"`{training_command(config.as_dict(), '--restart')}`, or choose another --output-dir"
+            )
 
 
 def _refuse_a_file_as_folder(folder: Path) -> None:
@@ -86,12 +96,20 @@ def _refuse_a_file_as_folder(folder: Path) -> None:
 def check_trainable(config: TrainConfig, n_train: int) -> None:
     """Refuse a training set too small for the model (batch norm needs two images a batch)."""
     if config.architecture == "modern" and n_train < 2:
-        raise UserError(f"--limit {n_train} leaves one training image; the modern recipe's batch norm needs at "
-                        "least two: use --limit 2 or more")
+        raise UserError(
+            f"--limit {n_train} leaves one training image; the modern recipe's batch norm needs at "
+            "least two: use --limit 2 or more"
+        )
 
 
-def open_run(state: TrainingState, files: RunFiles, checkpoints: Checkpoints, test_x: torch.Tensor,
-             resume: bool, say: Callable[[str], None]) -> None:
+def open_run(
+    state: TrainingState,
+    files: RunFiles,
+    checkpoints: Checkpoints,
+    test_x: torch.Tensor,
+    resume: bool,
+    say: Callable[[str], None],
+) -> None:
     """Resume from the checkpoint or from the finished run's files, or start afresh: then the old
     run's files of this model go first, before the new run writes its own."""
     name, folder = state.config.model, state.config.output_dir
@@ -101,8 +119,10 @@ def open_run(state: TrainingState, files: RunFiles, checkpoints: Checkpoints, te
         check_settings(state.config, finished["config"], files.paths.info)
         files.restore_finished(state, finished)
     if state.finished:
-        say(f"{name}: already trained for {state.config.epochs} epochs; --resume only re-evaluates it and "
-            "rewrites its results, which keep the settings it was trained with")
+        say(
+            f"{name}: already trained for {state.config.epochs} epochs; --resume only re-evaluates it and "
+            "rewrites its results, which keep the settings it was trained with"
+        )
         return
     if state.epochs_done or state.partial:
         step = f", step {state.partial.step}" if state.partial else ""
@@ -111,8 +131,10 @@ def open_run(state: TrainingState, files: RunFiles, checkpoints: Checkpoints, te
             say(f"{name}: recorded as changed from here: {changes_text(state.history.changes[-1:])}")
         return
     if resume:
-        say(f"{name}: --resume found no checkpoint and no finished run in {folder}/: starting from scratch "
-            f"(epoch 1 of {state.config.epochs})")
+        say(
+            f"{name}: --resume found no checkpoint and no finished run in {folder}/: starting from scratch "
+            f"(epoch 1 of {state.config.epochs})"
+        )
     if old := files.existing():
         say(f"{name}: removing the earlier run's files in {folder}/ ({', '.join(p.name for p in old)})")
         files.remove_all()
@@ -120,8 +142,14 @@ def open_run(state: TrainingState, files: RunFiles, checkpoints: Checkpoints, te
     trace_codes(state, test_x)
 
 
-def fit(state: TrainingState, data: dict[str, torch.Tensor], checkpoints: Checkpoints, files: RunFiles,
-        stop: StopFlag | None = None, progress: Progress | None = None) -> None:
+def fit(
+    state: TrainingState,
+    data: dict[str, torch.Tensor],
+    checkpoints: Checkpoints,
+    files: RunFiles,
+    stop: StopFlag | None = None,
+    progress: Progress | None = None,
+) -> None:
     """Train from where `state` is to its last epoch, validating, tracing the codes, rewriting the
     log and saving the checkpoint (when due) after each epoch. On a stop signal the checkpoint is
     saved and Interrupted raised; a loss that is not finite raises TrainingDiverged."""
@@ -134,8 +162,12 @@ def fit(state: TrainingState, data: dict[str, torch.Tensor], checkpoints: Checkp
             valid_loss = evaluate(state.model, data["valid"], state.config.precision)
             trace_codes(state, data["test"])
             if not (math.isfinite(train_loss) and math.isfinite(valid_loss)):
-                raise diverged(state.config.model, state.epochs_done + 1,
-                               f"the loss became {train_loss:g} (validation {valid_loss:g})", checkpoints.kept_in)
+                raise diverged(
+                    state.config.model,
+                    state.epochs_done + 1,
+                    f"the loss became {train_loss:g} (validation {valid_loss:g})",
+                    checkpoints.kept_in,
+                )
             record_epoch(state, train_loss, valid_loss, seconds)
             files.write_log_when_due(state, force=checkpoints.due(state))
             progress.epoch_ended(state.epochs_done, train_loss, valid_loss, seconds)
@@ -147,8 +179,13 @@ def fit(state: TrainingState, data: dict[str, torch.Tensor], checkpoints: Checkp
         progress.model_ended()
 
 
-def train_model(config: TrainConfig, data: dict[str, torch.Tensor], resume: bool = False,
-                stop: StopFlag | None = None, progress: Progress | None = None) -> float:
+def train_model(
+    config: TrainConfig,
+    data: dict[str, torch.Tensor],
+    resume: bool = False,
+    stop: StopFlag | None = None,
+    progress: Progress | None = None,
+) -> float:
     """Train one model as its configuration says (the caller seeds torch, and refuses to overwrite
     an earlier run with `refuse_overwrite`); returns its test MSE, measured in fp32.
 
@@ -162,8 +199,10 @@ def train_model(config: TrainConfig, data: dict[str, torch.Tensor], resume: bool
     checkpoints = Checkpoints(files.paths.checkpoint, config.checkpoint_interval)
     progress.message(describe(state))
     if folds_single_image_batch(config, n_train):
-        progress.message(f"{config.model}: the last batch of each epoch would hold one image, which batch norm "
-                         f"cannot train on; it joins the batch before it ({config.batch_size + 1} images)")
+        progress.message(
+            f"{config.model}: the last batch of each epoch would hold one image, which batch norm "
+            f"cannot train on; it joins the batch before it ({config.batch_size + 1} images)"
+        )
     open_run(state, files, checkpoints, data["test"], resume, progress.message)
     fit(state, data, checkpoints, files, stop, progress)
     with cuda_tf32(state.device, enabled=False):  # true fp32, also on CUDA

@@ -8,6 +8,7 @@
 The loop over epochs, which also drives the checkpoint and the run's files, stands above this
 module, in trainer.py.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -16,8 +17,9 @@ import math
 import signal
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import Callable
 
 import torch
 
@@ -28,8 +30,8 @@ from .model import AutoEncoder
 from .progress import Progress
 from .recipes import TrainConfig, make_optimizer
 
-TRACED_IMAGES = 2000            # test images whose codes are stored after every epoch
-TRACED_MAX_UNITS = 3            # store them only for codes small enough to plot
+TRACED_IMAGES = 2000  # test images whose codes are stored after every epoch
+TRACED_MAX_UNITS = 3  # store them only for codes small enough to plot
 
 
 class Interrupted(Exception):
@@ -50,7 +52,7 @@ class StopFlag:
         self.signum: int | None = None
         self.previous: dict = {}
 
-    def __enter__(self) -> "StopFlag":
+    def __enter__(self) -> StopFlag:
         self.previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
         return self
 
@@ -84,8 +86,8 @@ class PartialEpoch:
     """An epoch under way: its batch order, the steps done, their summed loss, the time spent."""
 
     perm: torch.Tensor
-    step: int = 0
-    loss_sum: torch.Tensor | None = None
+    step: int
+    loss_sum: torch.Tensor
     elapsed: float = 0.0
 
 
@@ -98,7 +100,7 @@ class TrainingState:
     model: AutoEncoder
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler | None
-    shuffle: torch.Generator      # the batches' order; dropout draws from torch's global generator
+    shuffle: torch.Generator  # the batches' order; dropout draws from torch's global generator
     forward: Callable[[torch.Tensor], torch.Tensor]
     steps_per_epoch: int
     history: History = field(default_factory=History)
@@ -135,19 +137,31 @@ def new_training_state(config: TrainConfig, n_train: int) -> TrainingState:
     forward = model if config.compile == "none" else torch.compile(model, mode=config.compile)
     steps_per_epoch = batch_count(config, n_train)
     optimizer, scheduler = make_optimizer(model.parameters(), config, steps_per_epoch)
-    return TrainingState(config, model, optimizer, scheduler, torch.Generator().manual_seed(config.seed),
-                         forward, steps_per_epoch, History(settings=config.as_dict()))
+    return TrainingState(
+        config,
+        model,
+        optimizer,
+        scheduler,
+        torch.Generator().manual_seed(config.seed),
+        forward,
+        steps_per_epoch,
+        History(settings=config.as_dict()),
+    )
 
 
 def data_tensors(splits: Splits, limit: int | None, device: torch.device | str) -> dict[str, torch.Tensor]:
     """The whole dataset on the device; batches are then index permutations. Refuses a --limit
     beyond the training images there are."""
     if limit is not None and limit > len(splits.train_x):
-        raise UserError(f"--limit {limit} is more than the {len(splits.train_x):,} training images of "
-                        f"{dataset_spec(splits.dataset).title}: leave --limit out to train on all of them")
+        raise UserError(
+            f"--limit {limit} is more than the {len(splits.train_x):,} training images of "
+            f"{dataset_spec(splits.dataset).title}: leave --limit out to train on all of them"
+        )
     train = splits.train_x[:limit] if limit else splits.train_x
-    return {name: torch.from_numpy(x).to(device)
-            for name, x in (("train", train), ("valid", splits.valid_x), ("test", splits.test_x))}
+    return {
+        name: torch.from_numpy(x).to(device)
+        for name, x in (("train", train), ("valid", splits.valid_x), ("test", splits.test_x))
+    }
 
 
 def train_step(state: TrainingState, x: torch.Tensor) -> torch.Tensor:
@@ -166,16 +180,18 @@ def train_step(state: TrainingState, x: torch.Tensor) -> torch.Tensor:
 def start_epoch(state: TrainingState, n_train: int) -> tuple[PartialEpoch, tuple[torch.Tensor, ...]]:
     """The epoch under way (a new one: a fresh shuffle) and its index batches on the device."""
     if state.partial is None:
-        state.partial = PartialEpoch(torch.randperm(n_train, generator=state.shuffle),
-                                     loss_sum=torch.zeros((), device=state.device))
+        state.partial = PartialEpoch(
+            torch.randperm(n_train, generator=state.shuffle), step=0, loss_sum=torch.zeros((), device=state.device)
+        )
     batches = state.partial.perm.to(state.device).split(state.config.batch_size)
     if folds_single_image_batch(state.config, n_train):
         batches = (*batches[:-2], torch.cat(batches[-2:]))
     return state.partial, batches
 
 
-def train_epoch(state: TrainingState, train: torch.Tensor, stop: StopFlag | None = None,
-                progress: Progress | None = None) -> tuple[float, float]:
+def train_epoch(
+    state: TrainingState, train: torch.Tensor, stop: StopFlag | None = None, progress: Progress | None = None
+) -> tuple[float, float]:
     """One pass over the shuffled training set (or the rest of the part-epoch `state` holds).
 
     Returns its true mean loss and the seconds it took. On SIGINT/SIGTERM (`stop`) it raises
@@ -190,7 +206,8 @@ def train_epoch(state: TrainingState, train: torch.Tensor, stop: StopFlag | None
         part.loss_sum += train_step(state, x) * len(x)
         part.step, part.elapsed = step + 1, time.perf_counter() - start
         seen = min(part.step * state.config.batch_size, len(train)) if part.step < len(batches) else len(train)
-        progress.step(part.step, lambda: part.loss_sum.item() / seen)
+        running_loss = lambda: part.loss_sum.item() / seen  # noqa: B023 (step() calls it before `seen` changes)
+        progress.step(part.step, running_loss)
         if stop is not None and stop.signum is not None:
             raise Interrupted(stop.signum)
     state.partial = None

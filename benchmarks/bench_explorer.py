@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 CHROMIUM = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
 # Headless, offline and quiet: without the networking switches Chromium tries the network many times.
@@ -36,6 +37,9 @@ CHROMIUM_FLAGS = (
     "--remote-debugging-pipe",
 )
 KEYS = {"ArrowLeft": 37, "ArrowUp": 38, "ArrowRight": 39, "ArrowDown": 40, "Home": 36, "Enter": 13}
+
+
+Message = dict[str, Any]  # one DevTools protocol message, as JSON decodes it
 
 
 class PageError(RuntimeError):
@@ -75,8 +79,10 @@ class Browser:
         )
         os.close(to_chromium)
         os.close(from_chromium)
-        self._buffer, self._next_id, self.events, self.errors = b"", 0, [], []
-        self.session = None
+        self._buffer, self._next_id = b"", 0
+        self.events: list[Message] = []
+        self.errors: list[str] = []
+        self.session: str | None = None
         target = self.send("Target.createTarget", url="about:blank")["targetId"]
         self.session = self.send("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
         for domain in ("Page", "Runtime"):
@@ -87,14 +93,14 @@ class Browser:
         if mobile:
             self.send("Emulation.setTouchEmulationEnabled", enabled=True, maxTouchPoints=5)
 
-    def _message(self) -> dict:
+    def _message(self) -> Message:
         while b"\0" not in self._buffer:
             chunk = os.read(self._in, 1 << 20)
             if not chunk:
                 raise PageError("Chromium closed its pipe")
             self._buffer += chunk
         text, self._buffer = self._buffer.split(b"\0", 1)
-        message = json.loads(text)
+        message: Message = json.loads(text)
         if message.get("method") == "Runtime.exceptionThrown":
             details = message["params"]["exceptionDetails"]
             self.errors.append(details.get("exception", {}).get("description") or details["text"])
@@ -102,7 +108,7 @@ class Browser:
             self.errors.append(" ".join(str(a.get("value", a.get("description"))) for a in message["params"]["args"]))
         return message
 
-    def send(self, method: str, **params) -> dict:
+    def send(self, method: str, **params: Any) -> Message:
         """Run one protocol command in the tab; its result."""
         self._next_id += 1
         command = {"id": self._next_id, "method": method, "params": params}
@@ -114,10 +120,11 @@ class Browser:
             if message.get("id") == self._next_id:
                 if "error" in message:
                     raise PageError(f"{method}: {message['error']}")
-                return message["result"]
+                result: Message = message["result"]
+                return result
             self.events.append(message)
 
-    def wait_for(self, event: str) -> dict:
+    def wait_for(self, event: str) -> Message:
         for k, message in enumerate(self.events):
             if message.get("method") == event:
                 return self.events.pop(k)
@@ -125,14 +132,15 @@ class Browser:
             self.events.append(message)
         return message
 
-    def open(self, url: str) -> dict:
+    def open(self, url: str) -> dict[str, Any]:
         """Load `url` and wait until the explorer is ready; the page's `explorer.ready` value."""
         self.events.clear()
         self.send("Page.navigate", url=url)
         self.wait_for("Page.loadEventFired")
-        return self.evaluate("explorer.ready")
+        ready: dict[str, Any] = self.evaluate("explorer.ready")
+        return ready
 
-    def evaluate(self, expression: str):
+    def evaluate(self, expression: str) -> Any:
         """A JavaScript expression's value in the page (promises awaited)."""
         result = self.send("Runtime.evaluate", expression=expression, awaitPromise=True, returnByValue=True)
         if "exceptionDetails" in result:
@@ -140,7 +148,7 @@ class Browser:
             raise PageError(details.get("exception", {}).get("description") or details["text"])
         return result["result"].get("value")
 
-    def mouse(self, kind: str, x: float, y: float, button: str = "left", **extra) -> None:
+    def mouse(self, kind: str, x: float, y: float, button: str = "left", **extra: Any) -> None:
         """A real mouse event: kind is mousePressed, mouseMoved, mouseReleased or mouseWheel."""
         buttons = {"none": 0, "left": 1, "right": 2, "middle": 4}[button] if kind != "mouseReleased" else 0
         self.send(
@@ -159,7 +167,7 @@ class Browser:
             self.mouse("mousePressed", x, y, button, clickCount=n)
             self.mouse("mouseReleased", x, y, button, clickCount=n)
 
-    def drag(self, start: tuple[float, float], end: tuple[float, float], steps: int = 5, **modifiers) -> None:
+    def drag(self, start: tuple[float, float], end: tuple[float, float], steps: int = 5, **modifiers: Any) -> None:
         self.mouse("mousePressed", *start, **modifiers)
         for k in range(1, steps + 1):
             self.mouse(
@@ -204,10 +212,10 @@ class Browser:
         os.close(self._out)
         self._profile.cleanup()
 
-    def __enter__(self) -> "Browser":
+    def __enter__(self) -> Browser:
         return self
 
-    def __exit__(self, *_) -> None:
+    def __exit__(self, *_: object) -> None:
         self.close()
 
 

@@ -224,7 +224,8 @@ class TypicalPort:
         self.optimizer.zero_grad()
         loss.backward()
         self.optimizer.step()
-        self.scheduler.step()
+        if self.scheduler is not None:  # the modern recipe's one-cycle schedule
+            self.scheduler.step()
         return loss.item()
 
 

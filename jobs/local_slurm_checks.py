@@ -23,7 +23,7 @@ def subset(source, dest, *sizes):
     """The first N images of each split of MNIST (any format the project reads), as a
     deeplearning.net pickle."""
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    from helpers import read_mnist
+    from autoencoder.datasets import read_mnist
 
     m = read_mnist(source)
     splits = ((m.train_x, m.train_y), (m.valid_x, m.valid_y), (m.test_x, m.test_y))

@@ -459,13 +459,13 @@ def test_a_test_image_is_found_by_its_number_or_its_class(pages, desktop):
     desktop.evaluate(
         f"document.getElementById('find-class').value = '{label}'; document.getElementById('find-next').click()"
     )
-    after = [i for i in range(12, 40) if run.test_y[i % 20] == label][0] % 20
+    after = next(i for i in range(12, 40) if run.test_y[i % 20] == label) % 20
     assert desktop.evaluate("explorer.state().picks")[-1] == after
 
 
 @needs_chromium
 def test_any_three_principal_components_are_shown_with_their_share_of_the_variance(pages, desktop):
-    page, run = pages["4x4"]
+    page, _ = pages["4x4"]
     opened(desktop, page)
     desktop.evaluate("""(() => { const set = (id, v) => { const e = document.getElementById(id);
       if (e.type === 'checkbox') e.checked = v; else e.value = v; e.dispatchEvent(new Event('change')); };
@@ -479,7 +479,7 @@ def test_any_three_principal_components_are_shown_with_their_share_of_the_varian
 
 @needs_chromium
 def test_colouring_by_error_paints_the_best_and_worst_reconstructions_at_the_ends_of_the_ramp(pages, desktop):
-    page, run = pages["4x4"]
+    page, _ = pages["4x4"]
     opened(desktop, page)
     errors = page_array(page_data(page), "errors", "<f4")
     desktop.evaluate(
@@ -518,7 +518,7 @@ def test_the_grid_shows_the_decodings_of_the_slice_through_the_cursor_as_it_move
 
 @needs_chromium
 def test_two_fingers_pinch_to_zoom_and_pan_on_a_phone(pages):
-    page, run = pages["4x4"]
+    page, _ = pages["4x4"]
     with Browser(390, 844, mobile=True) as phone:
         opened(phone, page)
         box = phone.evaluate("document.getElementById('scatter').getBoundingClientRect().toJSON()")

@@ -70,8 +70,17 @@ def install(tmp_path: Path, editable: bool) -> tuple[Path, Path]:
         shutil.copy(ROOT / name, source / name)
     shutil.copytree(ROOT / "autoencoder", source / "autoencoder", ignore=shutil.ignore_patterns("__pycache__"))
     python = fresh_venv(tmp_path / "venv")
-    install = [python, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-               *(["-e"] if editable else []), str(source)]
+    install = [
+        python,
+        "-m",
+        "pip",
+        "install",
+        "-q",
+        "--no-deps",
+        "--no-build-isolation",
+        *(["-e"] if editable else []),
+        str(source),
+    ]
     result = subprocess.run(install, capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     return python, source
@@ -102,7 +111,8 @@ def test_pip_install_gives_a_package_that_imports_outside_the_repository(tmp_pat
 
 
 def test_the_api_pages_notebook_example_runs_on_the_installed_package_outside_the_repository(
-        tmp_path: Path, tiny_mnist: Path) -> None:
+    tmp_path: Path, tiny_mnist: Path
+) -> None:
     python, _ = install(tmp_path, editable=False)
     elsewhere = tmp_path / "elsewhere"
     assert train(elsewhere / "output", tiny_mnist, "--model", "3D", "--epochs", "1") == 0
@@ -111,6 +121,8 @@ def test_the_api_pages_notebook_example_runs_on_the_installed_package_outside_th
     result = subprocess.run([python, "-c", example], capture_output=True, text=True, cwd=elsewhere, env=env)
     assert result.returncode == 0, result.stderr
     assert "decoded (1, 784)" in result.stdout.splitlines()
-    said = dict(line.rsplit(" ", 1) for line in result.stdout.splitlines() if line.split()[0] in ("test", "PCA", "5-NN"))
+    said = dict(
+        line.rsplit(" ", 1) for line in result.stdout.splitlines() if line.split()[0] in ("test", "PCA", "5-NN")
+    )
     assert 0 < float(said["test MSE"]) < 1 and 0 < float(said["PCA test MSE"]) < 1
     assert 0 <= float(said["5-NN accuracy"]) <= 1

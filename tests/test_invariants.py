@@ -49,7 +49,8 @@ import numpy as np
 import pytest
 import torch
 
-hypothesis = pytest.importorskip("hypothesis", reason="Hypothesis is a test-only dependency of this module")
+pytest.importorskip("hypothesis", reason="Hypothesis is a test-only dependency of this module")
+import hypothesis
 from hypothesis import HealthCheck, note, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
@@ -864,7 +865,7 @@ def resumes_to_the_uninterrupted_run(world: World, case) -> None:
                 break
             if how in ("crash", WRITE_CRASH):
                 assert outcome is None
-                argv = opts.argv(world, out) + ["--resume"]
+                argv = [*opts.argv(world, out), "--resume"]
                 continue
             assert outcome.code == 128 + SIGNALS[how], outcome.stderr
             assert f"Stopped by {how}: checkpoint saved" in outcome.stderr

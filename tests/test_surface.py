@@ -60,8 +60,11 @@ def module_imports() -> dict[str, set[str]]:
         if path.stem == "__init__":
             continue
         tree = ast.parse(path.read_text())
-        graph[path.stem] = {node.module for node in ast.walk(tree)
-                            if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module}
+        graph[path.stem] = {
+            node.module
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module
+        }
     return graph
 
 

@@ -235,8 +235,8 @@ def test_eval_mode_restores_the_mode_when_the_body_fails():
     from autoencoder.training import eval_mode
 
     model = AutoEncoder("3D").train()
-    with pytest.raises(ValueError), eval_mode(model):
-        raise ValueError
+    with pytest.raises(ValueError, match="the body failed"), eval_mode(model):
+        raise ValueError("the body failed")
     assert model.training
 
 
@@ -263,7 +263,7 @@ def test_a_truncated_checkpoint_is_called_damaged_and_a_newer_torchs_file_is_not
     assert "--restart" not in str(newer.value) and "delete" not in str(newer.value)
     monkeypatch.undo()
     checkpoint.write_bytes(checkpoint.read_bytes()[:1000])
-    with pytest.raises(UserError, match="is damaged or truncated .*; discard it with --restart"):
+    with pytest.raises(UserError, match=r"is damaged or truncated .*; discard it with --restart"):
         torch_load(checkpoint, "cpu", "discard it with --restart")
 
 
@@ -295,7 +295,7 @@ def test_a_plot_of_an_unfinished_run_names_the_command_that_finishes_it_and_that
     line = one_error_line(capsys.readouterr().err)
     command = line.split("finish it with `")[1].split("`")[0]
     assert command == f"python auto_encoder.py --model 3D --epochs 2 --batch-size 20 --output-dir {tmp_path} --resume"
-    argv = command.split()[2:] + ["--data", str(tiny_mnist), "--precision", "fp32", "--device", "cpu"]
+    argv = [*command.split()[2:], "--data", str(tiny_mnist), "--precision", "fp32", "--device", "cpu"]
     assert auto_encoder.main(argv) == 0
 
 
@@ -310,7 +310,7 @@ def test_a_resume_with_other_settings_names_both_commands_that_work(tmp_path, ti
     assert resume.endswith("--epochs 2 --batch-size 20 --output-dir " + str(tmp_path) + " --resume")
     assert restart.endswith("--epochs 3 --batch-size 20 --output-dir " + str(tmp_path) + " --restart")
     for command in (resume, restart):
-        assert auto_encoder.main(command.split()[2:] + ["--data", str(tiny_mnist), "--precision", "fp32"]) == 0
+        assert auto_encoder.main([*command.split()[2:], "--data", str(tiny_mnist), "--precision", "fp32"]) == 0
 
 
 def test_a_full_disk_is_reported_in_the_operating_systems_words(tmp_path, tiny_mnist, monkeypatch, capsys):
