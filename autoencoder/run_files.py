@@ -52,8 +52,9 @@ def render_log(paths: OutputPaths, history: History, parameters: int, test_mse: 
     limit = f"Limit: the first {c['limit']} training images (--limit {c['limit']}).\n" if c.get("limit") else ""
     changed = f"Changed on --resume: {changes_text(history.changes)}.\n" if history.changes else ""
     optimizer = c["optimizer"] + (", one-cycle" if c["schedule"] == "one-cycle" else "")
+    run_id = history.run_id or "none (written before runs had ids)"
     text = (
-        f"Started: {history.started}.\n>>> {paths.log.name}\nRun: {history.run_id}\n"
+        f"Started: {history.started}.\n>>> {paths.log.name}\nRun: {run_id}\n"
         f"Recipe: {c['recipe']} ({optimizer}, lr {c['lr']:g}, batch {c['batch_size']}, "
         f"{c['precision']}) on {c['device']}\n{changed}{limit}"
         f"Autoencoder OK.\n{parameters} parameters\n"
