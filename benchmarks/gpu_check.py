@@ -114,7 +114,8 @@ def check(args: argparse.Namespace) -> int:
     if original_mse is None:
         raise RuntimeError("the 2016 logs (autoencoder/original_2016.json) have no 3D run")
     device = pick_device(args.device)
-    data = data_tensors(load_dataset(DEFAULT_DATASET, args.data), args.train_images, device)
+    splits = load_dataset(DEFAULT_DATASET, args.data)
+    data = data_tensors(splits, min(args.train_images, len(splits.train_x)), device)
     results: dict[str, Any] = {
         "device": device_name(device),
         "torch": torch.__version__,

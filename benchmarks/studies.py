@@ -115,8 +115,9 @@ def scaling(spec: CodeSpec, splits: Splits, device: torch.device, precision: str
     """Per-epoch seconds (extrapolated from a few steps) and peak memory by batch and data size."""
     points = [(b, EPOCH_IMAGES) for b in args.batch_sizes] + [(BATCH, n) for n in args.train_sizes]
     rows = []
-    for batch, n_train in points:
+    for batch, wanted in points:
         reset_peak_memory(device)
+        n_train = min(wanted, len(splits.train_x))  # a small dataset (the tests') has fewer
         data = data_tensors(splits, n_train, device)  # these n images stay resident
         steps = max(1, min(args.steps, math.ceil(4096 / batch)))
         run = short_run(bench_config(spec, device, precision, batch_size=batch), data, steps)
@@ -230,7 +231,8 @@ def between_epochs(spec: CodeSpec, recipe: str, data: dict, device: torch.device
         state = new_state(config, EPOCH_IMAGES)
         train_step(state, data["train"][: config.batch_size])  # the optimizer's state, as the checkpoint holds it
         epochs = config.epochs
-        state.history = History([0.05] * (epochs - 2), [0.05] * (epochs - 2), [1.0] * (epochs - 2))
+        done = epochs - 2
+        state.history = History([0.05] * done, [0.05] * done, [1.0] * done, settings=config.as_dict())
         batches = math.ceil(EPOCH_IMAGES / config.batch_size)  # the next epoch is the last but one
         loss_sum = torch.zeros((), device=device)
         files = RunFiles(config)

@@ -75,22 +75,22 @@ def test_an_idx_folder_gets_the_mnist_split_and_scaling(kmnist):
 
 
 @pytest.mark.slow
-def test_a_tiny_kmnist_run_records_its_dataset_in_every_file(kmnist_run):
+def test_a_tiny_kmnist_run_records_its_dataset_in_every_file(kmnist_run, kmnist):
+    sha = read_dataset(kmnist, "kmnist").sha256
     for model in ("3D", "4x4"):
         paths = OutputPaths.of(kmnist_run, model)
         info = load_info(paths.info)
-        assert info["config"]["dataset"] == "kmnist" and info["config"]["data_source"]
-        assert "Data OK: KMNIST." in paths.log.read_text()
+        assert info["config"]["dataset"] == "kmnist" and info["config"]["data_sha256"] == sha
+        assert f"Data OK: KMNIST, images sha256 {sha}." in paths.log.read_text()
         assert torch.load(paths.weights, weights_only=True)["dataset"] == "kmnist"
 
 
 @pytest.mark.slow
-def test_the_plot_scripts_draw_a_kmnist_run_in_its_own_words(kmnist_run, tmp_path):
+def test_the_plot_scripts_draw_a_kmnist_run_in_its_own_words(kmnist_run, kmnist, tmp_path):
     out = tmp_path / "out"
     shutil.copytree(kmnist_run, out)
-    assert plot(plot_training, out, "--dataset", "kmnist") == 0
-    assert plot(plot_3D, out, "--dataset", "kmnist") == 0
-    assert plot(plot_4x4, out, "--dataset", "kmnist") == 0
+    for script in (plot_training, plot_3D, plot_4x4):
+        assert plot(script, out, "--dataset", "kmnist", "--data", str(kmnist)) == 0
     note = json.loads((out / "code_quality.json").read_text())["note"]
     assert "KMNIST test characters" in note and "class accuracy" in note
     assert (out / "4x4_interpolation.png").stat().st_size > 0 and (out / "3D_code_evolution.gif").exists()

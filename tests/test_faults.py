@@ -289,7 +289,7 @@ def test_a_damaged_or_foreign_checkpoint_is_refused_on_resume(tmp_path, tiny_mni
         torch.save([torch.zeros(3)], checkpoint)
     assert train(out, tiny_mnist, *TINY, "--resume") == 2
     line = one_error_line(capsys.readouterr().err)
-    assert str(checkpoint) in line and "delete it to start over" in line
+    assert str(checkpoint) in line and "discard it with --restart" in line
     assert [p.name for p in out.iterdir()] == [checkpoint.name]
 
 
@@ -299,22 +299,24 @@ def test_a_damaged_or_foreign_checkpoint_is_refused_on_resume(tmp_path, tiny_mni
 def test_a_full_disk_during_a_checkpoint_save_keeps_the_previous_one_and_resume_finishes(
     tmp_path, tiny_mnist, reference, monkeypatch, capsys
 ):
-    """torch.save on a full disk writes part of the file, then fails (as seen on a tmpfs)."""
-    real_save, saves = torch.save, []
+    """The second checkpoint's write fills the disk part-way (as on a tmpfs), then fails."""
+    real_write, writes = Path.write_bytes, []
 
-    def save_until_the_disk_is_full(obj, path, *args, **kwargs):
-        saves.append(path)
-        if "checkpoint" in Path(path).name and sum("checkpoint" in Path(p).name for p in saves) == 2:
-            Path(path).write_bytes(b"PK\x03\x04" + bytes(1000))
-            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 640")
-        return real_save(obj, path, *args, **kwargs)
+    def write_until_the_disk_is_full(self, data):
+        if self.name.startswith(".auto_encoder_3D_checkpoint.pt"):
+            writes.append(self)
+            if len(writes) == 2:
+                real_write(self, bytes(data[:1000]))
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(self, data)
 
     out = tmp_path / "out"
     paths = OutputPaths.of(out, "3D")
-    monkeypatch.setattr(torch, "save", save_until_the_disk_is_full)
+    monkeypatch.setattr(Path, "write_bytes", write_until_the_disk_is_full)
     assert train(out, tiny_mnist, *TINY, *EVERY_EPOCH) == 1
     line = one_error_line(capsys.readouterr().err)
-    assert f"cannot write {paths.checkpoint}" in line and "previous files are intact" in line
+    assert f"cannot write {paths.checkpoint} (No space left on device)" in line
+    assert "previous version is intact" in line and "--resume`" in line
     assert torch.load(paths.checkpoint, weights_only=True)["epoch"] == 1
     assert not temporaries(out) and not paths.weights.exists()
     monkeypatch.undo()

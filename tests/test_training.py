@@ -63,7 +63,7 @@ def test_the_log_has_the_original_layout(trained_output):
     assert log[0].startswith("Started: ")
     assert any(line.split()[:1] == ["Epoch"] and line.split()[1:] == ["TL", "VL", "Time"] for line in log)
     assert [line.split()[0] for line in log if line[:1].isdigit() and len(line.split()) == 4] == ["1", "2"]
-    assert log[-2].startswith("MSE on test data: ") and "Recipe: modern" in "\n".join(log)
+    assert log[-2].startswith("MSE on test data (fp32): ") and "Recipe: modern" in "\n".join(log)
 
 
 @pytest.mark.slow
@@ -71,7 +71,7 @@ def test_weights_before_and_after_load_safely_and_differ(trained_output):
     paths = OutputPaths.of(trained_output, "3D")
     before, after = load_model(paths.init, expect_code="3D"), load_model(paths.weights, expect_code="3D")
     assert not torch.equal(before.code.weight, after.code.weight)
-    assert set(torch.load(paths.weights, weights_only=True)) == {"code", "recipe", "dataset", "state_dict"}
+    assert set(torch.load(paths.weights, weights_only=True)) == {"code", "recipe", "dataset", "run_id", "state_dict"}
 
 
 @pytest.mark.slow
@@ -192,7 +192,10 @@ def test_resuming_a_finished_model_says_in_one_line_that_it_only_re_evaluates(
     shutil.copytree(trained_output, out)
     assert train(out, tiny_mnist, "--model", "3D", "--epochs", "2", "--resume") == 0
     said = [line for line in capsys.readouterr().out.splitlines() if "already trained" in line]
-    assert said == ["3D: already trained for 2 epochs; --resume only re-evaluates it and rewrites its results"]
+    assert said == [
+        "3D: already trained for 2 epochs; --resume only re-evaluates it and rewrites its results, which keep "
+        "the settings it was trained with"
+    ]
 
 
 @pytest.mark.slow
@@ -222,7 +225,7 @@ def test_the_config_is_stored_whole_in_the_info_pickle_and_the_checkpoint(
         precision="fp32",
         device="cpu",
         output_dir=str(trained_output),
-        data_source=stored["data_source"],
+        data_sha256=stored["data_sha256"],
     )
     signal_at_step(monkeypatch, 4)  # a checkpoint stays only while a run is unfinished
     assert train(tmp_path, tiny_mnist, "--model", "4x4", "--epochs", "2") == 128 + signal.SIGTERM
