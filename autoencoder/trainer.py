@@ -119,9 +119,10 @@ def open_run(
         check_settings(state.config, finished["config"], files.paths.info)
         files.restore_finished(state, finished)
     if state.finished:
+        epochs = f"{state.config.epochs} epoch{'s' * (state.config.epochs != 1)}"
         say(
-            f"{name}: already trained for {state.config.epochs} epochs; --resume only re-evaluates it and "
-            "rewrites its results, which keep the settings it was trained with"
+            f"{name}: already trained for {epochs}; --resume only re-evaluates it and rewrites its results, "
+            "which keep the settings it was trained with"
         )
         return
     if state.epochs_done or state.partial:
