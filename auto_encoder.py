@@ -71,6 +71,16 @@ def _large_code_values(key: str) -> str:
     return "; ".join(f"{value:g} for {codes} on {' and '.join(names)}" for value, names in titles.items())
 
 
+def _decay_1d_default() -> str:
+    """'yes (no for modern vector codes of 30+ units on MNIST)': where the recipe table says."""
+    modern = RECIPES["modern"]
+    exempt = [
+        dataset_spec(d).title for d, values in modern.large_code_values.items() if values.get("decay_1d") is False
+    ]
+    where = f" (no for modern vector codes of {modern.large_code_units}+ units on {' and '.join(exempt)})"
+    return "yes" + (where if exempt else "")
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = OneLineParser(prog="auto_encoder.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument(
@@ -104,8 +114,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="dropout after the wide dense layers (modern recipe only); default: "
         f"{_recipe_values('dropout')} ({_large_code_values('dropout')})",
     )
+    p.add_argument(
+        "--decay-1d",
+        action=argparse.BooleanOptionalAction,
+        help="whether AdamW's weight decay also shrinks the 1-D parameters (batch norm's scales and "
+        f"shifts, the biases); default: {_decay_1d_default()}",
+    )
     p.add_argument("--seed", type=seed_value, default=0, help="seed for the init and shuffling (default 0)")
     p.add_argument("--limit", type=positive_int, help="train on the first N training images only")
+    p.add_argument(
+        "--train-on-validation",
+        action="store_true",
+        help="train on the training and validation images together (60,000 for MNIST; --limit takes the "
+        "first N of them) and measure no validation loss: for a final run whose --epochs were chosen "
+        "on validation",
+    )
     add_data_options(p, "where the outputs go")
     start = p.add_mutually_exclusive_group()
     start.add_argument(
@@ -163,8 +186,10 @@ def configs_from_args(args: argparse.Namespace, device: str, precision: str) -> 
             lr=args.lr,
             weight_decay=args.weight_decay,
             dropout=args.dropout,
+            decay_1d=args.decay_1d,
             seed=args.seed,
             limit=args.limit,
+            train_on_validation=args.train_on_validation,
             precision=precision,
             device=device,
             compile=args.compile,
@@ -194,7 +219,7 @@ def train_models(args: argparse.Namespace, argv: list[str] | None) -> int:
     precision = resolve_precision(args.precision, device)
     configs = configs_from_args(args, str(device), precision)
     splits = load_dataset(args.dataset, args.data, log=progress.message)
-    data = data_tensors(splits, args.limit, device)
+    data = data_tensors(splits, args.limit, device, args.train_on_validation)
     configs = [replace(config, data_sha256=splits.sha256) for config in configs]
     for config in configs:
         check_trainable(config, len(data["train"]))

@@ -32,6 +32,7 @@ from autoencoder.figures import (
     mosaic,
     pyplot,
     save_figure,
+    wrapped,
 )
 from autoencoder.files import OutputPaths, atomic_path, torch_load
 from autoencoder.model import CodeSpec, load_model, parse_code, parse_models
@@ -92,6 +93,7 @@ __all__ = [
     "mosaic",
     "pyplot",
     "save_figure",
+    "wrapped",
     "OneLineParser",
     "add_data_options",
     "figure_parser",

@@ -19,7 +19,6 @@ import argparse
 import os
 import sys
 import tempfile
-import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +47,7 @@ from helpers import (
     save_figure,
     save_input_output_rows,
     torch_load,
+    wrapped,
 )
 
 PROJECTIONS = ((0, 1), (1, 2), (0, 2))  # the original's: 1st & 2nd, 2nd & 3rd, 1st & 3rd units
@@ -109,16 +109,11 @@ def axes_3d(fig: Any, rect: tuple[float, ...] | None = None) -> Any:
     return ax
 
 
-def wrapped(title: str, width: int = TITLE_WIDTH) -> str:
-    """`title` with each line broken at spaces to at most `width` characters (--limit kept whole)."""
-    return "\n".join(textwrap.fill(line, width, break_on_hyphens=False) for line in title.splitlines())
-
-
 def plot_code_3d(codes: np.ndarray, labels: np.ndarray, title: str, dataset: DatasetSpec) -> Any:
     fig = pyplot().figure(figsize=(8, 6.5), layout="constrained")
     ax = axes_3d(fig)
     scatter_codes(ax, codes, labels, (0, 1, 2), POINT_SIZE)
-    ax.set_title(wrapped(title))  # a --limit run's title is wider than the figure
+    ax.set_title(wrapped(title, TITLE_WIDTH))  # a --limit run's title is wider than the figure
     class_legend(fig, dataset, loc="outside right center")
     return fig
 

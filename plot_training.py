@@ -56,11 +56,13 @@ from helpers import (
     table_note,
     table_rows,
     train_command,
+    wrapped,
     write_table,
 )
 
 SWEEP_MODELS = "2D,3D,8D,16D,2x2,4x4"  # suggested in the message when no model is found
 LOSS_TOP = 0.1  # the original's y range: 0 to 0.1
+TITLE_WIDTH = 100  # characters a line of the loss figure's title fits in
 OTHER_STYLES = [dict(linestyle="--", linewidth=1), dict(linestyle=":", linewidth=1.2)]
 
 
@@ -120,7 +122,8 @@ def model_of_info(path: Path) -> str:
 def draw_losses(ax: Any, info: dict, suffix: str = "", **style: Any) -> None:
     epochs = np.arange(1, len(info["training loss"]) + 1)
     marker = "o" if len(epochs) <= 20 else None
-    ax.plot(epochs, info["validation loss"], color="red", marker=marker, label=f"validation{suffix}", **style)
+    if info["validation loss"]:  # none where the run trained on the validation images (--train-on-validation)
+        ax.plot(epochs, info["validation loss"], color="red", marker=marker, label=f"validation{suffix}", **style)
     ax.plot(epochs, info["training loss"], color="green", marker=marker, label=f"training{suffix}", **style)
 
 
@@ -179,7 +182,7 @@ def plot_training(title: str, ours: dict | None, others: list[dict]) -> Any:
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.grid(True, color="0.9")
     fig.legend(loc="outside lower center", ncols=3, framealpha=1, fontsize=9)  # never over a curve
-    ax.set_title(f"{title}: loss per epoch\n" + "\n".join(lines), fontsize=10)
+    ax.set_title(wrapped(f"{title}: loss per epoch\n" + "\n".join(lines), TITLE_WIDTH), fontsize=10)
     return fig
 
 

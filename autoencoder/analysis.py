@@ -49,10 +49,13 @@ class PCA:
 
 
 def fit_pca(splits: Splits, infos: list[dict]) -> tuple[PCA, int]:
-    """PCA fitted on the training images the runs in `infos` saw (all of them when their --limit differs)."""
-    limits = {info.get("config", {}).get("limit") for info in infos}
+    """PCA fitted on the training images the runs in `infos` saw (all of them when their --limit
+    differs; with the validation images where every run trained on them too)."""
+    configs = [info.get("config", {}) for info in infos]
+    limits = {config.get("limit") for config in configs}
     limit = next(iter(limits)) if len(limits) == 1 else None
-    train_x = splits.train_x[:limit]
+    both = bool(configs) and all(config.get("train_on_validation") for config in configs)
+    train_x = splits.training_images(limit, both)
     return PCA(torch.from_numpy(train_x)), len(train_x)
 
 

@@ -11,7 +11,7 @@ import torch
 from .cli import training_command
 from .errors import UserError, diverged
 from .files import torch_load, torch_save_atomic
-from .recipes import RECORDED_CHANGES, RESUME_KEYS, TrainConfig, change_learning_rate
+from .recipes import EARLIER_DEFAULTS, RECORDED_CHANGES, RESUME_KEYS, TrainConfig, change_learning_rate
 from .training import History, PartialEpoch, TrainingState
 
 
@@ -50,6 +50,7 @@ def check_settings(config: TrainConfig, saved: dict, path: Path) -> None:
     """Refuse to resume a run made with other settings (the learning rate, device and precision may
     change); name the commands that work."""
     now = config.as_dict()
+    saved = {**EARLIER_DEFAULTS, **saved}
     mismatched = [
         f"{k} {_setting(saved.get(k))} (now {_setting(now[k])})" for k in RESUME_KEYS if saved.get(k) != now[k]
     ]
@@ -78,6 +79,7 @@ def describe_saved_run(saved: dict) -> str:
     """'the 3D model at epoch 12 of 46 (recipe modern, lr 0.005, batch 500, seed 0)'."""
     c = saved["config"]
     limit = f", --limit {c['limit']}" if c.get("limit") else ""
+    limit += ", --train-on-validation" if c.get("train_on_validation") else ""
     return (
         f"the {c['model']} model at epoch {saved['epoch']} of {c['epochs']} (recipe {c['recipe']}, "
         f"lr {c['lr']:g}, batch {c['batch_size']}, seed {c['seed']}{limit})"

@@ -14,7 +14,7 @@ from .datasets import DATASETS, DEFAULT_DATASET, dataset_spec
 from .errors import UserError
 from .figures import FIGURE_FORMATS, use_file_backend
 from .model import parse_code
-from .recipes import recipe_values
+from .recipes import EARLIER_DEFAULTS, recipe_values
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -87,8 +87,12 @@ def training_command(settings: dict, *flags: str) -> str:
     for key in ("epochs", "batch_size", "lr", "weight_decay", "dropout"):
         if settings.get(key) is not None and settings[key] != defaults[key]:
             options.append(f"--{key.replace('_', '-')} {settings[key]}")  # repr: exact
+    decay_1d = settings.get("decay_1d", EARLIER_DEFAULTS["decay_1d"])
+    if decay_1d != defaults["decay_1d"]:
+        options.append("--decay-1d" if decay_1d else "--no-decay-1d")
     options += [f"--seed {settings['seed']}"] if settings.get("seed") else []
     options += [f"--limit {settings['limit']}"] if settings.get("limit") else []
+    options += ["--train-on-validation"] if settings.get("train_on_validation") else []
     if Path(settings["output_dir"]) != spec.output_dir:
         options.append(f"--output-dir {shlex.quote(str(settings['output_dir']))}")
     return " ".join(["python auto_encoder.py", *options, *flags])

@@ -161,6 +161,12 @@ class Splits:
             digest.update(as_bytes.astype(np.uint8).tobytes())
         return digest.hexdigest()
 
+    def training_images(self, limit: int | None = None, with_validation: bool = False) -> np.ndarray:
+        """What a run trains on: the first `limit` of the training images, followed by the
+        validation images where the run trains on both (--train-on-validation)."""
+        images = np.concatenate([self.train_x, self.valid_x]) if with_validation else self.train_x
+        return images[:limit] if limit else images
+
 
 # The sha256 (Splits.sha256) of each dataset's images in the deeplearning.net split, measured on
 # the MNIST pickle and on Fashion-MNIST's IDX files; KMNIST's is not known here.

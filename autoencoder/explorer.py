@@ -158,13 +158,15 @@ def _image_errors(model: AutoEncoder, test_x: torch.Tensor, codes: torch.Tensor)
 def _numbers_line(run: TrainedRun, quality: dict, count: int) -> str:
     """The header's facts, each once: how the code was trained, how good it is, what is shown."""
     spec, info = run.spec, run.info
-    epochs, limit = len(info["training loss"]), info.get("config", {}).get("limit")
-    seen = f"the first {limit:,}" if limit else f"all {len(run.splits.train_x):,}"
+    epochs, config = len(info["training loss"]), info.get("config", {})
+    limit, both = config.get("limit"), config.get("train_on_validation", False)
+    images = "training and validation images" if both else "training images"
+    seen = f"the first {limit:,} {images}" if limit else f"all {len(run.splits.training_images(None, both)):,} {images}"
     shape = f" ({spec.side}x{spec.side} image)" if spec.is_image else ""
     legend = run.dataset.legend_title
     return (
         f"A {spec.units}-unit code{shape}, trained for {epochs} epoch{'s' * (epochs != 1)} "
-        f"({info['config']['recipe']} recipe) on {seen} training images. "
+        f"({info['config']['recipe']} recipe) on {seen}. "
         f"Test MSE {quality['test_mse']:.4f} (PCA with {spec.units} components: {quality['pca_test_mse']:.4f}); "
         f"{KNN_NEIGHBOURS}-NN {legend} accuracy {quality['knn_accuracy']:.3f} "
         f"(PCA: {quality['pca_knn_accuracy']:.3f}). {count:,} {run.dataset.test_set}."

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -116,3 +117,9 @@ def mosaic(images: np.ndarray, pad: int = 2) -> np.ndarray:
     sheet = padded.transpose(0, 2, 1, 3).reshape(rows * (h + pad), cols * (w + pad))
     trimmed: np.ndarray = sheet[: -pad or None, : -pad or None]
     return trimmed
+
+
+def wrapped(title: str, width: int) -> str:
+    """`title` with each line broken at spaces to at most `width` characters (flags such as
+    --limit kept whole)."""
+    return "\n".join(textwrap.fill(line, width, break_on_hyphens=False) for line in title.splitlines())

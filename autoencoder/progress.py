@@ -29,7 +29,7 @@ class Progress:
     def step(self, done: int, running_loss: Callable[[], float]) -> None:
         pass
 
-    def epoch_ended(self, epoch: int, train_loss: float, valid_loss: float, seconds: float) -> None:
+    def epoch_ended(self, epoch: int, train_loss: float, valid_loss: float | None, seconds: float) -> None:
         pass
 
     def model_ended(self) -> None:
@@ -68,10 +68,10 @@ class BarProgress(Progress):
             bar.set_postfix(loss=f"{running_loss():.4f}")
             self.loss_shown_at = now
 
-    def epoch_ended(self, epoch: int, train_loss: float, valid_loss: float, seconds: float) -> None:
+    def epoch_ended(self, epoch: int, train_loss: float, valid_loss: float | None, seconds: float) -> None:
         bar = _drawn(self.epochs)
         bar.update()
-        bar.set_postfix(train=f"{train_loss:.4f}", valid=f"{valid_loss:.4f}")
+        bar.set_postfix(train=f"{train_loss:.4f}", **({} if valid_loss is None else {"valid": f"{valid_loss:.4f}"}))
 
     def model_ended(self) -> None:
         for bar in (self.batches, self.epochs):
@@ -115,11 +115,9 @@ class LineProgress(Progress):
             )
             self.line_at = now
 
-    def epoch_ended(self, epoch: int, train_loss: float, valid_loss: float, seconds: float) -> None:
-        self._print(
-            f"{self.name} epoch {epoch}/{self.total}: training loss {train_loss:.5f}, "
-            f"validation loss {valid_loss:.5f}, {seconds:.1f} s"
-        )
+    def epoch_ended(self, epoch: int, train_loss: float, valid_loss: float | None, seconds: float) -> None:
+        valid = "" if valid_loss is None else f"validation loss {valid_loss:.5f}, "
+        self._print(f"{self.name} epoch {epoch}/{self.total}: training loss {train_loss:.5f}, {valid}{seconds:.1f} s")
 
 
 def console_progress(stream: TextIO = sys.stderr) -> Progress:

@@ -39,6 +39,7 @@ class Recipe:
     weight_decay: float
     dropout: float  # after each dense layer of 500 units or more
     schedule: str  # "constant" or "one-cycle"
+    decay_1d: bool = True  # whether weight decay also shrinks 1-D parameters (batch norm's, biases)
     warmup: float | None = None
     div_factor: float | None = None
     final_div_factor: float | None = None
@@ -87,7 +88,21 @@ PRECISIONS = ("fp32", "bf16")  # as resolved for the device: --precision auto is
 # constructed config always holds the field's type. Typed Any so the field can be typed as what it holds.
 FROM_RECIPE: Any = None
 # Settings a resumed run must share with its checkpoint (the learning rate may change).
-RESUME_KEYS = ("model", "dataset", "recipe", "epochs", "batch_size", "weight_decay", "dropout", "seed", "limit")
+RESUME_KEYS = (
+    "model",
+    "dataset",
+    "recipe",
+    "epochs",
+    "batch_size",
+    "weight_decay",
+    "decay_1d",
+    "dropout",
+    "seed",
+    "limit",
+    "train_on_validation",
+)
+# What a run recorded before a setting existed did, for the settings added since.
+EARLIER_DEFAULTS = {"decay_1d": True, "train_on_validation": False}
 # Settings a resumed run may change; the run's history records each change and where it took effect.
 RECORDED_CHANGES = ("lr", "precision", "device", "compile", "adamw")
 
@@ -128,6 +143,8 @@ class TrainConfig:
     dropout: float = FROM_RECIPE
     seed: int = 0
     limit: int | None = None  # train on the first N training images only
+    train_on_validation: bool = False  # train on the training and validation images together
+    decay_1d: bool = FROM_RECIPE  # whether weight decay shrinks 1-D parameters too
     precision: str = "fp32"  # bf16 (autocast) or fp32, as resolved for the device
     device: str = "cpu"
     compile: str = "none"  # torch.compile mode, or none
@@ -181,6 +198,9 @@ class TrainConfig:
             )
         if not (_is_number(self.weight_decay) and self.weight_decay >= 0):
             raise UserError(f"--weight-decay must be a number >= 0, not {self.weight_decay}")
+        for name in ("train_on_validation", "decay_1d"):
+            if not isinstance(getattr(self, name), bool):
+                raise UserError(f"{name} must be True or False, not {getattr(self, name)!r}")
         if not (_is_number(self.dropout) and 0 <= self.dropout < 1):
             raise UserError(f"--dropout must be at least 0 and below 1, not {self.dropout}")
         if not (_is_number(self.checkpoint_interval) and self.checkpoint_interval >= 0):
@@ -213,6 +233,18 @@ class TrainConfig:
         return asdict(self)
 
 
+def trained_on(settings: dict) -> str:
+    """'the first 5,000 training images (--limit)', 'the training and validation images
+    (--train-on-validation)': what a run with these settings (TrainConfig.as_dict()) trained on,
+    where that is not simply all the training images ('')."""
+    limit, both = settings.get("limit"), settings.get("train_on_validation")
+    if not (limit or both):
+        return ""
+    images = "training and validation images" if both else "training images"
+    flags = ", ".join(flag for flag, used in (("--limit", limit), ("--train-on-validation", both)) if used)
+    return f"the {f'first {limit:,} ' if limit else ''}{images} ({flags})"
+
+
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -235,7 +267,15 @@ def make_optimizer(
     device_type = torch.device(config.device).type
     fused = device_type in ("cuda", "cpu") if config.adamw == "fused" else None  # None: PyTorch's default
     foreach = True if config.adamw == "foreach" else None
-    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, foreach=foreach, fused=fused)
+    groups: Iterable[torch.Tensor] | list[dict[str, Any]] = params
+    if not config.decay_1d:  # nanoGPT's rule: decay only the weights of two or more dimensions
+        tensors = list(params)
+        split: list[dict[str, Any]] = [
+            {"params": [t for t in tensors if t.dim() >= 2]},
+            {"params": [t for t in tensors if t.dim() < 2], "weight_decay": 0.0},
+        ]
+        groups = split
+    optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay, foreach=foreach, fused=fused)
     return optimizer, one_cycle(optimizer, config, config.epochs * steps_per_epoch)
 
 

@@ -15,7 +15,7 @@ from .datasets import dataset_spec
 from .errors import UserError
 from .files import OutputPaths, load_info, save_info, torch_load, torch_save_atomic, write_text_atomic
 from .model import count_parameters, save_model
-from .recipes import TrainConfig
+from .recipes import TrainConfig, trained_on
 from .training import History, TrainingState
 
 LOG_INTERVAL = 1.0  # seconds between rewrites of the log: a fast device's epochs share one
@@ -34,8 +34,8 @@ def epochs_text(info: dict) -> str:
     """'1 epoch', '50 epochs', '2 epochs on the first 5,000 training images (--limit)', with any
     setting changed on --resume: how long, and on what, a run in `info` trained."""
     n = len(info["training loss"])
-    limit = info.get("config", {}).get("limit")
-    text = f"{n} epoch{'' if n == 1 else 's'}" + (f" on the first {limit:,} training images (--limit)" if limit else "")
+    images = trained_on(info.get("config", {}))
+    text = f"{n} epoch{'' if n == 1 else 's'}" + (f" on {images}" if images else "")
     return text + (f", {changes_text(info['changes'])}" if info.get("changes") else "")
 
 
@@ -46,28 +46,40 @@ def _value(value: object) -> str:
 def render_log(paths: OutputPaths, history: History, parameters: int, test_mse: float | None) -> str:
     """The original's log layout, with the run's id, recipe, data, device and any change of settings on
     --resume added. The recipe line shows the settings the run started with."""
-    row = "{:<10}{:<20}{:<20}{:<20}\n"
     c = history.settings
     dataset = dataset_spec(c["dataset"])
-    limit = f"Limit: the first {c['limit']} training images (--limit {c['limit']}).\n" if c.get("limit") else ""
+    if c.get("train_on_validation"):
+        images = f"Trained on {trained_on(c)}: no validation loss was measured.\n"
+    else:
+        images = f"Limit: the first {c['limit']} training images (--limit {c['limit']}).\n" if c.get("limit") else ""
     changed = f"Changed on --resume: {changes_text(history.changes)}.\n" if history.changes else ""
     optimizer = c["optimizer"] + (", one-cycle" if c["schedule"] == "one-cycle" else "")
     run_id = history.run_id or "none (written before runs had ids)"
     text = (
         f"Started: {history.started}.\n>>> {paths.log.name}\nRun: {run_id}\n"
         f"Recipe: {c['recipe']} ({optimizer}, lr {c['lr']:g}, batch {c['batch_size']}, "
-        f"{c['precision']}) on {c['device']}\n{changed}{limit}"
+        f"{c['precision']}) on {c['device']}\n{changed}{images}"
         f"Autoencoder OK.\n{parameters} parameters\n"
         f"Data OK: {dataset.title}, images sha256 {c.get('data_sha256') or 'not recorded'}.\n"
-        f"Training over {c['epochs']} Epochs...\n"
-        f"(TL: training loss, VL: validation loss, both in {c['precision']}; Time: seconds.)\n"
-        + row.format("Epoch", "TL", "VL", "Time")
+        f"Training over {c['epochs']} Epochs...\n" + _epoch_table(history)
     )
-    for epoch, losses in enumerate(zip(history.training_loss, history.validation_loss, history.epoch_time), start=1):
-        text += row.format(epoch, *(f"{v:.6g}" for v in losses))
     if test_mse is not None:
         text += f"Finished training.\nMSE on test data (fp32): {test_mse:.6g}.\nCompleted: {datetime.datetime.now()}.\n"
     return text
+
+
+def _epoch_table(history: History) -> str:
+    """The log's losses, one row an epoch; without the validation column where none was measured."""
+    precision = history.settings["precision"]
+    if history.settings.get("train_on_validation"):
+        legend = f"(TL: training loss in {precision}; Time: seconds.)\n"
+        columns = {"TL": history.training_loss, "Time": history.epoch_time}
+    else:
+        legend = f"(TL: training loss, VL: validation loss, both in {precision}; Time: seconds.)\n"
+        columns = {"TL": history.training_loss, "VL": history.validation_loss, "Time": history.epoch_time}
+    row = "{:<10}" + "{:<20}" * len(columns) + "\n"
+    rows = [row.format(epoch, *(f"{v:.6g}" for v in values)) for epoch, values in enumerate(zip(*columns.values()), 1)]
+    return legend + row.format("Epoch", *columns) + "".join(rows)
 
 
 class RunFiles:

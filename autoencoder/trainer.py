@@ -22,7 +22,7 @@ from .device import cuda_tf32
 from .errors import UserError, diverged
 from .model import count_parameters
 from .progress import Progress
-from .recipes import TrainConfig
+from .recipes import TrainConfig, trained_on
 from .run_files import RunFiles, changes_text, epochs_text
 from .training import (
     Interrupted,
@@ -41,7 +41,7 @@ from .training import (
 def describe(state: TrainingState) -> str:
     """'3D model: 23,326,369 parameters, recipe modern, 46 epochs, batch 500, bf16 on cpu'."""
     c = state.config
-    limit = f", the first {c.limit} training images (--limit)" if c.limit else ""
+    limit = f", {trained_on(c.as_dict())}" if trained_on(c.as_dict()) else ""
     return (
         f"{c.model} model{dataset_spec(c.dataset).on_title}: {count_parameters(state.model):,} parameters, "
         f"recipe {c.recipe}, {c.epochs} epoch{'' if c.epochs == 1 else 's'}, batch {c.batch_size}{limit}, "
@@ -151,22 +151,28 @@ def fit(
     stop: StopFlag | None = None,
     progress: Progress | None = None,
 ) -> None:
-    """Train from where `state` is to its last epoch, validating, tracing the codes, rewriting the
-    log and saving the checkpoint (when due) after each epoch. On a stop signal the checkpoint is
-    saved and Interrupted raised; a loss that is not finite raises TrainingDiverged."""
+    """Train from where `state` is to its last epoch, validating (unless the run trains on the
+    validation images too), tracing the codes, rewriting the log and saving the checkpoint (when
+    due) after each epoch. On a stop signal the checkpoint is saved and Interrupted raised; a loss
+    that is not finite raises TrainingDiverged."""
     progress = progress or Progress()
     state.model.train()
     progress.model_started(state.config.model, state.config.epochs, state.epochs_done)
     try:
         for _ in range(state.epochs_done, state.config.epochs):
             train_loss, seconds = train_epoch(state, data["train"], stop, progress)
-            valid_loss = evaluate(state.model, data["valid"], state.config.precision)
+            valid_loss = (
+                None
+                if state.config.train_on_validation
+                else evaluate(state.model, data["valid"], state.config.precision)
+            )
             trace_codes(state, data["test"])
-            if not (math.isfinite(train_loss) and math.isfinite(valid_loss)):
+            if not all(math.isfinite(loss) for loss in (train_loss, valid_loss) if loss is not None):
+                validation = "" if valid_loss is None else f" (validation {valid_loss:g})"
                 raise diverged(
                     state.config.model,
                     state.epochs_done + 1,
-                    f"the loss became {train_loss:g} (validation {valid_loss:g})",
+                    f"the loss became {train_loss:g}{validation}",
                     checkpoints.kept_in,
                 )
             record_epoch(state, train_loss, valid_loss, seconds)

@@ -149,15 +149,19 @@ def new_training_state(config: TrainConfig, n_train: int) -> TrainingState:
     )
 
 
-def data_tensors(splits: Splits, limit: int | None, device: torch.device | str) -> dict[str, torch.Tensor]:
+def data_tensors(
+    splits: Splits, limit: int | None, device: torch.device | str, with_validation: bool = False
+) -> dict[str, torch.Tensor]:
     """The whole dataset on the device; batches are then index permutations. Refuses a --limit
     beyond the training images there are."""
-    if limit is not None and limit > len(splits.train_x):
+    train = splits.training_images(None, with_validation)
+    if limit is not None and limit > len(train):
+        images = "training and validation images" if with_validation else "training images"
         raise UserError(
-            f"--limit {limit} is more than the {len(splits.train_x):,} training images of "
+            f"--limit {limit} is more than the {len(train):,} {images} of "
             f"{dataset_spec(splits.dataset).title}: leave --limit out to train on all of them"
         )
-    train = splits.train_x[:limit] if limit else splits.train_x
+    train = train[:limit] if limit else train
     return {
         name: torch.from_numpy(x).to(device)
         for name, x in (("train", train), ("valid", splits.valid_x), ("test", splits.test_x))
@@ -266,7 +270,9 @@ def trace_codes(state: TrainingState, test_x: torch.Tensor) -> None:
     state.code_trace.append(codes.float().cpu().half())
 
 
-def record_epoch(state: TrainingState, train_loss: float, valid_loss: float, seconds: float) -> None:
+def record_epoch(state: TrainingState, train_loss: float, valid_loss: float | None, seconds: float) -> None:
+    """Add an epoch's results; a run that trains on the validation images has no validation loss."""
     state.history.training_loss.append(train_loss)
-    state.history.validation_loss.append(valid_loss)
+    if valid_loss is not None:
+        state.history.validation_loss.append(valid_loss)
     state.history.epoch_time.append(seconds)
