@@ -119,10 +119,11 @@ def temporaries(folder: Path) -> list[Path]:
 
 
 def log_rows(text: str) -> list[list[str]]:
-    """The epoch table of a log as [epoch, TL, VL] rows (the times differ from run to run)."""
+    """The epoch table of a log as [epoch, TL, VL] rows, [epoch, TL] where no validation loss was
+    measured (--train-on-validation); without the times, which differ from run to run."""
     lines = text.splitlines()
     start = next(i for i, line in enumerate(lines) if line.split()[:1] == ["Epoch"]) + 1
-    return [line.split()[:3] for line in lines[start:] if line[:1].isdigit()]
+    return [line.split()[:-1] for line in lines[start:] if line[:1].isdigit()]
 
 
 @dataclass

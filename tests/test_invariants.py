@@ -124,7 +124,7 @@ class World:
 
     files: dict[tuple[str, str], Path]  # (source, format) -> path
     sha: dict[str, str]  # source -> sha256 of its images
-    train_x: dict[str, np.ndarray]  # source -> its 50 training images
+    train_x: dict[str, np.ndarray]  # source -> its 50 training images, then its 10 validation images
     scratch: Path  # where each example makes its own folder
     cwd: Path  # the working directory: nothing may appear in it
     references: dict[tuple, Path] = field(default_factory=dict)  # uninterrupted runs by configuration
@@ -188,7 +188,7 @@ def world(tmp_path_factory: pytest.TempPathFactory):
         files, sha, train_x = {}, {}, {}
         for source in SOURCES:
             splits = tiny_dataset(source)
-            sha[source], train_x[source] = splits.sha256, splits.train_x
+            sha[source], train_x[source] = splits.sha256, splits.training_images(with_validation=True)
             for fmt, path in write_formats(splits, root / "data" / source).items():
                 files[source, fmt] = path
         for source in KNOWN_SOURCES:
@@ -251,6 +251,7 @@ class Step:
     config: TrainConfig
     rows: np.ndarray
     weight_decay: float
+    decays_1d: bool  # whether any 1-D parameter has weight decay
     lr: float
     dropout: list[float]
 
@@ -284,6 +285,7 @@ def watched(stop_at: int | None = None, how: str = "SIGTERM"):
                 state.config,
                 x.cpu().numpy().copy(),
                 group["weight_decay"],
+                any(g["weight_decay"] > 0 for g in state.optimizer.param_groups for p in g["params"] if p.dim() < 2),
                 group.get("max_lr", group["lr"]),
                 [m.p for m in state.model.modules() if isinstance(m, torch.nn.Dropout)],
             )
@@ -347,6 +349,8 @@ class Options:
     lr: float | None = None
     weight_decay: float | None = None
     dropout: float | None = None
+    decay_1d: bool | None = None
+    train_on_validation: bool = False
     precision: str | None = None
     interval: float | None = None  # --checkpoint-interval
     flags: tuple[str, ...] = ()
@@ -377,6 +381,9 @@ class Options:
         ):
             if value is not None:
                 argv += [option, repr(value) if isinstance(value, float) else str(value)]
+        if self.decay_1d is not None:
+            argv.append("--decay-1d" if self.decay_1d else "--no-decay-1d")
+        argv += ["--train-on-validation"] if self.train_on_validation else []
         return argv + list(self.flags)
 
     def config(self, model: str, world: World | None = None, out: Path = Path("output")) -> TrainConfig:
@@ -392,8 +399,10 @@ class Options:
             lr=self.lr,
             weight_decay=self.weight_decay,
             dropout=self.dropout,
+            decay_1d=self.decay_1d,
             seed=self.seed or 0,
             limit=self.limit,
+            train_on_validation=self.train_on_validation,
             precision=resolve_precision(self.precision or "auto", torch.device("cpu")),
             device="cpu",
             checkpoint_interval=interval,
@@ -419,6 +428,8 @@ def options_of(config: dict, world: World) -> Options:
         lr=config["lr"],
         weight_decay=config["weight_decay"],
         dropout=config["dropout"],
+        decay_1d=config["decay_1d"],
+        train_on_validation=config["train_on_validation"],
         precision=config["precision"],
     )
 
@@ -467,6 +478,7 @@ def valid_options(draw, fp32: bool = False, flags: bool = True, extreme: bool = 
     weight_decay = anywhere(weight_decay) if extreme else weight_decay
     dataset = draw(st.sampled_from([None, "mnist", "fashion-mnist", "kmnist"]))
     minimum = 2 if modern else 1  # batch norm needs two images a batch
+    both = draw(st.booleans())  # --train-on-validation: the 10 validation images too
     return Options(
         model=draw(model_options()),
         source=draw(st.sampled_from([dataset or "mnist", "kmnist"])),  # its own files, or files nobody knows
@@ -475,11 +487,13 @@ def valid_options(draw, fp32: bool = False, flags: bool = True, extreme: bool = 
         recipe=recipe,
         epochs=draw(st.integers(1, 2)),
         batch_size=draw(maybe(st.integers(minimum, N_TRAIN + 10))),
-        limit=draw(maybe(st.integers(minimum, N_TRAIN))),
+        limit=draw(maybe(st.integers(minimum, N_TRAIN + 10 * both))),
         seed=draw(maybe(st.integers(0, 2**64 - 1))),
         lr=draw(maybe(lr)),
         weight_decay=draw(maybe(weight_decay if modern else st.just(0.0))),
         dropout=draw(maybe(st.floats(0, 1, exclude_max=True) if modern else st.just(0.0))),
+        decay_1d=draw(maybe(st.booleans())),
+        train_on_validation=both,
         precision="fp32" if fp32 else draw(st.sampled_from([None, "auto", "fp32", "bf16"])),
         interval=draw(maybe(st.sampled_from([0.0, 60.0]))),
         flags=draw(st.sampled_from([(), ("--resume",), ("--restart",)])) if flags else (),
@@ -556,7 +570,9 @@ def assert_records_match(out: Path, model: str, config: TrainConfig, steps: list
     expected, paths, spec = config.as_dict(), OutputPaths.of(out, model), config.spec
     info = load_info(paths.info)
     assert info["config"] == expected
-    assert info["changes"] == [] and len(info["training loss"]) == len(info["validation loss"]) == config.epochs
+    both = config.train_on_validation
+    assert info["changes"] == [] and len(info["training loss"]) == config.epochs
+    assert len(info["validation loss"]) == (0 if both else config.epochs)
     init, weights = (torch.load(p, weights_only=True) for p in (paths.init, paths.weights))
     for saved in (init, weights):
         assert (saved["code"], saved["recipe"], saved["dataset"]) == (model, config.recipe, config.dataset)
@@ -575,19 +591,22 @@ def assert_records_match(out: Path, model: str, config: TrainConfig, steps: list
     title = DATASETS[config.dataset].title
     assert f"Run: {info['run_id']}\n" in log
     assert f"Data OK: {title}, images sha256 {config.data_sha256}.\n" in log
-    assert (f"Limit: the first {config.limit} training images (--limit {config.limit}).\n" in log) == bool(config.limit)
+    assert (f"Limit: the first {config.limit} training images (--limit {config.limit}).\n" in log) == bool(
+        config.limit and not both
+    )
+    assert ("training and validation images (" in log) == both
     assert (
         f"Recipe: {config.recipe} ({config.optimizer_name}, lr {config.lr:g}, batch {config.batch_size}, "
         f"{config.precision}) on cpu\n" in log
     )
     assert f"Training over {config.epochs} Epochs...\n" in log
+    losses = [info["training loss"]] if both else [info["training loss"], info["validation loss"]]
     assert log_rows(log) == [
-        [str(epoch), f"{tl:.6g}", f"{vl:.6g}"]
-        for epoch, (tl, vl) in enumerate(zip(info["training loss"], info["validation loss"]), start=1)
+        [str(epoch), *(f"{v:.6g}" for v in values)] for epoch, values in enumerate(zip(*losses), start=1)
     ]
 
     mine = [step for step in steps if step.config.model == model]
-    n_train = config.limit or N_TRAIN
+    n_train = config.limit or N_TRAIN + 10 * both
     per_epoch = batch_count(config, n_train)
     assert len(mine) == config.epochs * per_epoch
     train_x = world.train_x[world.source_of(config.data_sha256)][:n_train]
@@ -599,6 +618,7 @@ def assert_records_match(out: Path, model: str, config: TrainConfig, steps: list
         assert [len(step.rows) for step in batches] == batch_sizes(config, n_train)
     first = mine[0]
     assert first.weight_decay == (config.weight_decay if config.optimizer == "AdamW" else 0)
+    assert first.decays_1d == (config.optimizer == "AdamW" and config.weight_decay > 0 and config.decay_1d)
     assert first.lr == config.lr
     assert first.dropout == [config.dropout] * len(first.dropout) and (len(first.dropout) > 0) == (
         config.recipe == "modern"
@@ -739,7 +759,7 @@ def invalid_cases(draw) -> tuple[Options, list[str], str | None]:
         breaker = draw(
             st.sampled_from(
                 [
-                    ["--limit", str(draw(st.integers(N_TRAIN + 1, 10**12)))],
+                    ["--limit", str(draw(st.integers(N_TRAIN + 11, 10**12)))],  # more than training + validation
                     ["--recipe", "modern", "--limit", "1"],
                     ["--dataset", other, "--data", str(Path("data", known, draw(st.sampled_from(FORMATS))))],
                     ["--data", f"bad:{draw(st.sampled_from(list(BAD_DATA)))}"],
