@@ -167,6 +167,11 @@ class Splits:
         images = np.concatenate([self.train_x, self.valid_x]) if with_validation else self.train_x
         return images[:limit] if limit else images
 
+    def training_count(self, limit: int | None = None, with_validation: bool = False) -> int:
+        """How many images `training_images` gives, without joining them."""
+        available = len(self.train_x) + (len(self.valid_x) if with_validation else 0)
+        return min(limit or available, available)
+
 
 # The sha256 (Splits.sha256) of each dataset's images in the deeplearning.net split, measured on
 # the MNIST pickle and on Fashion-MNIST's IDX files; KMNIST's is not known here.

@@ -27,6 +27,7 @@ from .analysis import KNN_NEIGHBOURS, KNN_TRAIN, code_quality, fit_pca
 from .device import decode_all
 from .files import write_text_atomic
 from .model import AutoEncoder
+from .recipes import image_sets
 from .trained_run import TrainedRun
 
 EXPLORER_BITS = 12  # bits of each stored decoder weight (the packing here and in explorer.js is 12-bit)
@@ -160,8 +161,8 @@ def _numbers_line(run: TrainedRun, quality: dict, count: int) -> str:
     spec, info = run.spec, run.info
     epochs, config = len(info["training loss"]), info.get("config", {})
     limit, both = config.get("limit"), config.get("train_on_validation", False)
-    images = "training and validation images" if both else "training images"
-    seen = f"the first {limit:,} {images}" if limit else f"all {len(run.splits.training_images(None, both)):,} {images}"
+    images = image_sets(both)
+    seen = f"the first {limit:,} {images}" if limit else f"all {run.splits.training_count(None, both):,} {images}"
     shape = f" ({spec.side}x{spec.side} image)" if spec.is_image else ""
     legend = run.dataset.legend_title
     return (

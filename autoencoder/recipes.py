@@ -233,14 +233,19 @@ class TrainConfig:
         return asdict(self)
 
 
+def image_sets(with_validation: bool) -> str:
+    """The sets a run trains on, in words."""
+    return "training and validation images" if with_validation else "training images"
+
+
 def trained_on(settings: dict) -> str:
     """'the first 5,000 training images (--limit)', 'the training and validation images
     (--train-on-validation)': what a run with these settings (TrainConfig.as_dict()) trained on,
     where that is not simply all the training images ('')."""
-    limit, both = settings.get("limit"), settings.get("train_on_validation")
+    limit, both = settings.get("limit"), bool(settings.get("train_on_validation"))
     if not (limit or both):
         return ""
-    images = "training and validation images" if both else "training images"
+    images = image_sets(both)
     flags = ", ".join(flag for flag, used in (("--limit", limit), ("--train-on-validation", both)) if used)
     return f"the {f'first {limit:,} ' if limit else ''}{images} ({flags})"
 

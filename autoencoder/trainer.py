@@ -41,7 +41,8 @@ from .training import (
 def describe(state: TrainingState) -> str:
     """'3D model: 23,326,369 parameters, recipe modern, 46 epochs, batch 500, bf16 on cpu'."""
     c = state.config
-    limit = f", {trained_on(c.as_dict())}" if trained_on(c.as_dict()) else ""
+    images = trained_on(c.as_dict())
+    limit = f", {images}" if images else ""
     return (
         f"{c.model} model{dataset_spec(c.dataset).on_title}: {count_parameters(state.model):,} parameters, "
         f"recipe {c.recipe}, {c.epochs} epoch{'' if c.epochs == 1 else 's'}, batch {c.batch_size}{limit}, "

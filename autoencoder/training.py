@@ -28,7 +28,7 @@ from .device import EVAL_BATCH, autocast, map_batches, reconstruction_mse
 from .errors import UserError
 from .model import AutoEncoder
 from .progress import Progress
-from .recipes import TrainConfig, make_optimizer
+from .recipes import TrainConfig, image_sets, make_optimizer
 
 TRACED_IMAGES = 2000  # test images whose codes are stored after every epoch
 TRACED_MAX_UNITS = 3  # store them only for codes small enough to plot
@@ -156,7 +156,7 @@ def data_tensors(
     beyond the training images there are."""
     train = splits.training_images(None, with_validation)
     if limit is not None and limit > len(train):
-        images = "training and validation images" if with_validation else "training images"
+        images = image_sets(with_validation)
         raise UserError(
             f"--limit {limit} is more than the {len(train):,} {images} of "
             f"{dataset_spec(splits.dataset).title}: leave --limit out to train on all of them"
