@@ -4,7 +4,7 @@ imports matplotlib: figures import it on first use."""
 
 from __future__ import annotations
 
-from autoencoder.analysis import KNN_NEIGHBOURS, KNN_TRAIN, code_quality, fit_pca, write_table
+from autoencoder.analysis import KNN_NEIGHBOURS, KNN_TRAIN, code_quality, fit_pca, pca_training_set, write_table
 from autoencoder.cli import (
     OneLineParser,
     add_data_options,
@@ -37,7 +37,7 @@ from autoencoder.figures import (
 from autoencoder.files import OutputPaths, atomic_path, torch_load
 from autoencoder.model import CodeSpec, load_model, parse_code, parse_models
 from autoencoder.progress import Progress, console_progress
-from autoencoder.recipes import CHECKPOINT_INTERVAL, COMPILE_MODES, RECIPES, TrainConfig
+from autoencoder.recipes import CHECKPOINT_INTERVAL, COMPILE_MODES, RECIPES, TrainConfig, image_sets
 from autoencoder.reference import original_run
 from autoencoder.run_figures import save_input_output_rows
 from autoencoder.run_files import epochs_text
@@ -80,6 +80,7 @@ __all__ = [
     "StopFlag",
     "data_tensors",
     "epochs_text",
+    "image_sets",
     "check_trainable",
     "refuse_overwrite",
     "train_model",
@@ -117,6 +118,7 @@ __all__ = [
     "KNN_TRAIN",
     "code_quality",
     "fit_pca",
+    "pca_training_set",
     "write_table",
     "SWEEP_COLUMNS",
     "find_runs",

@@ -39,6 +39,7 @@ from helpers import (
     fill_output_dir,
     find_runs,
     fit_pca,
+    image_sets,
     load_dataset,
     load_model,
     load_run_info,
@@ -46,6 +47,7 @@ from helpers import (
     parse_code,
     parse_models,
     pca_baseline,
+    pca_training_set,
     pick_device,
     plot_code_sizes,
     positive_int,
@@ -229,7 +231,8 @@ def save_code_quality(args: argparse.Namespace, specs: list[CodeSpec]) -> None:
         f"Code quality on the {len(splits.test_x):,} {dataset.test_set}. Test MSE: mean squared error per "
         f"pixel of the reconstruction. k-NN: {dataset.legend_title} accuracy of a {KNN_NEIGHBOURS}-nearest-"
         f"neighbour vote among the codes of the first {n_knn:,} {dataset.training_set}. PCA: the same with "
-        f"as many principal components as the code has units, fitted on {n_pca:,} training images."
+        f"as many principal components as the code has units, fitted on {n_pca:,} "
+        f"{image_sets(pca_training_set(infos)[1])}."
     )
     write_table(
         args.output_dir,
@@ -258,11 +261,12 @@ def sweep(args: argparse.Namespace) -> None:
         )
     baselines = {}
     for dataset in dict.fromkeys(run.dataset for run in runs):
-        theirs = [run for run in runs if run.dataset == dataset]
         splits = load_dataset(dataset, args.data if dataset == args.dataset else None)
-        for run in theirs:
-            check_same_data(splits, run.info, str(run.folder))
-        baselines[dataset] = pca_baseline(splits, theirs)
+        for run in runs:
+            if run.dataset == dataset:
+                check_same_data(splits, run.info, str(run.folder))
+        for key in sorted({run.baseline for run in runs if run.dataset == dataset}):  # training images first
+            baselines[key] = pca_baseline(splits, [run for run in runs if run.baseline == key])
     rows = table_rows(runs, baselines, args.output_dir)
     save_figure(plot_code_sizes(rows, baselines), args.output_dir, "sweep", args.format)
     write_table(args.output_dir, "sweep", table_note(baselines), rows, SWEEP_COLUMNS)

@@ -48,14 +48,19 @@ class PCA:
         return torch.cat([left_out, torch.zeros(1, dtype=torch.float64)]).numpy() / x.numel()
 
 
-def fit_pca(splits: Splits, infos: list[dict]) -> tuple[PCA, int]:
-    """PCA fitted on the training images the runs in `infos` saw (all of them when their --limit
-    differs; with the validation images where every run trained on them too)."""
+def pca_training_set(infos: list[dict]) -> tuple[int | None, bool]:
+    """(--limit, with the validation images) of the images PCA beside the runs in `infos` is
+    fitted on: their --limit (all images when it differs); the validation images too where every
+    run trained on them."""
     configs = [info.get("config", {}) for info in infos]
     limits = {config.get("limit") for config in configs}
     limit = next(iter(limits)) if len(limits) == 1 else None
-    both = bool(configs) and all(config.get("train_on_validation") for config in configs)
-    train_x = splits.training_images(limit, both)
+    return limit, bool(configs) and all(config.get("train_on_validation") for config in configs)
+
+
+def fit_pca(splits: Splits, infos: list[dict]) -> tuple[PCA, int]:
+    """PCA fitted on the images the runs in `infos` saw (`pca_training_set`), and their count."""
+    train_x = splits.training_images(*pca_training_set(infos))
     return PCA(torch.from_numpy(train_x)), len(train_x)
 
 

@@ -20,6 +20,7 @@ from .errors import UserError
 from .figures import pyplot
 from .files import INFO_SUFFIX, PREFIX, OutputPaths, load_info
 from .model import CodeSpec, parse_code
+from .recipes import image_sets
 
 PIXELS = 784
 # Hinton & Salakhutdinov, "Reducing the dimensionality of data with neural networks", Science
@@ -27,6 +28,7 @@ PIXELS = 784
 # pixels byte/255 (a 784-1000-500-250-30 autoencoder, RBM pretraining, 60,000 training images).
 HINTON_2006 = (("deep autoencoder", 3.00), ("logistic PCA", 8.01), ("PCA", 13.87))
 HINTON_2006_UNITS = 30
+HINTON_2006_TRAINING_IMAGES = 60_000
 BYTE_255_TO_256 = (255 / 256) ** 2  # a squared error in byte/255 pixels, in this project's byte/256
 
 
@@ -57,6 +59,16 @@ class FinishedRun:
     def seed(self) -> int:
         return int(self.info["config"]["seed"])
 
+    @property
+    def with_validation(self) -> bool:
+        """Whether it trained on the training and validation images together (a final run)."""
+        return bool(self.info["config"].get("train_on_validation"))
+
+    @property
+    def baseline(self) -> tuple[str, bool]:
+        """Its PCA's key: fitted on the images it trained on, with or without the validation images."""
+        return self.dataset, self.with_validation
+
 
 def _knn_of(folder: Path, model: str) -> float | None:
     table = folder / "code_quality.json"
@@ -68,7 +80,7 @@ def _knn_of(folder: Path, model: str) -> float | None:
 
 def find_runs(folder: Path) -> list[FinishedRun]:
     """Every finished run whose info pickle lies in `folder` or below it: by dataset, vector
-    codes before image codes, by size, then by seed."""
+    codes before image codes, by size, final runs (on the validation images too) last, then by seed."""
     runs = []
     for path in folder.rglob(f"{PREFIX}*{INFO_SUFFIX}"):
         name = OutputPaths.model_of(path)
@@ -82,7 +94,15 @@ def find_runs(folder: Path) -> list[FinishedRun]:
         if spec.name == name and "test mse" in info and "config" in info:
             runs.append(FinishedRun(path.parent, spec, info, _knn_of(path.parent, spec.name)))
     return sorted(
-        runs, key=lambda r: (list(DATASETS).index(r.dataset), r.spec.is_image, r.spec.units, r.seed, str(r.folder))
+        runs,
+        key=lambda r: (
+            list(DATASETS).index(r.dataset),
+            r.spec.is_image,
+            r.spec.units,
+            r.with_validation,
+            r.seed,
+            str(r.folder),
+        ),
     )
 
 
@@ -110,15 +130,22 @@ class PcaBaseline:
 
 
 def pca_baseline(splits: Splits, runs: list[FinishedRun]) -> PcaBaseline:
+    """PCA of the images `runs` (one dataset's, all final runs or none) trained on."""
     pca, n_train = fit_pca(splits, [r.info for r in runs])
     return PcaBaseline(pca, n_train, pca.mse_by_components(torch.from_numpy(splits.test_x)), splits)
 
 
-def table_rows(runs: list[FinishedRun], baselines: dict[str, PcaBaseline], top: Path) -> list[dict]:
-    """One row a run, PCA beside it; then the 2006 reference rows (MNIST, 30 units)."""
+def training_images(run: FinishedRun, splits: Splits) -> int:
+    """How many images the run trained on (its --limit of the training images, or of both sets)."""
+    return splits.training_count(run.info["config"].get("limit"), run.with_validation)
+
+
+def table_rows(runs: list[FinishedRun], baselines: dict[tuple[str, bool], PcaBaseline], top: Path) -> list[dict]:
+    """One row a run, PCA fitted on the same images beside it; then the 2006 reference rows
+    (MNIST, 30 units)."""
     rows = []
     for run in runs:
-        base = baselines[run.dataset]
+        base = baselines[run.baseline]
         mse, pca_mse = float(run.info["test mse"]), float(base.mse[run.spec.units])
         rows.append(
             {
@@ -128,6 +155,8 @@ def table_rows(runs: list[FinishedRun], baselines: dict[str, PcaBaseline], top: 
                 "code": "image" if run.spec.is_image else "vector",
                 "seed": run.seed,
                 "epochs": len(run.info["training loss"]),
+                "training_images": training_images(run, base.splits),
+                "with_validation": run.with_validation,
                 "run": os.path.relpath(run.folder, top),
                 "test_mse": mse,
                 "per_image": per_image(mse),
@@ -140,13 +169,14 @@ def table_rows(runs: list[FinishedRun], baselines: dict[str, PcaBaseline], top: 
                 "pca_ratio": pca_mse / mse,
             }
         )
-    if DEFAULT_DATASET in baselines:
+    if any(dataset == DEFAULT_DATASET for dataset, _ in baselines):
         rows += [
             {
                 "dataset": "MNIST",
                 "model": f"2006 {name} ({value:.2f} byte/255)",
                 "units": HINTON_2006_UNITS,
                 "code": "reference",
+                "training_images": HINTON_2006_TRAINING_IMAGES,
                 "per_image_byte_255": value,
                 "per_image": value * BYTE_255_TO_256,
                 "test_mse": value * BYTE_255_TO_256 / PIXELS,
@@ -161,6 +191,7 @@ SWEEP_COLUMNS = [
     ("model", "model", ""),
     ("seed", "seed", "d"),
     ("epochs", "epochs", "d"),
+    ("training_images", "training images", ","),
     ("test_mse", "MSE per pixel", ".5f"),
     ("per_image", "squared error per image", ".3f"),
     ("psnr", "PSNR (dB)", ".2f"),
@@ -174,8 +205,8 @@ SWEEP_COLUMNS = [
 ]
 
 
-def table_note(baselines: dict[str, PcaBaseline]) -> str:
-    fitted = ", ".join(f"{DATASETS[d].title} on {b.n_train:,} training images" for d, b in baselines.items())
+def table_note(baselines: dict[tuple[str, bool], PcaBaseline]) -> str:
+    fitted = ", ".join(f"{DATASETS[d].title} on {b.n_train:,} {image_sets(both)}" for (d, both), b in baselines.items())
     return (
         f"Reconstruction of the 10,000 test images against code size, each model beside exact PCA with as "
         f"many components (fitted: {fitted}). Pixels are byte/256; squared error per image = MSE per "
@@ -186,30 +217,40 @@ def table_note(baselines: dict[str, PcaBaseline]) -> str:
     )
 
 
-def plot_code_sizes(rows: list[dict], baselines: dict[str, PcaBaseline]) -> Any:
+def _marks(ax: Any, rows: list[dict], color: str, marker: str, label: str) -> None:
+    if rows:
+        ax.plot(
+            [r["units"] for r in rows],
+            [r["per_image"] for r in rows],
+            color=color,
+            marker=marker,
+            linestyle="none",
+            label=label,
+        )
+
+
+def plot_code_sizes(rows: list[dict], baselines: dict[tuple[str, bool], PcaBaseline]) -> Any:
     """Squared error per image against code size, log-log: each dataset's autoencoders (vector
-    codes joined through their seeds' mean, image codes as squares) and PCA, the 2006 points marked."""
+    codes joined through their seeds' mean, image codes as squares, final runs on the training and
+    validation images as diamonds) and PCA, the 2006 points marked."""
     fig, ax = pyplot().subplots(figsize=(8.5, 6), layout="constrained")
     colors = dict(zip(DATASETS, ("tab:blue", "tab:orange", "tab:green")))
     top = max(r["units"] for r in rows)
-    for dataset, base in baselines.items():
+    for dataset in dict.fromkeys(d for d, _ in baselines):
+        base = baselines.get((dataset, False)) or baselines[dataset, True]
         title, color = DATASETS[dataset].title, colors[dataset]
         ks = np.arange(1, min(len(base.mse) - 1, 2 * top) + 1)
         ax.plot(ks, base.mse[ks] * PIXELS, color=color, linestyle="--", linewidth=1, label=f"{title}: PCA")
-        ours = [r for r in rows if r["dataset"] == title and r["code"] == "vector"]
+        theirs = [r for r in rows if r["dataset"] == title]
+        ours = [r for r in theirs if r["code"] == "vector" and not r["with_validation"]]
         units = sorted({r["units"] for r in ours})
         means = [np.mean([r["per_image"] for r in ours if r["units"] == u]) for u in units]
-        ax.plot(units, means, color=color, marker="o", label=f"{title}: autoencoder, vector code (ND)")
-        images = [r for r in rows if r["dataset"] == title and r["code"] == "image"]
-        if images:
-            ax.plot(
-                [r["units"] for r in images],
-                [r["per_image"] for r in images],
-                color=color,
-                marker="s",
-                linestyle="none",
-                label=f"{title}: autoencoder, image code (KxK)",
-            )
+        if ours:
+            ax.plot(units, means, color=color, marker="o", label=f"{title}: autoencoder, vector code (ND)")
+        images = [r for r in theirs if r["code"] == "image" and not r["with_validation"]]
+        _marks(ax, images, color, "s", f"{title}: autoencoder, image code (KxK)")
+        finals = [r for r in theirs if r.get("with_validation")]
+        _marks(ax, finals, color, "D", f"{title}: autoencoder trained on training + validation images")
     for row, marker in zip([r for r in rows if r["code"] == "reference"], ("*", "^", "X")):
         ax.plot(
             [row["units"]],

@@ -4,7 +4,9 @@ parameters undecayed (--no-decay-1d, a lever of section 3)."""
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -99,3 +101,26 @@ def test_no_decay_1d_is_recorded_and_named_in_the_commands(tmp_path, tiny_mnist)
     config = load_info(OutputPaths.of(tmp_path, "3D").info)["config"]
     assert config["decay_1d"] is False
     assert "--no-decay-1d" in training_command(config).split()
+
+
+def test_the_code_size_and_code_quality_tables_set_a_final_run_beside_pca_of_the_images_it_trained_on(
+    final_run, tiny_mnist, tmp_path
+):
+    """Each row says how many images its run trained on, and PCA beside a final run is fitted on
+    the training and validation images: the tiny set's 60 and 60 + 20."""
+    shutil.copytree(final_run, tmp_path / "final")
+    assert train(tmp_path / "plain", tiny_mnist, "--model", "3D", "--epochs", "2") == 0
+    figures = ["--data", str(tiny_mnist), "--format", "png", "--output-dir"]
+    assert plot_training.main([*figures, str(tmp_path / "final")]) == 0
+    quality = (tmp_path / "final" / "code_quality.txt").read_text()
+    assert "fitted on 80 training and validation images." in quality
+    assert plot_training.main(["--sweep", *figures, str(tmp_path)]) == 0
+    table = json.loads((tmp_path / "sweep.json").read_text())
+    rows = {r["run"]: r for r in table["rows"] if r["code"] != "reference"}
+    assert {run: (r["training_images"], r["with_validation"]) for run, r in rows.items()} == {
+        "plain": (60, False),
+        "final": (80, True),
+    }
+    assert rows["plain"]["pca_test_mse"] != rows["final"]["pca_test_mse"]
+    assert rows["final"]["knn_accuracy"] is not None  # from the code_quality.json beside it
+    assert "MNIST on 60 training images, MNIST on 80 training and validation images" in table["note"]
