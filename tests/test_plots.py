@@ -230,7 +230,7 @@ def test_sweep_draws_test_mse_against_code_size_next_to_pca(sweep_output, tiny_m
     assert pca == sorted(pca, reverse=True)
     assert all(r["per_image"] == pytest.approx(784 * r["test_mse"]) for r in rows)
     header = (
-        "| dataset | model | seed | epochs | MSE per pixel | squared error per image | PSNR (dB) | "
+        "| dataset | model | seed | epochs | training images | MSE per pixel | squared error per image | PSNR (dB) | "
         "5-NN accuracy | PCA MSE per pixel |"
     )
     assert header in (sweep_output / "sweep.txt").read_text()
