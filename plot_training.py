@@ -261,12 +261,12 @@ def sweep(args: argparse.Namespace) -> None:
         )
     baselines = {}
     for dataset in dict.fromkeys(run.dataset for run in runs):
+        theirs = [run for run in runs if run.dataset == dataset]
         splits = load_dataset(dataset, args.data if dataset == args.dataset else None)
-        for run in runs:
-            if run.dataset == dataset:
-                check_same_data(splits, run.info, str(run.folder))
-        for key in sorted({run.baseline for run in runs if run.dataset == dataset}):  # training images first
-            baselines[key] = pca_baseline(splits, [run for run in runs if run.baseline == key])
+        for run in theirs:
+            check_same_data(splits, run.info, str(run.folder))
+        for key in sorted({run.baseline for run in theirs}):  # the training images' PCA first
+            baselines[key] = pca_baseline(splits, [run for run in theirs if run.baseline == key])
     rows = table_rows(runs, baselines, args.output_dir)
     save_figure(plot_code_sizes(rows, baselines), args.output_dir, "sweep", args.format)
     write_table(args.output_dir, "sweep", table_note(baselines), rows, SWEEP_COLUMNS)

@@ -241,7 +241,7 @@ def plot_code_sizes(rows: list[dict], baselines: dict[tuple[str, bool], PcaBasel
         title, color = DATASETS[dataset].title, colors[dataset]
         ks = np.arange(1, min(len(base.mse) - 1, 2 * top) + 1)
         ax.plot(ks, base.mse[ks] * PIXELS, color=color, linestyle="--", linewidth=1, label=f"{title}: PCA")
-        theirs = [r for r in rows if r["dataset"] == title]
+        theirs = [r for r in rows if r["dataset"] == title and r["code"] != "reference"]
         ours = [r for r in theirs if r["code"] == "vector" and not r["with_validation"]]
         units = sorted({r["units"] for r in ours})
         means = [np.mean([r["per_image"] for r in ours if r["units"] == u]) for u in units]
@@ -249,7 +249,7 @@ def plot_code_sizes(rows: list[dict], baselines: dict[tuple[str, bool], PcaBasel
             ax.plot(units, means, color=color, marker="o", label=f"{title}: autoencoder, vector code (ND)")
         images = [r for r in theirs if r["code"] == "image" and not r["with_validation"]]
         _marks(ax, images, color, "s", f"{title}: autoencoder, image code (KxK)")
-        finals = [r for r in theirs if r.get("with_validation")]
+        finals = [r for r in theirs if r["with_validation"]]
         _marks(ax, finals, color, "D", f"{title}: autoencoder trained on training + validation images")
     for row, marker in zip([r for r in rows if r["code"] == "reference"], ("*", "^", "X")):
         ax.plot(
