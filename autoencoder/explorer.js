@@ -19,28 +19,42 @@ let codes, labels, errors, images, layers;   // the test set and the decoder, un
 let ranges, bounds, points, screen = new Float64Array(0), labelBoxes = [], errorColors;
 let size = 600;                        // the canvas's side in CSS pixels, as the page lays it out
 
-// -- Data: base64 arrays, and the images in one PNG the browser has decoded ---------------------
+// -- Data: arrays as 15-bit text, the decoder Rice-coded, the images in one PNG ------------------
 
-function bytes(base64) {
-  const text = atob(base64), out = new Uint8Array(text.length);
-  for (let i = 0; i < text.length; i++) out[i] = text.charCodeAt(i);
+function bytes(text) {   // explorer_codec.py's text: the byte count, a comma, 15 bits a character
+  const comma = text.indexOf(','), out = new Uint8Array(Number(text.slice(0, comma)));
+  let held = 0, bits = 0;
+  for (let i = comma + 1, o = 0; o < out.length; i++) {
+    held = held << 15 | (text.charCodeAt(i) - 0x4000);
+    for (bits += 15; bits >= 8 && o < out.length; bits -= 8) out[o++] = held >> (bits - 8) & 255;
+    held &= (1 << bits) - 1;
+  }
   return out;
 }
-const floats = base64 => new Float32Array(bytes(base64).buffer);
+const floats = text => new Float32Array(bytes(text).buffer);
 
-function unpack12(packed, n) {   // two signed 12-bit integers in three bytes, as explorer.py packs them
-  const q = new Int16Array(n + 1);
-  for (let i = 0, j = 0; i < n; i += 2, j += 3) {
-    q[i] = (packed[j] | (packed[j + 1] & 15) << 8) << 20 >> 20;
-    q[i + 1] = (packed[j + 1] >> 4 | packed[j + 2] << 4) << 20 >> 20;
+function riceDecode(layer) {   // explorer_codec.py's Rice code: each row's k, the unary parts, the low bits
+  const k = bytes(layer.k), unary = bytes(layer.unary), low = bytes(layer.low);
+  const q = new Int32Array(layer.rows * layer.cols);
+  let u = 0, l = 0;
+  for (let r = 0, i = 0; r < layer.rows; r++) {
+    for (const end = i + layer.cols; i < end; i++) {
+      let zigzag = 0;
+      while (unary[u >> 3] >> (7 - (u & 7)) & 1) { zigzag++; u++; }
+      u++;   // the zero that ends the unary part
+      for (let b = 0; b < k[r]; b++, l++) zigzag = zigzag * 2 + (low[l >> 3] >> (7 - (l & 7)) & 1);
+      q[i] = zigzag % 2 ? -(zigzag + 1) / 2 : zigzag / 2;
+    }
   }
   return q;
 }
 
 const readDecoder = () => data.decoder.map(layer => ({
-  rows: layer.rows, cols: layer.cols, weights: unpack12(bytes(layer.weights), layer.rows * layer.cols),
-  scales: floats(layer.scales), biases: floats(layer.biases),
+  rows: layer.rows, cols: layer.cols, weights: riceDecode(layer), steps: floats(layer.steps),
+  biases: floats(layer.biases),
 }));
+
+el('sprite').src = URL.createObjectURL(new Blob([bytes(data.sprite)], { type: 'image/png' }));
 
 function readImages() {   // the sprite's 28x28 tiles, row by row, as bytes (pixel = byte/256)
   const sprite = el('sprite'), canvas = document.createElement('canvas'), columns = sprite.naturalWidth / 28;
@@ -81,7 +95,7 @@ function decode(code) {
       let sum = 0;
       const row = r * layer.cols;
       for (const c of active) sum += layer.weights[row + c] * h[c];
-      const v = sum * layer.scales[r] + layer.biases[r];
+      const v = sum * layer.steps[r] + layer.biases[r];
       out[r] = last ? 1 / (1 + Math.exp(-v)) : Math.max(v, 0);
     }
     h = out;

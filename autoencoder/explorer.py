@@ -2,16 +2,16 @@
 
 The page holds the test images, their codes and labels, the run's numbers and the decoder, and
 runs the decoder itself (explorer.js), so it opens from disk with no server and no network.
-Arrays are plain base64, read synchronously; the images are one grayscale PNG that the browser
-inflates, which also holds back the page's load event until they are there. The decoder's
-weights are 12-bit integers with one scale per row: 8 bits leave pixels up to 4/255 off
-PyTorch's, 12 bits keep them well within 2/255.
+The page is UTF-16 (its byte-order mark says so before any server can say otherwise), so that
+arrays travel as 15 bits a character (explorer_codec.py), read synchronously; the images are one
+grayscale PNG that the browser inflates, which also holds back the page's load event until they
+are there. The decoder is rounded and Rice-coded by explorer_codec.py, within a fraction of a grey
+level of PyTorch's.
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
 import html
 import json
 import re
@@ -25,12 +25,12 @@ from torch import nn
 
 from .analysis import KNN_NEIGHBOURS, KNN_TRAIN, code_quality, fit_pca
 from .device import decode_all
+from .explorer_codec import compact_decoder, encode_text, rice_encode
 from .files import write_text_atomic
 from .model import AutoEncoder
 from .recipes import image_sets
 from .trained_run import TrainedRun
 
-EXPLORER_BITS = 12  # bits of each stored decoder weight (the packing here and in explorer.js is 12-bit)
 SPRITE_COLUMNS = 100  # test images a row of the PNG sprite: 10,000 make a 2800x2800 image
 _PAGE_FILES = ("explorer.html", "explorer.js")
 
@@ -70,25 +70,9 @@ def fold_decoder(model: AutoEncoder) -> list[tuple[np.ndarray, np.ndarray]]:
     return [(weight.numpy(), bias.numpy()) for weight, bias in layers]
 
 
-def quantize_rows(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Integers of EXPLORER_BITS bits and one float32 scale per row: weight ~ q * scale[:, None]."""
-    top = 2 ** (EXPLORER_BITS - 1) - 1
-    scale = (np.abs(weight).max(1) / top).astype(np.float32)
-    scale[scale == 0] = 1
-    return np.clip(np.rint(weight / scale[:, None]), -top, top).astype(np.int16), scale
-
-
-def _pack_12bit(q: np.ndarray) -> bytes:
-    """Two signed 12-bit integers in three bytes, low bits first (explorer.js unpacks them)."""
-    u = q.ravel().astype(np.int32) & 0xFFF
-    u = np.append(u, np.zeros(len(u) % 2, np.int32))
-    a, b = u[0::2], u[1::2]
-    return np.stack([a & 0xFF, (a >> 8) | ((b & 0xF) << 4), b >> 4], axis=1).astype(np.uint8).tobytes()
-
-
 def _blob(data: bytes | np.ndarray) -> str:
-    """Bytes, or the bytes of a little-endian array, in base64."""
-    return base64.b64encode(data if isinstance(data, bytes) else np.ascontiguousarray(data).tobytes()).decode("ascii")
+    """Bytes, or the bytes of a little-endian array, as the page's 15-bit text."""
+    return encode_text(data if isinstance(data, bytes) else np.ascontiguousarray(data).tobytes())
 
 
 def _png_gray(pixels: np.ndarray) -> bytes:
@@ -111,16 +95,19 @@ def _sprite(images: np.ndarray) -> bytes:
     return _png_gray(tiles.reshape(-1, columns, 28, 28).transpose(0, 2, 1, 3).reshape(-1, columns * 28))
 
 
-def _decoder_data(model: AutoEncoder) -> list[dict]:
+def _decoder_data(model: AutoEncoder, codes: torch.Tensor) -> list[dict]:
+    """Each layer's Rice-coded integers, with the step of each row and the biases."""
     layers = []
-    for weight, bias in fold_decoder(model):
-        q, scale = quantize_rows(weight)
+    for q, step, bias in compact_decoder(fold_decoder(model), codes):
+        k, unary, low = rice_encode(q)
         layers.append(
             {
-                "rows": weight.shape[0],
-                "cols": weight.shape[1],
-                "weights": _blob(_pack_12bit(q)),
-                "scales": _blob(scale.astype("<f4")),
+                "rows": q.shape[0],
+                "cols": q.shape[1],
+                "k": _blob(k),
+                "unary": _blob(unary),
+                "low": _blob(low),
+                "steps": _blob(step.astype("<f4")),
                 "biases": _blob(bias.astype("<f4")),
             }
         )
@@ -190,7 +177,8 @@ def _page_data(run: TrainedRun) -> dict:
         "codes": _blob(codes.numpy().astype("<f4")),
         "labels": _blob(run.test_y.astype(np.uint8)),
         "errors": _blob(_image_errors(stage.model, run.test_x, stage.codes).astype("<f4")),
-        "decoder": _decoder_data(stage.model),
+        "decoder": _decoder_data(stage.model, stage.codes.cpu()),
+        "sprite": _blob(_sprite(run.test_x.cpu().numpy())),
     }
     if spec.units != 3:  # other codes are seen through their principal components
         data["pca"] = _code_pca(codes.numpy())
@@ -206,9 +194,8 @@ def _render_page(run: TrainedRun, quality: dict) -> str:
         "title": html.escape(f"{run.spec.name} code explorer, {run.dataset.title}"),
         "numbers": html.escape(_numbers_line(run, quality, data["count"])),
         "legend": html.escape(run.dataset.legend_title),
-        "sprite": "data:image/png;base64," + _blob(_sprite(run.test_x.cpu().numpy())),
         # JSON may not close the <script> element that holds it
-        "data": json.dumps(data, separators=(",", ":")).replace("<", "\\u003c"),
+        "data": json.dumps(data, separators=(",", ":"), ensure_ascii=False).replace("<", "\\u003c"),
         "script": script,
     }
     return re.sub(r"\{\{(\w+)\}\}", lambda m: fills[m.group(1)], template)
@@ -225,7 +212,7 @@ def trained_quality(run: TrainedRun, knn_train: int = KNN_TRAIN) -> dict:
 def write_explorer(run: TrainedRun, output_dir: str | Path, quality: dict) -> Path:
     """Write M_explorer.html for the run's trained model; `quality` is its `code_quality` row."""
     path = explorer_path(output_dir, run.spec.name)
-    write_text_atomic(path, _render_page(run, quality))
+    write_text_atomic(path, "\ufeff" + _render_page(run, quality), encoding="utf-16-le")
     return path
 
 

@@ -82,9 +82,9 @@ def _process_exists(pid: int) -> bool:
     return True
 
 
-def write_text_atomic(path: str | os.PathLike, text: str, durable: bool = True) -> None:
+def write_text_atomic(path: str | os.PathLike, text: str, durable: bool = True, encoding: str = "utf-8") -> None:
     with atomic_path(path, durable) as tmp:
-        tmp.write_text(text)
+        tmp.write_text(text, encoding=encoding)
 
 
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save writes a zip archive

@@ -10,7 +10,7 @@ each page's weight and its decoder's largest difference from PyTorch (docs/explo
 
 from __future__ import annotations
 
-import base64
+import codecs
 import json
 import re
 import sys
@@ -27,6 +27,7 @@ import plot_4x4
 from autoencoder.datasets import Splits, dataset_spec
 from autoencoder.device import decode_all, encode_all, reconstruction_mse
 from autoencoder.explorer import fold_decoder, write_explorer
+from autoencoder.explorer_codec import decode_text, rice_decode
 from autoencoder.files import OutputPaths
 from autoencoder.model import AutoEncoder, load_model
 from autoencoder.trained_run import Stage, TrainedRun
@@ -74,25 +75,29 @@ def pages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Tra
     return {name: (write_explorer(run, folder, QUALITY), run) for name, run in runs.items()}
 
 
+def page_text(page: Path) -> str:
+    """The page's text: UTF-16 with a byte-order mark, as explorer.py writes it."""
+    raw = page.read_bytes()
+    assert raw.startswith(codecs.BOM_UTF16_LE)
+    return raw[2:].decode("utf-16-le")
+
+
 def page_data(page: Path) -> dict:
-    return json.loads(
-        re.search(r'<script id="data" type="application/json">(.*?)</script>', page.read_text(), re.S).group(1)
-    )
+    return json.loads(re.search(r'<script id="data" type="application/json">(.*?)</script>', page_text(page), re.S)[1])
 
 
 def page_array(data: dict, key: str, dtype: str) -> np.ndarray:
-    return np.frombuffer(base64.b64decode(data[key]), dtype)
+    return np.frombuffer(decode_text(data[key]), dtype)
 
 
 def page_decoder(data: dict):
-    """The decoder as the page stores it (12-bit weights, a scale per row), run in NumPy."""
+    """The decoder as the page stores it (Rice-coded integers, a step per row), run in NumPy."""
     layers = []
     for layer in data["decoder"]:
-        packed = np.frombuffer(base64.b64decode(layer["weights"]), np.uint8).reshape(-1, 3).astype(np.int32)
-        pairs = np.stack([packed[:, 0] | (packed[:, 1] & 15) << 8, packed[:, 1] >> 4 | packed[:, 2] << 4], 1)
-        q = (pairs.ravel()[: layer["rows"] * layer["cols"]] ^ 0x800) - 0x800  # sign of 12 bits
-        scales, biases = (page_array(layer, k, "<f4") for k in ("scales", "biases"))
-        layers.append((q.reshape(layer["rows"], layer["cols"]) * scales[:, None].astype(np.float64), biases))
+        unary, low = (decode_text(layer[key]) for key in ("unary", "low"))
+        q = rice_decode(page_array(layer, "k", np.uint8), unary, low, layer["cols"])
+        steps, biases = (page_array(layer, k, "<f4") for k in ("steps", "biases"))
+        layers.append((q * steps[:, None].astype(np.float64), biases))
 
     def decode(codes: np.ndarray) -> np.ndarray:
         h = codes.astype(np.float64)
@@ -134,8 +139,8 @@ def test_the_stored_decoder_draws_pytorchs_images_within_2_of_255(name, pages):
 
 def test_the_page_is_one_file_that_asks_for_nothing_outside_it_and_ships_no_self_test(pages):
     for page, _ in pages.values():
-        text = page.read_text()
-        assert text.isascii()
+        text = page_text(page)
+        assert re.sub(r'"\d+,[\u4000-\ubfff]*"', '""', text).isascii()  # all but the arrays
         assert not re.search(r"(src|href)=[\"'](?!data:)|https?://|fetch\(|XMLHttpRequest|type=.module", text)
         assert not re.search(r"selftest|#demo|dispatchEvent", text)
 
@@ -152,7 +157,7 @@ def test_the_page_holds_the_runs_codes_class_names_and_each_images_error(pages):
 
 
 def test_the_header_says_each_fact_once_and_no_path(pages, tmp_path):
-    text = pages["4x4"][0].read_text()
+    text = page_text(pages["4x4"][0])
     numbers = re.search(r'<p id="numbers">(.*?)</p>', text).group(1)
     assert numbers == (
         "A 16-unit code (4x4 image), trained for 2 epochs (modern recipe) on the first 60 training "
@@ -595,7 +600,7 @@ def test_the_plot_scripts_write_the_explorer_beside_the_figures_the_same_bytes_e
     first = page.read_bytes()
     data = page_data(page)
     model = load_model(trained_output / "auto_encoder_3D_weights.pt")
-    assert data["count"] == 20 and "trained for 2 epochs (modern recipe) on all 60 training images" in page.read_text()
+    assert data["count"] == 20 and "trained for 2 epochs (modern recipe) on all 60 training images" in page_text(page)
     codes = torch.rand(10, 3, generator=torch.Generator().manual_seed(0)) * 4 - 2
     assert np.abs(page_decoder(data)(codes.numpy()) - decode_all(model, codes).double().numpy()).max() < TOLERANCE
     assert plot_3D.main(common) == 0

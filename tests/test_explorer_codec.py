@@ -1,0 +1,84 @@
+"""How the explorer page stores its arrays and decoder (autoencoder/explorer_codec.py): text of
+15 bits a character, Rice-coded integers, and weights rounded with error feedback, within a fraction
+of a grey level of the exact decoder. The page's own reading of them is tested in test_explorer.py."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from autoencoder.explorer_codec import (
+    ERROR_TARGET,
+    calibration_codes,
+    compact_decoder,
+    decode_text,
+    encode_text,
+    gptq_round,
+    rice_decode,
+    rice_encode,
+    run_decoder,
+)
+
+
+def test_the_text_holds_any_bytes_in_characters_that_need_no_escape_in_a_page():
+    rng = np.random.default_rng(0)
+    for data in [b"", bytes(range(256)), *(rng.integers(0, 256, n, dtype=np.uint8).tobytes() for n in range(1, 40))]:
+        text = encode_text(data)
+        count, _, body = text.partition(",")
+        assert int(count) == len(data) and decode_text(text) == data
+        assert all(0x4000 <= ord(c) <= 0xBFFF for c in body) and len(body) == -(-8 * len(data) // 15)
+
+
+def test_the_rice_code_gives_back_every_integer_and_takes_near_their_entropy():
+    rng = np.random.default_rng(0)
+    rows = [np.rint(rng.laplace(size=(40, 500)) * scale) for scale in (0.3, 5, 300)]
+    for q in [*rows, np.zeros((3, 7)), np.array([[2**40, -(2**40), 0]])]:
+        k, unary, low = rice_encode(q.astype(np.int64))
+        assert np.array_equal(rice_decode(k, unary, low, q.shape[1]), q)
+    for q, scale in zip(rows[1:], (5, 300)):  # a Laplace of scale b takes log2(2 e b) bits a value
+        k, unary, low = rice_encode(q.astype(np.int64))
+        assert 8 * (len(unary) + len(low) + len(k)) / q.size < np.log2(2 * np.e * scale) + 0.1
+
+
+def _random_layers(widths: list[int], generator: torch.Generator) -> list[tuple[np.ndarray, np.ndarray]]:
+    return [
+        (
+            (torch.randn(n_out, n_in, generator=generator, dtype=torch.float64) / n_in**0.5).numpy(),
+            (torch.randn(n_out, generator=generator, dtype=torch.float64) / 10).numpy(),
+        )
+        for n_in, n_out in zip(widths[:-1], widths[1:])
+    ]
+
+
+def _tensors(layers: list) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    return [
+        (torch.as_tensor(weight, dtype=torch.float64), torch.as_tensor(bias, dtype=torch.float64))
+        for weight, bias in layers
+    ]
+
+
+def test_error_feedback_rounds_closer_on_the_layers_inputs_than_plain_rounding():
+    generator = torch.Generator().manual_seed(0)
+    codes = torch.randn(2000, 3, generator=generator, dtype=torch.float64)
+    [(weight, _), (next_weight, _)] = _tensors(_random_layers([3, 200, 50], generator))
+    inputs = torch.relu(codes @ weight.T)  # like a decoder's: 200 units driven by 3
+    step = torch.full((50,), 0.5, dtype=torch.float64)
+    plain, rounded = torch.round(next_weight / step[:, None]), gptq_round(next_weight, inputs, step)
+
+    def error(q: torch.Tensor) -> float:
+        return ((next_weight - q * step[:, None]) @ inputs.T).pow(2).mean().item()
+
+    assert error(rounded) < error(plain) / 4
+
+
+def test_the_compact_decoder_is_within_its_target_on_the_codes_it_checks_and_near_it_on_others():
+    generator = torch.Generator().manual_seed(0)
+    layers = _random_layers([3, 40, 80, 784], generator)
+    codes = torch.randn(500, 3, generator=generator)
+    stored = compact_decoder(layers, codes)
+    assert all(q.dtype == np.int64 and step.dtype == bias.dtype == np.float32 for q, step, bias in stored)
+    rounded = _tensors([(q * step.astype(np.float64)[:, None], bias) for q, step, bias in stored])
+    low, high = codes.min(0).values, codes.max(0).values
+    others = low + torch.rand(1000, 3, generator=generator) * (high - low)
+    for checked, bound in ((calibration_codes(codes), ERROR_TARGET), (others, 2 * ERROR_TARGET)):
+        assert (run_decoder(rounded, checked) - run_decoder(_tensors(layers), checked)).abs().max() <= bound
