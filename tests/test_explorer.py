@@ -5,7 +5,7 @@ apt-get install chromium) at a desktop, a small laptop and a phone's window size
 Run as a script, this file makes the screenshots in docs/results/ from a run's pages and prints
 each page's weight and its decoder's largest difference from PyTorch (docs/explorer.md):
 
-    PYTHONPATH=. python tests/test_explorer.py output docs/results
+    PYTHONPATH=.:benchmarks python tests/test_explorer.py output docs/results
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ from __future__ import annotations
 import codecs
 import json
 import re
+import struct
 import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -143,6 +145,31 @@ def test_the_page_is_one_file_that_asks_for_nothing_outside_it_and_ships_no_self
         assert re.sub(r'"\d+,[\u4000-\ubfff]*"', '""', text).isascii()  # all but the arrays
         assert not re.search(r"(src|href)=[\"'](?!data:)|https?://|fetch\(|XMLHttpRequest|type=.module", text)
         assert not re.search(r"selftest|#demo|dispatchEvent", text)
+
+
+def sprite_images(data: dict) -> np.ndarray:
+    """The test images of a page's sprite (one grayscale PNG, unfiltered rows), (N, 784) in 0..1."""
+    png = decode_text(data["sprite"])
+    width, height = struct.unpack(">II", png[16:24])
+    (length,) = struct.unpack(">I", png[33:37])  # the IDAT chunk, after the signature and IHDR
+    rows = np.frombuffer(zlib.decompress(png[41 : 41 + length]), np.uint8).reshape(height, width + 1)[:, 1:]
+    tiles = rows.reshape(height // 28, 28, width // 28, 28).transpose(0, 2, 1, 3).reshape(-1, 784)
+    return tiles[: data["count"]] / 256
+
+
+REFERENCE_PAGE_BYTES = {"3D": 6_000_000, "4x4": 7_200_000}  # the 4x4 page is above issue 26's 6 MB
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_the_committed_reference_pages_are_small_and_their_decoder_gives_pytorchs_errors(name):
+    """docs/results' pages, made from the reference runs: each test image's error, decoded in the
+    page's way from its stored code, is PyTorch's (stored beside it) to 1 %."""
+    page = Path(__file__).parent.parent / "docs" / "results" / f"{name}_explorer.html"
+    assert page.stat().st_size <= REFERENCE_PAGE_BYTES[name]
+    data = page_data(page)
+    codes = page_array(data, "codes", "<f4").reshape(data["count"], -1)[:1000]
+    ours = ((page_decoder(data)(codes) - sprite_images(data)[:1000]) ** 2).mean(1)
+    assert data["count"] == 10_000 and np.allclose(ours, page_array(data, "errors", "<f4")[:1000], rtol=0.01)
 
 
 def test_the_page_holds_the_runs_codes_class_names_and_each_images_error(pages):
