@@ -129,14 +129,16 @@ def _round_layers(layers: list[Layer], inputs: torch.Tensor, flatness: torch.Ten
         step = torch.where(step > 0, step, 1).float()
         stored.append((gptq_round(weight, h, step.double()), step, bias))
         if k < len(layers) - 1:
-            rounded, bias = _as_weights(stored[-1])
-            h = (h @ rounded.T + bias).clamp_min(0)
+            rounded_weight, rounded_bias = _as_weights(stored[-1])
+            h = (h @ rounded_weight.T + rounded_bias).clamp_min(0)
     return stored
 
 
 def compact_decoder(layers: list[Layer], codes: torch.Tensor) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Each layer as (integers, float32 step of each row, float32 bias), the weight being integer *
     step, within ERROR_TARGET of the exact decoder on `calibration_codes`."""
+    if not all(np.isfinite(weight).all() and np.isfinite(bias).all() for weight, bias in layers):
+        raise ValueError("the decoder's weights are not all finite")
     inputs = calibration_codes(codes)
     exact = run_decoder([(torch.from_numpy(w), torch.from_numpy(b)) for w, b in layers], inputs)
     flatness = torch.clamp(0.25 / (exact * (1 - exact)).max(0).values, max=SIGMOID_STEP_GAIN)
@@ -147,4 +149,4 @@ def compact_decoder(layers: list[Layer], codes: torch.Tensor) -> list[tuple[np.n
         if error <= ERROR_TARGET:
             return [(q.numpy(), step.numpy(), bias.numpy()) for q, step, bias in stored]
         largest_step *= min(STEP_SHRINK, ERROR_TARGET / error)  # the error grows about as the step
-    raise ValueError(f"the decoder cannot be stored within {255 * ERROR_TARGET:.2f}/255: are its weights finite?")
+    raise ValueError(f"the decoder could not be stored within {255 * ERROR_TARGET:.2f}/255")

@@ -5,6 +5,7 @@ of a grey level of the exact decoder. The page's own reading of them is tested i
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from autoencoder.explorer_codec import (
@@ -82,3 +83,10 @@ def test_the_compact_decoder_is_within_its_target_on_the_codes_it_checks_and_nea
     others = low + torch.rand(1000, 3, generator=generator) * (high - low)
     for checked, bound in ((calibration_codes(codes), ERROR_TARGET), (others, 2 * ERROR_TARGET)):
         assert (run_decoder(rounded, checked) - run_decoder(_tensors(layers), checked)).abs().max() <= bound
+
+
+def test_a_decoder_with_a_weight_that_is_not_finite_is_refused_at_once():
+    layers = _random_layers([3, 40, 784], torch.Generator().manual_seed(0))
+    layers[1][0][5, 7] = np.nan
+    with pytest.raises(ValueError, match="not all finite"):
+        compact_decoder(layers, torch.zeros(10, 3))
