@@ -177,7 +177,7 @@ def _page_data(run: TrainedRun) -> dict:
         "codes": _blob(codes.numpy().astype("<f4")),
         "labels": _blob(run.test_y.astype(np.uint8)),
         "errors": _blob(_image_errors(stage.model, run.test_x, stage.codes).astype("<f4")),
-        "decoder": _decoder_data(stage.model, stage.codes.cpu()),
+        "decoder": _decoder_data(stage.model, codes),
         "sprite": _blob(_sprite(run.test_x.cpu().numpy())),
     }
     if spec.units != 3:  # other codes are seen through their principal components

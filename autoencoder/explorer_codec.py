@@ -105,12 +105,18 @@ def run_decoder(layers: list[tuple[torch.Tensor, torch.Tensor]], codes: torch.Te
     return h
 
 
+def box_codes(codes: torch.Tensor, n: int, seed: int) -> torch.Tensor:
+    """`n` codes drawn evenly over each unit's range in `codes` (the box the page's sliders span),
+    in their dtype."""
+    low, high = codes.min(0).values, codes.max(0).values
+    draws = torch.rand(n, codes.shape[1], generator=torch.Generator().manual_seed(seed), dtype=codes.dtype)
+    return low + draws * (high - low)
+
+
 def calibration_codes(codes: torch.Tensor) -> torch.Tensor:
-    """Random codes over each unit's range in the test codes (the box the sliders span), and test codes."""
-    low, high = codes.min(0).values.double(), codes.max(0).values.double()
-    seeded = torch.Generator().manual_seed(1)
-    draws = torch.rand(CALIBRATION_CODES, codes.shape[1], generator=seeded, dtype=torch.float64)
-    return torch.cat([low + draws * (high - low), codes[:CALIBRATION_TEST_CODES].double()])
+    """Random codes over the box the sliders span, and test codes, in float64."""
+    codes = codes.double()
+    return torch.cat([box_codes(codes, CALIBRATION_CODES, seed=1), codes[:CALIBRATION_TEST_CODES]])
 
 
 def _as_weights(stored: Stored) -> tuple[torch.Tensor, torch.Tensor]:
@@ -118,8 +124,11 @@ def _as_weights(stored: Stored) -> tuple[torch.Tensor, torch.Tensor]:
     return q * step.double()[:, None], bias.double()
 
 
-def _round_layers(layers: list[Layer], inputs: torch.Tensor, flatness: torch.Tensor, largest_step: float) -> list:
-    """Every layer rounded by `gptq_round`, on the inputs the layers rounded before it give."""
+def _round_layers(
+    layers: list[Layer], inputs: torch.Tensor, flatness: torch.Tensor, largest_step: float
+) -> tuple[list[Stored], torch.Tensor]:
+    """Every layer rounded by `gptq_round`, on the inputs the layers rounded before it give; and
+    the images the rounded decoder draws from `inputs`."""
     largest = max(weight.size for weight, _ in layers)
     stored: list[Stored] = []
     h = inputs
@@ -128,10 +137,10 @@ def _round_layers(layers: list[Layer], inputs: torch.Tensor, flatness: torch.Ten
         step = step * flatness if k == len(layers) - 1 else step
         step = torch.where(step > 0, step, 1).float()
         stored.append((gptq_round(weight, h, step.double()), step, bias))
-        if k < len(layers) - 1:
-            rounded_weight, rounded_bias = _as_weights(stored[-1])
-            h = (h @ rounded_weight.T + rounded_bias).clamp_min(0)
-    return stored
+        rounded_weight, rounded_bias = _as_weights(stored[-1])
+        h = h @ rounded_weight.T + rounded_bias
+        h = torch.sigmoid(h) if k == len(layers) - 1 else h.clamp_min(0)  # as run_decoder
+    return stored, h
 
 
 def compact_decoder(layers: list[Layer], codes: torch.Tensor) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -144,8 +153,8 @@ def compact_decoder(layers: list[Layer], codes: torch.Tensor) -> list[tuple[np.n
     flatness = torch.clamp(0.25 / (exact * (1 - exact)).max(0).values, max=SIGMOID_STEP_GAIN)
     largest_step = LARGEST_LAYER_STEP
     for _ in range(MAX_TRIES):
-        stored = _round_layers(layers, inputs, flatness, largest_step)
-        error = (run_decoder([_as_weights(layer) for layer in stored], inputs) - exact).abs().max().item()
+        stored, images = _round_layers(layers, inputs, flatness, largest_step)
+        error = (images - exact).abs().max().item()
         if error <= ERROR_TARGET:
             return [(q.numpy(), step.numpy(), bias.numpy()) for q, step, bias in stored]
         largest_step *= min(STEP_SHRINK, ERROR_TARGET / error)  # the error grows about as the step

@@ -10,6 +10,7 @@ import torch
 
 from autoencoder.explorer_codec import (
     ERROR_TARGET,
+    box_codes,
     calibration_codes,
     compact_decoder,
     decode_text,
@@ -79,8 +80,7 @@ def test_the_compact_decoder_is_within_its_target_on_the_codes_it_checks_and_nea
     stored = compact_decoder(layers, codes)
     assert all(q.dtype == np.int64 and step.dtype == bias.dtype == np.float32 for q, step, bias in stored)
     rounded = _tensors([(q * step.astype(np.float64)[:, None], bias) for q, step, bias in stored])
-    low, high = codes.min(0).values, codes.max(0).values
-    others = low + torch.rand(1000, 3, generator=generator) * (high - low)
+    others = box_codes(codes, 1000, seed=2)
     for checked, bound in ((calibration_codes(codes), ERROR_TARGET), (others, 2 * ERROR_TARGET)):
         assert (run_decoder(rounded, checked) - run_decoder(_tensors(layers), checked)).abs().max() <= bound
 
