@@ -2,7 +2,7 @@
 
     python benchmarks/bench_explorer.py output/3D_explorer.html output/4x4_explorer.html
 
-For each page: its bytes, the time until it is ready (from the start of navigation: reading the
+For each page: its bytes and where they go, the time until it is ready (from the start of navigation: reading the
 file, inflating its data, the first drawing), and the in-page decoder's time for one code (median
 of 31), over --repeats fresh loads. Timings are reported, never asserted. `Browser`, the small
 DevTools-protocol driver used here, is also what tests/test_explorer.py drives the page with.
@@ -14,6 +14,7 @@ import argparse
 import base64
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -230,6 +231,39 @@ def measure(page: Path, repeats: int) -> dict:
     return {"page": str(page), "bytes": page.stat().st_size, "ready_ms": ready, "decode_ms": decode, "errors": errors}
 
 
+def page_data(page: Path) -> dict:
+    """The JSON block an explorer page (UTF-16, with a byte-order mark) reads its data from."""
+    block = re.search(r'<script id="data" type="application/json">(.*?)</script>', page.read_text("utf-16"), re.S)
+    if block is None:
+        raise ValueError(f"{page} has no data block: it is not an explorer page")
+    data: dict = json.loads(block[1])
+    return data
+
+
+def where_the_bytes_go(page: Path) -> str:
+    """The page's bytes by part (a UTF-16 page: two bytes a character of 15-bit text), and the
+    Rice-coded decoder's bits a weight, layer by layer."""
+    data = page_data(page)
+    layers = data["decoder"]
+    parts = {
+        "test images": 2 * len(data["sprite"]),
+        "codes": 2 * len(data["codes"]),
+        "errors and labels": 2 * (len(data["errors"]) + len(data["labels"])),
+        "decoder": sum(2 * len(layer[key]) for layer in layers for key in ("k", "unary", "low", "steps", "biases")),
+    }
+    weights = sum(layer["rows"] * layer["cols"] for layer in layers)
+    rice = [
+        8 * sum(int(layer[key].partition(",")[0]) for key in ("unary", "low")) / (layer["rows"] * layer["cols"])
+        for layer in layers
+    ]
+    return (
+        ", ".join(f"{name} {size / 1e6:.3f} MB" for name, size in parts.items())
+        + f" ({8 * parts['decoder'] / weights:.2f} bits of page a weight; Rice bits a weight by layer "
+        + ", ".join(f"{bits:.2f}" for bits in rice)
+        + f"), the rest {(page.stat().st_size - sum(parts.values())) / 1e6:.3f} MB"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
@@ -252,6 +286,7 @@ def main(argv: list[str] | None = None) -> int:
             f"(median {statistics.median(r['ready_ms']):.0f}); decoding a code {min(r['decode_ms']):.1f} to "
             f"{max(r['decode_ms']):.1f} ms (median of 31 per load); errors: {r['errors'] or 'none'}"
         )
+        print(f"  where the bytes go: {where_the_bytes_go(page)}")
     print(f"load average at the start: {load:.1f} on {os.cpu_count()} CPUs")
     return 0
 
