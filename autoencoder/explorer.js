@@ -19,15 +19,25 @@ let codes, labels, errors, images, layers;   // the test set and the decoder, un
 let ranges, bounds, points, screen = new Float64Array(0), labelBoxes = [], errorColors;
 let size = 600;                        // the canvas's side in CSS pixels, as the page lays it out
 
-// -- Data: arrays as 15-bit text, the decoder Rice-coded, the images in one PNG ------------------
+// -- Data: arrays as text, the codes 16 bits a unit, the decoder Rice-coded, the images inflated --
 
-function bytes(text) {   // explorer_codec.py's text: the byte count, a comma, 15 bits a character
+const TEXT_BASE = 0x100, TEXT_RADIX = 0xD800 - 0x100, TWO_32 = 2 ** 32;
+
+function bytes(text) {   // explorer_codec.py's text: the byte count, a comma, 47 bits in 3 digits
   const comma = text.indexOf(','), out = new Uint8Array(Number(text.slice(0, comma)));
-  let held = 0, bits = 0;
-  for (let i = comma + 1, o = 0; o < out.length; i++) {
-    held = held << 15 | (text.charCodeAt(i) - 0x4000);
-    for (bits += 15; bits >= 8 && o < out.length; bits -= 8) out[o++] = held >> (bits - 8) & 255;
+  let held = 0, bits = 0, o = 0;
+  const push = (value, width) => {   // the next `width` bits, first bit first
+    held = held << width | value;
+    for (bits += width; bits >= 8 && o < out.length; bits -= 8) out[o++] = held >> (bits - 8) & 255;
     held &= (1 << bits) - 1;
+  };
+  for (let i = comma + 1; o < out.length; i += 3) {
+    const digit = j => text.charCodeAt(i + j) - TEXT_BASE;
+    const value = digit(0) + TEXT_RADIX * (digit(1) + TEXT_RADIX * digit(2));   // < 2**47: exact
+    const high = Math.floor(value / TWO_32), low = value - high * TWO_32;
+    push(high, 15);
+    push(low >>> 16, 16);
+    push(low & 0xffff, 16);
   }
   return out;
 }
@@ -54,19 +64,20 @@ const readDecoder = () => data.decoder.map(layer => ({
   biases: floats(layer.biases),
 }));
 
-el('sprite').src = URL.createObjectURL(new Blob([bytes(data.sprite)], { type: 'image/png' }));
+function readCodes() {   // explorer_codec.page_codes: each unit's lowest value plus its 16-bit level times its step
+  const low = floats(data.codes.low), step = floats(data.codes.step), levels = new Uint16Array(bytes(data.codes.levels).buffer);
+  return Float32Array.from(levels, (level, i) => low[i % data.units] + level * step[i % data.units]);
+}
 
-function readImages() {   // the sprite's 28x28 tiles, row by row, as bytes (pixel = byte/256)
-  const sprite = el('sprite'), canvas = document.createElement('canvas'), columns = sprite.naturalWidth / 28;
-  [canvas.width, canvas.height] = [sprite.naturalWidth, sprite.naturalHeight];
-  const ctx = canvas.getContext('2d', { willReadFrequently: true });
-  ctx.drawImage(sprite, 0, 0);
-  const rgba = ctx.getImageData(0, 0, canvas.width, canvas.height).data, out = new Uint8Array(data.count * PIXELS);
-  out.forEach((_, k) => {
-    const i = Math.floor(k / PIXELS), p = k % PIXELS;
-    const x = (i % columns) * 28 + p % 28, y = Math.floor(i / columns) * 28 + Math.floor(p / 28);
-    out[k] = rgba[4 * (y * canvas.width + x)];
-  });
+async function inflate(text) {   // a zlib stream, inflated by the browser
+  const stream = new Blob([bytes(text)]).stream().pipeThrough(new DecompressionStream('deflate'));
+  return new Uint8Array(await new Response(stream).arrayBuffer());
+}
+
+async function readImages() {   // explorer_codec.image_streams: a bit a pixel for lit or not, the lit pixels' bytes
+  const [lit, values] = await Promise.all([inflate(data.images.lit), inflate(data.images.values)]);
+  const out = new Uint8Array(data.count * PIXELS);
+  for (let k = 0, v = 0; k < out.length; k++) if (lit[k >> 3] >> (7 - (k & 7)) & 1) out[k] = values[v++];
   return out;
 }
 
@@ -733,9 +744,9 @@ function setupHint() {
 
 // -- Start, and the hook the tests and the benchmark call ---------------------------------------
 
-function main() {
-  [codes, labels, errors, images, layers] = [floats(data.codes), bytes(data.labels), floats(data.errors),
-    readImages(), readDecoder()];
+async function main() {
+  [codes, labels, errors, images, layers] = [readCodes(), bytes(data.labels), floats(data.errors),
+    await readImages(), readDecoder()];
   ranges = Array.from({ length: data.units }, (_, u) => {
     let lo = Infinity, hi = -Infinity;
     for (let i = u; i < codes.length; i += data.units) [lo, hi] = [Math.min(lo, codes[i]), Math.max(hi, codes[i])];
@@ -780,12 +791,7 @@ function toClient([x, y]) {   // canvas CSS pixels to the window's
   return { x: box.left + canvas.clientLeft + x, y: box.top + canvas.clientTop + y };
 }
 
-addEventListener('load', () => {   // the sprite has loaded with the page
-  try {
-    main();
-    started.resolve({ readyMs: performance.now() });
-  } catch (error) {
-    el('numbers').textContent = `The explorer could not start: ${error}`;
-    started.reject(error);
-  }
-});
+addEventListener('load', () => main().then(() => started.resolve({ readyMs: performance.now() }), error => {
+  el('numbers').textContent = `The explorer could not start: ${error}`;
+  started.reject(error);
+}));

@@ -3,10 +3,9 @@
 The page holds the test images, their codes and labels, the run's numbers and the decoder, and
 runs the decoder itself (explorer.js), so it opens from disk with no server and no network.
 The page is UTF-16 (its byte-order mark says so before any server can say otherwise), so that
-arrays travel as 15 bits a character (explorer_codec.py), read synchronously; the images are one
-grayscale PNG that the browser inflates, which also holds back the page's load event until they
-are there. The decoder is rounded and Rice-coded by explorer_codec.py, within a fraction of a grey
-level of PyTorch's.
+arrays travel as 47 bits in three characters (explorer_codec.py); the codes are 16 bits a unit,
+the images two zlib streams the browser inflates. The decoder is rounded and Rice-coded by
+explorer_codec.py, within a fraction of a grey level of PyTorch's.
 """
 
 from __future__ import annotations
@@ -15,8 +14,6 @@ import argparse
 import html
 import json
 import re
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -25,13 +22,12 @@ from torch import nn
 
 from .analysis import KNN_NEIGHBOURS, KNN_TRAIN, code_quality, fit_pca
 from .device import decode_all
-from .explorer_codec import compact_decoder, encode_text, rice_encode
+from .explorer_codec import compact_decoder, encode_text, grid_codes, image_streams, page_codes, rice_encode
 from .files import write_text_atomic
 from .model import AutoEncoder
 from .recipes import image_sets
 from .trained_run import TrainedRun
 
-SPRITE_COLUMNS = 100  # test images a row of the PNG sprite: 10,000 make a 2800x2800 image
 _PAGE_FILES = ("explorer.html", "explorer.js")
 
 
@@ -71,28 +67,14 @@ def fold_decoder(model: AutoEncoder) -> list[tuple[np.ndarray, np.ndarray]]:
 
 
 def _blob(data: bytes | np.ndarray) -> str:
-    """Bytes, or the bytes of a little-endian array, as the page's 15-bit text."""
+    """Bytes, or the bytes of a little-endian array, as the page's text (explorer_codec.encode_text)."""
     return encode_text(data if isinstance(data, bytes) else np.ascontiguousarray(data).tobytes())
 
 
-def _png_gray(pixels: np.ndarray) -> bytes:
-    """A PNG of a 2-D uint8 array: 8-bit grayscale, no row filters (they made MNIST larger)."""
-    height, width = pixels.shape
-    rows = np.concatenate([np.zeros((height, 1), np.uint8), pixels], axis=1).tobytes()
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows, 9)) + chunk(b"IEND", b"")
-
-
-def _sprite(images: np.ndarray) -> bytes:
-    """Images (N, 784) in 0..1, as bytes (pixel = byte/256), tiled SPRITE_COLUMNS a row in one PNG."""
-    columns = min(len(images), SPRITE_COLUMNS)
-    tiles = np.clip(np.rint(images * 256), 0, 255).astype(np.uint8).reshape(-1, 28, 28)
-    tiles = np.concatenate([tiles, np.zeros((-len(tiles) % columns, 28, 28), np.uint8)])
-    return _png_gray(tiles.reshape(-1, columns, 28, 28).transpose(0, 2, 1, 3).reshape(-1, columns * 28))
+def _images_data(images: np.ndarray) -> dict:
+    """Images (N, 784) in 0..1 as bytes (pixel = byte/256), in `image_streams`' two streams."""
+    lit, values = image_streams(np.clip(np.rint(images * 256), 0, 255).astype(np.uint8))
+    return {"lit": _blob(lit), "values": _blob(values)}
 
 
 def _decoder_data(model: AutoEncoder, codes: torch.Tensor) -> list[dict]:
@@ -164,7 +146,8 @@ def _numbers_line(run: TrainedRun, quality: dict, count: int) -> str:
 def _page_data(run: TrainedRun) -> dict:
     """Everything the page's script reads, in plain JSON types."""
     stage, spec, dataset = run.stages[-1], run.spec, run.dataset
-    codes = stage.codes.cpu().float()
+    codes = stage.codes.cpu().float().numpy()
+    low, step, levels = grid_codes(codes)
     data = {
         "model": spec.name,
         "units": spec.units,
@@ -173,15 +156,19 @@ def _page_data(run: TrainedRun) -> dict:
         "legend": dataset.legend_title,
         "testSet": dataset.test_set,
         "colors": _hex_colors(),
-        "count": len(codes),
-        "codes": _blob(codes.numpy().astype("<f4")),
+        "count": len(levels),
+        "codes": {
+            "low": _blob(low.astype("<f4")),
+            "step": _blob(step.astype("<f4")),
+            "levels": _blob(levels.astype("<u2")),
+        },
         "labels": _blob(run.test_y.astype(np.uint8)),
         "errors": _blob(_image_errors(stage.model, run.test_x, stage.codes).astype("<f4")),
-        "decoder": _decoder_data(stage.model, codes),
-        "sprite": _blob(_sprite(run.test_x.cpu().numpy())),
+        "decoder": _decoder_data(stage.model, torch.from_numpy(page_codes(low, step, levels))),
+        "images": _images_data(run.test_x.cpu().numpy()),
     }
     if spec.units != 3:  # other codes are seen through their principal components
-        data["pca"] = _code_pca(codes.numpy())
+        data["pca"] = _code_pca(codes)
     return data
 
 

@@ -5,10 +5,12 @@ weight's rounding error is spread over the row's weights not yet rounded, throug
 covariance over codes the page can show), and the integers are Rice-coded. Steps grow with the
 square root of a layer's weight count, so the large layers take more of the error and save the
 most bits; all of them shrink together until the decoder is within ERROR_TARGET of the exact one.
-Every array travels as text of 15 bits a character, which a UTF-16 page holds in 16 bits.
+Every array travels as text of 47 bits in three characters, which a UTF-16 page holds in 48 bits.
 """
 
 from __future__ import annotations
+
+import zlib
 
 import numpy as np
 import torch
@@ -16,31 +18,60 @@ import torch
 ERROR_TARGET = 0.75 / 255  # the largest pixel difference allowed on the calibration codes
 LARGEST_LAYER_STEP = 1 / 16  # the first step of the largest layer, in root-mean-square weights of a row
 STEP_SHRINK = 2**-0.25  # the least each try makes the steps finer, until the decoder is within ERROR_TARGET
-SIGMOID_STEP_GAIN = 4  # how much coarser a pixel's row may be where its sigmoid is flat
+SIGMOID_STEP_GAIN = 256  # how much coarser a pixel's row may be where its sigmoid is flat
+CODE_LEVELS = 2**16 - 1  # a code unit is stored as 16 bits over its range in the test codes
 CALIBRATION_CODES = 6000  # random codes over the box the page's sliders span, beside the test codes
 CALIBRATION_TEST_CODES = 4000
 DAMPING = 0.01  # added to the input covariance's diagonal, in its mean, so that it inverts
 MAX_TRIES = 64  # at least 2**-16 of the first steps: far finer than float32 weights need
-TEXT_BASE = 0x4000  # 15-bit values are the characters U+4000..U+BFFF: no markup, escape or surrogate
+TEXT_BASE = 0x100  # text digits are the characters U+0100..U+D7FF: no markup, escape, control or surrogate
+TEXT_RADIX = 0xD800 - TEXT_BASE  # 55,040 digits: three of them hold 47 bits (55,040**3 > 2**47)
+TEXT_GROUP_BITS = 47
 
 Layer = tuple[np.ndarray, np.ndarray]  # (weight, bias) in float64, as fold_decoder gives them
 Stored = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # integers, float32 step of each row, float32 bias
 
 
 def encode_text(data: bytes) -> str:
-    """Bytes as the byte count, a comma and 15 bits a character (explorer.js's `bytes` reads it)."""
+    """Bytes as the byte count, a comma and each 47 bits as three base-55,040 digits, least first
+    (explorer.js's `bytes` reads it)."""
     bits = np.unpackbits(np.frombuffer(data, np.uint8))
-    rows = np.append(bits, np.zeros(-len(bits) % 15, np.uint8)).reshape(-1, 15)
-    values = rows.astype(np.uint16) @ (1 << np.arange(14, -1, -1, dtype=np.uint16)) + TEXT_BASE
-    return f"{len(data)}," + values.astype("<u2").tobytes().decode("utf-16-le")
+    rows = np.append(bits, np.zeros(-len(bits) % TEXT_GROUP_BITS, np.uint8)).reshape(-1, TEXT_GROUP_BITS)
+    values = rows.astype(np.int64) @ (1 << np.arange(TEXT_GROUP_BITS - 1, -1, -1, dtype=np.int64))
+    digits = np.stack([values % TEXT_RADIX, values // TEXT_RADIX % TEXT_RADIX, values // TEXT_RADIX**2], 1)
+    return f"{len(data)}," + (digits + TEXT_BASE).astype("<u2").tobytes().decode("utf-16-le")
 
 
 def decode_text(text: str) -> bytes:
     """The bytes `encode_text` wrote."""
     count, _, body = text.partition(",")
-    values = np.frombuffer(body.encode("utf-16-le"), "<u2").astype(np.uint16) - TEXT_BASE
-    bits = ((values[:, None] >> np.arange(14, -1, -1, dtype=np.uint16)) & 1).astype(np.uint8)
+    digits = (np.frombuffer(body.encode("utf-16-le"), "<u2").astype(np.int64) - TEXT_BASE).reshape(-1, 3)
+    values = digits @ np.array([1, TEXT_RADIX, TEXT_RADIX**2], np.int64)
+    bits = ((values[:, None] >> np.arange(TEXT_GROUP_BITS - 1, -1, -1, dtype=np.int64)) & 1).astype(np.uint8)
     return np.packbits(bits.ravel())[: int(count)].tobytes()
+
+
+def grid_codes(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Codes (N, units) as each unit's lowest value and step (float32) and 16-bit integers over
+    its range: `page_codes` gives the codes back within half a step."""
+    low = codes.min(0).astype(np.float32)
+    step = ((codes.max(0) - low) / CODE_LEVELS).astype(np.float32)
+    step[step == 0] = 1  # a unit with one value: every integer is 0
+    levels = np.rint((codes - low.astype(np.float64)) / step.astype(np.float64))
+    return low, step, np.clip(levels, 0, CODE_LEVELS).astype(np.uint16)
+
+
+def page_codes(low: np.ndarray, step: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """The float32 codes the page reads from `grid_codes`' arrays, computed in float64 as explorer.js does."""
+    return (low.astype(np.float64) + levels * step.astype(np.float64)).astype(np.float32)
+
+
+def image_streams(pixels: np.ndarray) -> tuple[bytes, bytes]:
+    """Byte images as two zlib streams: one bit a pixel saying whether it is dark (0), and the
+    other pixels' bytes; MNIST's take 12 % fewer bytes so than as one PNG. The page inflates them with
+    the browser's DecompressionStream."""
+    lit = pixels.ravel() != 0
+    return zlib.compress(np.packbits(lit).tobytes(), 9), zlib.compress(pixels.ravel()[lit].tobytes(), 9)
 
 
 def rice_encode(q: np.ndarray) -> tuple[np.ndarray, bytes, bytes]:

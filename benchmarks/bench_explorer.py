@@ -240,14 +240,19 @@ def page_data(page: Path) -> dict:
     return data
 
 
+def _characters(part: str | dict) -> int:
+    """The characters of a page's array, or of the arrays in a dict of them."""
+    return len(part) if isinstance(part, str) else sum(_characters(value) for value in part.values())
+
+
 def where_the_bytes_go(page: Path) -> str:
-    """The page's bytes by part (a UTF-16 page: two bytes a character of 15-bit text), and the
-    Rice-coded decoder's bits a weight, layer by layer."""
+    """The page's bytes by part (a UTF-16 page: two bytes a character, 47 bits of arrays in three),
+    and the Rice-coded decoder's bits a weight, layer by layer."""
     data = page_data(page)
     layers = data["decoder"]
     parts = {
-        "test images": 2 * len(data["sprite"]),
-        "codes": 2 * len(data["codes"]),
+        "test images": 2 * _characters(data["images"]),
+        "codes": 2 * _characters(data["codes"]),
         "errors and labels": 2 * (len(data["errors"]) + len(data["labels"])),
         "decoder": sum(2 * len(layer[key]) for layer in layers for key in ("k", "unary", "low", "steps", "biases")),
     }

@@ -1,5 +1,5 @@
 """How the explorer page stores its arrays and decoder (autoencoder/explorer_codec.py): text of
-15 bits a character, Rice-coded integers, and weights rounded with error feedback, within a fraction
+47 bits in three characters, Rice-coded integers, and weights rounded with error feedback, within a fraction
 of a grey level of the exact decoder. The page's own reading of them is tested in test_explorer.py."""
 
 from __future__ import annotations
@@ -24,11 +24,16 @@ from autoencoder.explorer_codec import (
 
 def test_the_text_holds_any_bytes_in_characters_that_need_no_escape_in_a_page():
     rng = np.random.default_rng(0)
-    for data in [b"", bytes(range(256)), *(rng.integers(0, 256, n, dtype=np.uint8).tobytes() for n in range(1, 40))]:
+    for data in [
+        b"",
+        bytes(range(256)),
+        b"\xff" * 47,
+        *(rng.integers(0, 256, n, dtype=np.uint8).tobytes() for n in range(1, 40)),
+    ]:
         text = encode_text(data)
         count, _, body = text.partition(",")
         assert int(count) == len(data) and decode_text(text) == data
-        assert all(0x4000 <= ord(c) <= 0xBFFF for c in body) and len(body) == -(-8 * len(data) // 15)
+        assert all(0x100 <= ord(c) < 0xD800 for c in body) and len(body) == 3 * -(-8 * len(data) // 47)
 
 
 def test_the_rice_code_gives_back_every_integer_and_takes_near_their_entropy():
