@@ -19,7 +19,7 @@ let codes, labels, errors, images, layers;   // the test set and the decoder, un
 let ranges, bounds, points, screen = new Float64Array(0), labelBoxes = [], errorColors;
 let size = 600;                        // the canvas's side in CSS pixels, as the page lays it out
 
-// -- Data: arrays as text, the codes 16 bits a unit, the decoder Rice-coded, the images inflated --
+// -- Data: arrays as text, the codes 16 bits a unit, the decoder Rice-coded, the images rANS-coded -
 
 const TEXT_BASE = 0x100, TEXT_RADIX = 0xD800 - 0x100, TWO_32 = 2 ** 32;
 
@@ -69,15 +69,44 @@ function readCodes() {   // explorer_codec.page_codes: each unit's lowest value 
   return Float32Array.from(levels, (level, i) => low[i % data.units] + level * step[i % data.units]);
 }
 
-async function inflate(text) {   // a zlib stream, inflated by the browser
-  const stream = new Blob([bytes(text)]).stream().pipeThrough(new DecompressionStream('deflate'));
-  return new Uint8Array(await new Response(stream).arrayBuffer());
+const SCALE_BITS = 14, SLOTS = 1 << 14, STATE_LOW = 1 << 16, LEVELS = data.images.levelEdges.length + 1;
+
+function frequencyModel(table, cols) {   // explorer.py's _table: the frequencies, their starts, each slot's symbol
+  const present = bytes(table.present), values = new Uint16Array(bytes(table.values).buffer), rows = table.rows;
+  const frequencies = new Int32Array(rows * cols), starts = new Int32Array(rows * cols), symbols = new Uint8Array(rows * SLOTS);
+  for (let i = 0, v = 0, start = 0; i < rows * cols; i++) {
+    if (i % cols === 0) start = 0;
+    if (present[i >> 3] >> (7 - (i & 7)) & 1) frequencies[i] = values[v++];
+    starts[i] = start;
+    symbols.fill(i % cols, (i / cols | 0) * SLOTS + start, (i / cols | 0) * SLOTS + start + frequencies[i]);
+    start += frequencies[i];
+  }
+  return { frequencies, starts, symbols, cols };
 }
 
-async function readImages() {   // explorer_codec.image_streams: a bit a pixel for lit or not, the lit pixels' bytes
-  const [lit, values] = await Promise.all([inflate(data.images.lit), inflate(data.images.values)]);
-  const out = new Uint8Array(data.count * PIXELS);
-  for (let k = 0, v = 0; k < out.length; k++) if (lit[k >> 3] >> (7 - (k & 7)) & 1) out[k] = values[v++];
+function readImages() {   // explorer_images.py's rANS streams, decoded as decode_images does
+  const im = data.images, levelModel = frequencyModel(im.levels, LEVELS), byteModel = frequencyModel(im.bytes, 256);
+  const states = new Uint32Array(bytes(im.states).buffer), counts = new Uint32Array(bytes(im.counts).buffer);
+  const words = new Uint16Array(bytes(im.words).buffer), out = new Uint8Array(data.count * PIXELS);
+  const levels = new Uint8Array(out.length), perStream = im.imagesPerStream * PIXELS;
+  let x, at, next = 0;
+  const pop = (model, context) => {   // one symbol, and the state filled up again
+    const slot = x & (SLOTS - 1), symbol = model.symbols[context * SLOTS + slot], i = context * model.cols + symbol;
+    x = model.frequencies[i] * (x >>> SCALE_BITS) + slot - model.starts[i];
+    if (x < STATE_LOW) x = x * 65536 + words[at++];
+    return symbol;
+  };
+  states.forEach((state, s) => {
+    [x, at, next] = [state, next, next + counts[s]];
+    for (let k = s * perStream, end = Math.min(k + perStream, out.length); k < end; k++) {
+      const row = Math.floor(k / 28) % 28, col = k % 28;
+      const left = col ? levels[k - 1] : 0, up = row ? levels[k - 28] : 0;
+      const upLeft = row && col ? levels[k - 29] : 0, upRight = row && col < 27 ? levels[k - 27] : 0;
+      const level = pop(levelModel, ((left * LEVELS + up) * LEVELS + upLeft) * LEVELS + upRight);
+      if (level) out[k] = pop(byteModel, (level * LEVELS + left) * LEVELS + up);
+      levels[k] = level;
+    }
+  });
   return out;
 }
 
@@ -744,9 +773,9 @@ function setupHint() {
 
 // -- Start, and the hook the tests and the benchmark call ---------------------------------------
 
-async function main() {
+function main() {
   [codes, labels, errors, images, layers] = [readCodes(), bytes(data.labels), floats(data.errors),
-    await readImages(), readDecoder()];
+    readImages(), readDecoder()];
   ranges = Array.from({ length: data.units }, (_, u) => {
     let lo = Infinity, hi = -Infinity;
     for (let i = u; i < codes.length; i += data.units) [lo, hi] = [Math.min(lo, codes[i]), Math.max(hi, codes[i])];
@@ -770,6 +799,7 @@ let started;
 window.explorer = {
   ready: new Promise((resolve, reject) => { started = { resolve, reject }; }),
   decode: code => Array.from(decode(code)),
+  stored: i => ({ code: Array.from(codeOf(i)), image: Array.from(images.subarray(i * PIXELS, (i + 1) * PIXELS)) }),
   timeDecode(n) {   // the median time of n decodings of random codes, in ms
     const times = Array.from({ length: n }, () => {
       const code = ranges.map(([lo, hi]) => lo + Math.random() * (hi - lo)), start = performance.now();
@@ -791,7 +821,12 @@ function toClient([x, y]) {   // canvas CSS pixels to the window's
   return { x: box.left + canvas.clientLeft + x, y: box.top + canvas.clientTop + y };
 }
 
-addEventListener('load', () => main().then(() => started.resolve({ readyMs: performance.now() }), error => {
-  el('numbers').textContent = `The explorer could not start: ${error}`;
-  started.reject(error);
-}));
+addEventListener('load', () => {
+  try {
+    main();
+    started.resolve({ readyMs: performance.now() });
+  } catch (error) {
+    el('numbers').textContent = `The explorer could not start: ${error}`;
+    started.reject(error);
+  }
+});

@@ -4,7 +4,7 @@ The page holds the test images, their codes and labels, the run's numbers and th
 runs the decoder itself (explorer.js), so it opens from disk with no server and no network.
 The page is UTF-16 (its byte-order mark says so before any server can say otherwise), so that
 arrays travel as 47 bits in three characters (explorer_codec.py); the codes are 16 bits a unit,
-the images two zlib streams the browser inflates. The decoder is rounded and Rice-coded by
+the images rANS-coded by explorer_images.py. The decoder is rounded and Rice-coded by
 explorer_codec.py, within a fraction of a grey level of PyTorch's.
 """
 
@@ -22,7 +22,8 @@ from torch import nn
 
 from .analysis import KNN_NEIGHBOURS, KNN_TRAIN, code_quality, fit_pca
 from .device import decode_all
-from .explorer_codec import compact_decoder, encode_text, grid_codes, image_streams, page_codes, rice_encode
+from .explorer_codec import compact_decoder, encode_text, grid_codes, page_codes, rice_encode
+from .explorer_images import IMAGES_PER_STREAM, LEVEL_EDGES, encode_images
 from .files import write_text_atomic
 from .model import AutoEncoder
 from .recipes import image_sets
@@ -71,16 +72,34 @@ def _blob(data: bytes | np.ndarray) -> str:
     return encode_text(data if isinstance(data, bytes) else np.ascontiguousarray(data).tobytes())
 
 
+def _table(frequencies: np.ndarray) -> dict:
+    """A frequency table as a bit for each entry that is not 0, and those entries in 16 bits."""
+    present = frequencies > 0
+    return {
+        "rows": len(frequencies),
+        "present": _blob(np.packbits(present)),
+        "values": _blob(frequencies[present].astype("<u2")),
+    }
+
+
 def _images_data(images: np.ndarray) -> dict:
-    """Images (N, 784) in 0..1 as bytes (pixel = byte/256), in `image_streams`' two streams."""
-    lit, values = image_streams(np.clip(np.rint(images * 256), 0, 255).astype(np.uint8))
-    return {"lit": _blob(lit), "values": _blob(values)}
+    """Images (N, 784) in 0..1 as bytes (pixel = byte/256), coded by `encode_images`."""
+    coded = encode_images(np.clip(np.rint(images * 256), 0, 255).astype(np.uint8))
+    return {
+        "levelEdges": list(LEVEL_EDGES),
+        "imagesPerStream": IMAGES_PER_STREAM,
+        "levels": _table(coded.level_frequencies),
+        "bytes": _table(coded.byte_frequencies),
+        "states": _blob(coded.states.astype("<u4")),
+        "counts": _blob(coded.counts.astype("<u4")),
+        "words": _blob(coded.words.astype("<u2")),
+    }
 
 
-def _decoder_data(model: AutoEncoder, codes: torch.Tensor) -> list[dict]:
+def _decoder_data(model: AutoEncoder, codes: torch.Tensor, stored_codes: torch.Tensor) -> list[dict]:
     """Each layer's Rice-coded integers, with the step of each row and the biases."""
     layers = []
-    for q, step, bias in compact_decoder(fold_decoder(model), codes):
+    for q, step, bias in compact_decoder(fold_decoder(model), codes, stored_codes):
         k, unary, low = rice_encode(q)
         layers.append(
             {
@@ -164,7 +183,7 @@ def _page_data(run: TrainedRun) -> dict:
         },
         "labels": _blob(run.test_y.astype(np.uint8)),
         "errors": _blob(_image_errors(stage.model, run.test_x, stage.codes).astype("<f4")),
-        "decoder": _decoder_data(stage.model, torch.from_numpy(page_codes(low, step, levels))),
+        "decoder": _decoder_data(stage.model, stage.codes.cpu(), torch.from_numpy(page_codes(low, step, levels))),
         "images": _images_data(run.test_x.cpu().numpy()),
     }
     if spec.units != 3:  # other codes are seen through their principal components

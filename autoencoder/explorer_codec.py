@@ -10,8 +10,6 @@ Every array travels as text of 47 bits in three characters, which a UTF-16 page 
 
 from __future__ import annotations
 
-import zlib
-
 import numpy as np
 import torch
 
@@ -21,7 +19,7 @@ STEP_SHRINK = 2**-0.25  # the least each try makes the steps finer, until the de
 SIGMOID_STEP_GAIN = 256  # how much coarser a pixel's row may be where its sigmoid is flat
 CODE_LEVELS = 2**16 - 1  # a code unit is stored as 16 bits over its range in the test codes
 CALIBRATION_CODES = 6000  # random codes over the box the page's sliders span, beside the test codes
-CALIBRATION_TEST_CODES = 4000
+CALIBRATION_TEST_CODES = 10_000
 DAMPING = 0.01  # added to the input covariance's diagonal, in its mean, so that it inverts
 MAX_TRIES = 64  # at least 2**-16 of the first steps: far finer than float32 weights need
 TEXT_BASE = 0x100  # text digits are the characters U+0100..U+D7FF: no markup, escape, control or surrogate
@@ -63,15 +61,7 @@ def grid_codes(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def page_codes(low: np.ndarray, step: np.ndarray, levels: np.ndarray) -> np.ndarray:
     """The float32 codes the page reads from `grid_codes`' arrays, computed in float64 as explorer.js does."""
-    return (low.astype(np.float64) + levels * step.astype(np.float64)).astype(np.float32)
-
-
-def image_streams(pixels: np.ndarray) -> tuple[bytes, bytes]:
-    """Byte images as two zlib streams: one bit a pixel saying whether it is dark (0), and the
-    other pixels' bytes; MNIST's take 12 % fewer bytes so than as one PNG. The page inflates them with
-    the browser's DecompressionStream."""
-    lit = pixels.ravel() != 0
-    return zlib.compress(np.packbits(lit).tobytes(), 9), zlib.compress(pixels.ravel()[lit].tobytes(), 9)
+    return np.asarray(low.astype(np.float64) + levels * step.astype(np.float64), np.float32)
 
 
 def rice_encode(q: np.ndarray) -> tuple[np.ndarray, bytes, bytes]:
@@ -174,13 +164,17 @@ def _round_layers(
     return stored, h
 
 
-def compact_decoder(layers: list[Layer], codes: torch.Tensor) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def compact_decoder(
+    layers: list[Layer], codes: torch.Tensor, stored_codes: torch.Tensor | None = None
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Each layer as (integers, float32 step of each row, float32 bias), the weight being integer *
-    step, within ERROR_TARGET of the exact decoder on `calibration_codes`."""
+    step, within ERROR_TARGET of the exact decoder on `calibration_codes`. Where the page holds the
+    test codes rounded (`stored_codes`), their images are held to the exact images of `codes`."""
     if not all(np.isfinite(weight).all() and np.isfinite(bias).all() for weight, bias in layers):
         raise ValueError("the decoder's weights are not all finite")
-    inputs = calibration_codes(codes)
-    exact = run_decoder([(torch.from_numpy(w), torch.from_numpy(b)) for w, b in layers], inputs)
+    exact_layers = [(torch.from_numpy(w), torch.from_numpy(b)) for w, b in layers]
+    inputs = calibration_codes(codes if stored_codes is None else stored_codes)
+    exact = run_decoder(exact_layers, torch.cat([inputs[:CALIBRATION_CODES], codes[:CALIBRATION_TEST_CODES].double()]))
     flatness = torch.clamp(0.25 / (exact * (1 - exact)).max(0).values, max=SIGMOID_STEP_GAIN)
     largest_step = LARGEST_LAYER_STEP
     for _ in range(MAX_TRIES):

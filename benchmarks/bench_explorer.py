@@ -240,15 +240,19 @@ def page_data(page: Path) -> dict:
     return data
 
 
-def _characters(part: str | dict) -> int:
-    """The characters of a page's array, or of the arrays in a dict of them."""
-    return len(part) if isinstance(part, str) else sum(_characters(value) for value in part.values())
+def _characters(part: object) -> int:
+    """The characters of a page's array, or of a dict of them and their numbers, as JSON has them."""
+    if isinstance(part, dict):
+        return sum(_characters(value) for value in part.values())
+    return len(part) if isinstance(part, str) else len(json.dumps(part))
 
 
 def where_the_bytes_go(page: Path) -> str:
     """The page's bytes by part (a UTF-16 page: two bytes a character, 47 bits of arrays in three),
     and the Rice-coded decoder's bits a weight, layer by layer."""
     data = page_data(page)
+    if "images" not in data:
+        return "not told for a page written before the images were rANS-coded"
     layers = data["decoder"]
     parts = {
         "test images": 2 * _characters(data["images"]),

@@ -21,6 +21,7 @@ import torch
 from autoencoder.device import encode_all
 from autoencoder.explorer import fold_decoder
 from autoencoder.explorer_codec import box_codes, calibration_codes, gptq_round, run_decoder
+from autoencoder.explorer_images import encode_images
 from autoencoder.files import OutputPaths
 from autoencoder.model import load_model
 from autoencoder.sources import load_dataset
@@ -45,8 +46,9 @@ def layer_errors(layers: list[tuple[torch.Tensor, torch.Tensor]], codes: torch.T
 
 
 def image_coding(images: np.ndarray) -> None:
-    """Sizes of the test images' bytes (pixel = byte/256) under zlib, bz2 and xz, and the static
-    entropy of each pixel given its four causal neighbours (left, up, up-left, up-right) in 4 levels."""
+    """Sizes of the test images' bytes (pixel = byte/256) under zlib, bz2 and xz, the static
+    entropy of each pixel given its four causal neighbours (left, up, up-left, up-right) in 4 levels,
+    and what the page's coder (explorer_images) stores, frequency tables included."""
     pixels = np.clip(np.rint(images * 256), 0, 255).astype(np.uint8).reshape(-1, 28, 28)
     raw = pixels.tobytes()
     sizes = {
@@ -63,6 +65,11 @@ def image_coding(images: np.ndarray) -> None:
     counts = np.bincount(context.ravel() * 256 + pixels.ravel(), minlength=256 * 256).reshape(256, 256).astype(float)
     p = counts / np.maximum(counts.sum(1, keepdims=True), 1)
     sizes["context entropy"] = int(-(counts[counts > 0] * np.log2(p[counts > 0])).sum() / 8)
+    coded = encode_images(pixels.reshape(-1, 784))
+    tables = (coded.level_frequencies, coded.byte_frequencies)  # as the page holds them
+    sizes["the page's rANS"] = int(
+        2 * len(coded.words) + 8 * len(coded.states) + sum(t.size // 8 + 2 * int((t > 0).sum()) for t in tables)
+    )
     print(f"test images, {len(raw):,} bytes: " + ", ".join(f"{name} {size:,}" for name, size in sizes.items()))
 
 
