@@ -64,8 +64,9 @@ const readDecoder = () => data.decoder.map(layer => ({
   biases: floats(layer.biases),
 }));
 
-function readCodes() {   // explorer_codec.page_codes: each unit's lowest value plus its 16-bit level times its step
-  const low = floats(data.codes.low), step = floats(data.codes.step), levels = new Uint16Array(bytes(data.codes.levels).buffer);
+function readCodes() {   // explorer_codec.page_codes: a unit's lowest value plus its 16-bit level times its step
+  const low = floats(data.codes.low), step = floats(data.codes.step);
+  const levels = new Uint16Array(bytes(data.codes.levels).buffer);
   return Float32Array.from(levels, (level, i) => low[i % data.units] + level * step[i % data.units]);
 }
 
@@ -73,7 +74,8 @@ const SCALE_BITS = 14, SLOTS = 1 << 14, STATE_LOW = 1 << 16, LEVELS = data.image
 
 function frequencyModel(table, cols) {   // explorer.py's _table: the frequencies, their starts, each slot's symbol
   const present = bytes(table.present), values = new Uint16Array(bytes(table.values).buffer), rows = table.rows;
-  const frequencies = new Int32Array(rows * cols), starts = new Int32Array(rows * cols), symbols = new Uint8Array(rows * SLOTS);
+  const frequencies = new Int32Array(rows * cols), starts = new Int32Array(rows * cols);
+  const symbols = new Uint8Array(rows * SLOTS);
   for (let i = 0, v = 0, start = 0; i < rows * cols; i++) {
     if (i % cols === 0) start = 0;
     if (present[i >> 3] >> (7 - (i & 7)) & 1) frequencies[i] = values[v++];

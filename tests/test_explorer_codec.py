@@ -16,6 +16,8 @@ from autoencoder.explorer_codec import (
     decode_text,
     encode_text,
     gptq_round,
+    grid_codes,
+    page_codes,
     rice_decode,
     rice_encode,
     run_decoder,
@@ -34,6 +36,16 @@ def test_the_text_holds_any_bytes_in_characters_that_need_no_escape_in_a_page():
         count, _, body = text.partition(",")
         assert int(count) == len(data) and decode_text(text) == data
         assert all(0x100 <= ord(c) < 0xD800 for c in body) and len(body) == 3 * -(-8 * len(data) // 47)
+
+
+def test_codes_come_back_within_half_a_16_bit_step_of_their_units_range():
+    rng = np.random.default_rng(0)
+    codes = np.concatenate([rng.normal(0, 3, (500, 3)), np.full((500, 1), 0.25)], axis=1).astype(np.float32)
+    low, step, levels = grid_codes(codes)
+    back = page_codes(low, step, levels)
+    assert back.dtype == np.float32 and levels.dtype == np.uint16
+    assert (np.abs(back - codes) <= 0.5 * step * (1 + 1e-3)).all() and np.array_equal(back[:, 3], codes[:, 3])
+    assert np.allclose(step[:3], (codes[:, :3].max(0) - codes[:, :3].min(0)) / 65535)
 
 
 def test_the_rice_code_gives_back_every_integer_and_takes_near_their_entropy():
@@ -88,6 +100,15 @@ def test_the_compact_decoder_is_within_its_target_on_the_codes_it_checks_and_nea
     others = box_codes(codes, 1000, seed=2)
     for checked, bound in ((calibration_codes(codes), ERROR_TARGET), (others, 2 * ERROR_TARGET)):
         assert (run_decoder(rounded, checked) - run_decoder(_tensors(layers), checked)).abs().max() <= bound
+
+
+def test_from_the_codes_the_page_holds_the_compact_decoder_draws_the_exact_images_of_the_true_ones():
+    generator = torch.Generator().manual_seed(0)
+    layers = _random_layers([3, 40, 80, 784], generator)
+    codes = torch.randn(500, 3, generator=generator, dtype=torch.float64)
+    kept = codes + 0.0053  # far off for codes: 0.70/255 in the exact decoder's images alone
+    rounded = _tensors([(q * s.astype(np.float64)[:, None], b) for q, s, b in compact_decoder(layers, codes, kept)])
+    assert (run_decoder(rounded, kept) - run_decoder(_tensors(layers), codes)).abs().max() <= ERROR_TARGET
 
 
 def test_a_decoder_with_a_weight_that_is_not_finite_is_refused_at_once():
