@@ -42,6 +42,7 @@ function bytes(text) {   // explorer_codec.py's text: the byte count, a comma, 4
   return out;
 }
 const floats = text => new Float32Array(bytes(text).buffer);
+const bit = (packed, i) => packed[i >> 3] >> (7 - (i & 7)) & 1;   // NumPy's packbits order: first bit highest
 
 function riceDecode(layer) {   // explorer_codec.py's Rice code: each row's k, the unary parts, the low bits
   const k = bytes(layer.k), unary = bytes(layer.unary), low = bytes(layer.low);
@@ -50,9 +51,9 @@ function riceDecode(layer) {   // explorer_codec.py's Rice code: each row's k, t
   for (let r = 0, i = 0; r < layer.rows; r++) {
     for (const end = i + layer.cols; i < end; i++) {
       let zigzag = 0;
-      while (unary[u >> 3] >> (7 - (u & 7)) & 1) { zigzag++; u++; }
+      while (bit(unary, u)) { zigzag++; u++; }
       u++;   // the zero that ends the unary part
-      for (let b = 0; b < k[r]; b++, l++) zigzag = zigzag * 2 + (low[l >> 3] >> (7 - (l & 7)) & 1);
+      for (let b = 0; b < k[r]; b++, l++) zigzag = zigzag * 2 + bit(low, l);
       q[i] = zigzag % 2 ? -(zigzag + 1) / 2 : zigzag / 2;
     }
   }
@@ -72,13 +73,13 @@ function readCodes() {   // explorer_codec.page_codes: a unit's lowest value plu
 
 const SCALE_BITS = 14, SLOTS = 1 << 14, STATE_LOW = 1 << 16, LEVELS = data.images.levelEdges.length + 1;
 
-function frequencyModel(table, cols) {   // explorer.py's _table: the frequencies, their starts, each slot's symbol
+function frequencyModel(table, cols) {   // explorer_images.pack_table: frequencies, their starts, each slot's symbol
   const present = bytes(table.present), values = new Uint16Array(bytes(table.values).buffer), rows = table.rows;
   const frequencies = new Int32Array(rows * cols), starts = new Int32Array(rows * cols);
   const symbols = new Uint8Array(rows * SLOTS);
   for (let i = 0, v = 0, start = 0; i < rows * cols; i++) {
     if (i % cols === 0) start = 0;
-    if (present[i >> 3] >> (7 - (i & 7)) & 1) frequencies[i] = values[v++];
+    if (bit(present, i)) frequencies[i] = values[v++];
     starts[i] = start;
     symbols.fill(i % cols, (i / cols | 0) * SLOTS + start, (i / cols | 0) * SLOTS + start + frequencies[i]);
     start += frequencies[i];
@@ -113,7 +114,8 @@ function readImages() {   // explorer_images.py's rANS streams, decoded as decod
 }
 
 const codeOf = i => codes.subarray(i * data.units, (i + 1) * data.units);
-const imageOf = i => Array.from(images.subarray(i * PIXELS, (i + 1) * PIXELS), b => b / 256);
+const imageBytes = i => images.subarray(i * PIXELS, (i + 1) * PIXELS);
+const imageOf = i => Array.from(imageBytes(i), b => b / 256);
 const className = k => (data.legend === 'digit' ? 'digit ' : '') + data.classes[k];
 const caption = i => className(labels[i]);
 const format = code => Array.from(code, v => v.toPrecision(3)).join(', ');
@@ -801,7 +803,7 @@ let started;
 window.explorer = {
   ready: new Promise((resolve, reject) => { started = { resolve, reject }; }),
   decode: code => Array.from(decode(code)),
-  stored: i => ({ code: Array.from(codeOf(i)), image: Array.from(images.subarray(i * PIXELS, (i + 1) * PIXELS)) }),
+  stored: i => ({ code: Array.from(codeOf(i)), image: Array.from(imageBytes(i)) }),
   timeDecode(n) {   // the median time of n decodings of random codes, in ms
     const times = Array.from({ length: n }, () => {
       const code = ranges.map(([lo, hi]) => lo + Math.random() * (hi - lo)), start = performance.now();

@@ -23,7 +23,7 @@ from torch import nn
 from .analysis import KNN_NEIGHBOURS, KNN_TRAIN, code_quality, fit_pca
 from .device import decode_all
 from .explorer_codec import compact_decoder, encode_text, grid_codes, page_codes, rice_encode
-from .explorer_images import IMAGES_PER_STREAM, LEVEL_EDGES, encode_images
+from .explorer_images import IMAGES_PER_STREAM, LEVEL_EDGES, encode_images, pack_table
 from .files import write_text_atomic
 from .model import AutoEncoder
 from .recipes import image_sets
@@ -73,13 +73,9 @@ def _blob(data: bytes | np.ndarray) -> str:
 
 
 def _table(frequencies: np.ndarray) -> dict:
-    """A frequency table as a bit for each entry that is not 0, and those entries in 16 bits."""
-    present = frequencies > 0
-    return {
-        "rows": len(frequencies),
-        "present": _blob(np.packbits(present)),
-        "values": _blob(frequencies[present].astype("<u2")),
-    }
+    """A frequency table, packed by `pack_table`."""
+    present, values = pack_table(frequencies)
+    return {"rows": len(frequencies), "present": _blob(present), "values": _blob(values)}
 
 
 def _images_data(images: np.ndarray) -> dict:

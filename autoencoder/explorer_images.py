@@ -22,6 +22,8 @@ SCALE_BITS = 14  # the frequencies of each context add up to 2**14
 STATE_LOW = 1 << 16  # a state stays in [2**16, 2**32); 16 bits go out or come in at a time
 IMAGES_PER_STREAM = 16
 SIDE = 28
+# left, up, up-left and up-right, as (row, column) in an image padded by a row above and a column each side
+NEIGHBOURS = ((1, 0), (0, 1), (0, 0), (0, 2))
 
 
 @dataclass
@@ -35,16 +37,42 @@ class CodedImages:
     counts: np.ndarray  # uint32, the words of each stream
     words: np.ndarray  # uint16
 
+    def stored_bytes(self) -> int:
+        """The bytes the page holds: the tables as `pack_table` gives them, 4 + 4 a stream, 2 a word."""
+        packed = map(pack_table, (self.level_frequencies, self.byte_frequencies))
+        tables = sum(len(present) + 2 * len(values) for present, values in packed)
+        return tables + 8 * len(self.states) + 2 * len(self.words)
+
+
+def pack_table(frequencies: np.ndarray) -> tuple[bytes, np.ndarray]:
+    """A frequency table as a bit for each entry saying whether it is not 0, and those entries (uint16)."""
+    present = frequencies > 0
+    return np.packbits(present).tobytes(), frequencies[present].astype("<u2")
+
+
+def unpack_table(present: bytes, values: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """The frequencies (rows, cols) that `pack_table` packed."""
+    frequencies = np.zeros(rows * cols, np.int64)
+    frequencies[np.unpackbits(np.frombuffer(present, np.uint8))[: rows * cols] == 1] = values
+    return frequencies.reshape(rows, cols)
+
 
 def _levels(pixels: np.ndarray) -> np.ndarray:
     return np.asarray(np.digitize(pixels, LEVEL_EDGES), np.int64)
 
 
 def _neighbours(levels: np.ndarray) -> tuple[np.ndarray, ...]:
-    """The left, upper, upper-left and upper-right neighbours' levels of each pixel of (N, 28, 28)
-    images, 0 outside the image."""
+    """The NEIGHBOURS' levels of each pixel of (N, 28, 28) images, 0 outside the image."""
     padded = np.pad(levels, ((0, 0), (1, 0), (1, 1)))
-    return padded[:, 1:, :-2], padded[:, :-1, 1:-1], padded[:, :-1, :-2], padded[:, :-1, 2:]
+    return tuple(padded[:, row : row + SIDE, col : col + SIDE] for row, col in NEIGHBOURS)
+
+
+def _level_context(left: np.ndarray, up: np.ndarray, up_left: np.ndarray, up_right: np.ndarray) -> np.ndarray:
+    return np.asarray(((left * LEVELS + up) * LEVELS + up_left) * LEVELS + up_right)
+
+
+def _byte_context(level: np.ndarray, left: np.ndarray, up: np.ndarray) -> np.ndarray:
+    return np.asarray((level * LEVELS + left) * LEVELS + up)
 
 
 def _frequencies(contexts: np.ndarray, symbols: np.ndarray, rows: int, cols: int) -> np.ndarray:
@@ -78,9 +106,8 @@ def encode_images(pixels: np.ndarray) -> CodedImages:
     images = np.zeros((streams * IMAGES_PER_STREAM, SIDE, SIDE), np.int64)
     images[: len(pixels)] = pixels.reshape(-1, SIDE, SIDE)
     levels = _levels(images)
-    left, up, up_left, up_right = _neighbours(levels)
-    level_context = ((left * LEVELS + up) * LEVELS + up_left) * LEVELS + up_right
-    byte_context = (levels * LEVELS + left) * LEVELS + up
+    neighbours = _neighbours(levels)
+    level_context, byte_context = _level_context(*neighbours), _byte_context(levels, *neighbours[:2])
     level_freq = _frequencies(level_context, levels, LEVEL_CONTEXTS, LEVELS)
     byte_freq = _frequencies(byte_context, images, BYTE_CONTEXTS, 256)
     level_start, byte_start = _starts(level_freq), _starts(byte_freq)
@@ -127,17 +154,14 @@ def decode_images(coded: CodedImages, count: int) -> np.ndarray:
     streams = len(coded.states)
     x, words = coded.states.astype(np.int64), np.append(coded.words.astype(np.int64), 0)
     at = np.cumsum(coded.counts.astype(np.int64)) - coded.counts
-    levels = np.zeros((streams, IMAGES_PER_STREAM, SIDE + 1, SIDE + 2), np.int64)  # padded as `_neighbours`
+    levels = np.zeros((streams, IMAGES_PER_STREAM, SIDE + 1, SIDE + 2), np.int64)  # padded as NEIGHBOURS say
     images = np.zeros((streams, IMAGES_PER_STREAM, SIDE, SIDE), np.int64)
     everywhere = np.ones(streams, bool)
     for t in range(IMAGES_PER_STREAM * SIDE * SIDE):
         image, row, col = t // (SIDE * SIDE), t // SIDE % SIDE, t % SIDE
-        left, up, up_left, up_right = (
-            levels[:, image, row + dr, col + dc] for dr, dc in ((1, 0), (0, 1), (0, 0), (0, 2))
-        )
-        level_context = ((left * LEVELS + up) * LEVELS + up_left) * LEVELS + up_right
-        level, x, at = _pop(x, level_model, level_context, words, at, everywhere)
-        byte_context = (level * LEVELS + left) * LEVELS + up
+        neighbours = [levels[:, image, row + dr, col + dc] for dr, dc in NEIGHBOURS]
+        level, x, at = _pop(x, level_model, _level_context(*neighbours), words, at, everywhere)
+        byte_context = _byte_context(level, *neighbours[:2])
         images[:, image, row, col], x, at = _pop(x, byte_model, byte_context, words, at, level > 0)
         levels[:, image, row + 1, col + 1] = level
     return images.reshape(-1, SIDE * SIDE)[:count].astype(np.uint8)

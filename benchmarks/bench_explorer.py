@@ -2,8 +2,8 @@
 
     python benchmarks/bench_explorer.py output/3D_explorer.html output/4x4_explorer.html
 
-For each page: its bytes and where they go, the time until it is ready (from the start of navigation: reading the
-file, inflating its data, the first drawing), and the in-page decoder's time for one code (median
+For each page: its bytes and where they go, the time until it is ready (from the start of
+navigation: reading the file, decoding its data, the first drawing), and the in-page decoder's time for one code (median
 of 31), over --repeats fresh loads. Timings are reported, never asserted. `Browser`, the small
 DevTools-protocol driver used here, is also what tests/test_explorer.py drives the page with.
 """

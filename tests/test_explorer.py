@@ -28,7 +28,7 @@ from autoencoder.datasets import Splits, dataset_spec
 from autoencoder.device import decode_all, encode_all, reconstruction_mse
 from autoencoder.explorer import fold_decoder, write_explorer
 from autoencoder.explorer_codec import box_codes, decode_text, page_codes, rice_decode, run_decoder
-from autoencoder.explorer_images import CodedImages, decode_images
+from autoencoder.explorer_images import CodedImages, decode_images, unpack_table
 from autoencoder.files import OutputPaths
 from autoencoder.model import AutoEncoder, load_model
 from autoencoder.sources import load_dataset
@@ -134,11 +134,7 @@ def test_the_page_is_one_file_that_asks_for_nothing_outside_it_and_ships_no_self
 
 
 def page_table(table: dict, cols: int) -> np.ndarray:
-    """A frequency table as the page has it: a bit for each entry that is not 0, those entries in 16 bits."""
-    present = np.unpackbits(np.frombuffer(decode_text(table["present"]), np.uint8))[: table["rows"] * cols] == 1
-    frequencies = np.zeros(table["rows"] * cols, np.int64)
-    frequencies[present] = page_array(table, "values", "<u2")
-    return frequencies.reshape(table["rows"], cols)
+    return unpack_table(decode_text(table["present"]), page_array(table, "values", "<u2"), table["rows"], cols)
 
 
 def page_images(data: dict) -> np.ndarray:
